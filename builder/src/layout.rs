@@ -1,0 +1,198 @@
+//! The tree an extension image will contain, before it is written in any format.
+//!
+//! Both writers (squashfs through backhand, erofs through mkfs.erofs) take the same layout,
+//! so a spec means the same image whatever the format.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::arch::Arch;
+use crate::errors::BuildError;
+use crate::spec::Spec;
+
+/// Where a file's bytes come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Inline(Vec<u8>),
+    Host(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Node {
+    Dir { mode: u16 },
+    File { content: Content, mode: u16 },
+    Symlink { target: String },
+}
+
+/// Paths relative to the image root (`usr/bin/x`), in sorted order, parents before children.
+#[derive(Debug, Default, Clone)]
+pub struct Layout {
+    pub nodes: BTreeMap<String, Node>,
+}
+
+impl Layout {
+    /// Adds a node, creating missing parent directories with mode 0755.
+    pub fn insert(&mut self, path: &str, node: Node) -> Result<(), BuildError> {
+        let rel = path.trim_start_matches('/').to_string();
+        let mut parent = String::new();
+        let comps: Vec<&str> = rel.split('/').collect();
+        for c in &comps[..comps.len().saturating_sub(1)] {
+            if !parent.is_empty() {
+                parent.push('/');
+            }
+            parent.push_str(c);
+            match self.nodes.get(&parent) {
+                None => {
+                    self.nodes.insert(parent.clone(), Node::Dir { mode: 0o755 });
+                }
+                Some(Node::Dir { .. }) => {}
+                Some(_) => {
+                    return Err(BuildError::Spec(format!(
+                        "/{rel}: parent /{parent} is not a directory"
+                    )));
+                }
+            }
+        }
+        match (self.nodes.get(&rel), &node) {
+            (Some(Node::Dir { .. }), Node::Dir { .. }) => {}
+            (Some(_), _) => return Err(BuildError::Spec(format!("/{rel} is given twice"))),
+            (None, _) => {}
+        }
+        self.nodes.insert(rel, node);
+        Ok(())
+    }
+
+    /// Builds the layout for `spec` on `arch`, fetching Debian files as needed.
+    pub fn from_spec(spec: &Spec, spec_dir: &Path, arch: Arch) -> Result<Layout, BuildError> {
+        let mut l = Layout::default();
+        for d in &spec.dirs {
+            l.insert(&d.path, Node::Dir { mode: d.mode })?;
+        }
+        for f in &spec.files {
+            let content = if let Some(t) = &f.text {
+                Content::Inline(t.as_bytes().to_vec())
+            } else if let Some(p) = &f.from {
+                let p = spec_dir.join(p);
+                if !p.is_file() {
+                    return Err(BuildError::Spec(format!(
+                        "[[file]] {}: source {} is not a readable file",
+                        f.path,
+                        p.display()
+                    )));
+                }
+                Content::Host(p)
+            } else if let Some(deb) = &f.deb {
+                let deb_arch = deb
+                    .arch
+                    .as_deref()
+                    .and_then(|a| a.parse().ok())
+                    .unwrap_or(arch);
+                let root = crate::deb::unpacked(&deb.package, deb_arch)?;
+                let p = root.join(deb.path.trim_start_matches('/'));
+                if !p.is_file() {
+                    return Err(BuildError::Spec(format!(
+                        "[[file]] {}: package {} has no file {}",
+                        f.path, deb.package, deb.path
+                    )));
+                }
+                Content::Host(p)
+            } else {
+                unreachable!("Spec::validate guarantees one source per file")
+            };
+            l.insert(
+                &f.path,
+                Node::File {
+                    content,
+                    mode: f.mode,
+                },
+            )?;
+        }
+        for s in &spec.symlinks {
+            l.insert(
+                &s.path,
+                Node::Symlink {
+                    target: s.target.clone(),
+                },
+            )?;
+        }
+        for u in &spec.units {
+            let dir = u.dir.trim_end_matches('/');
+            l.insert(
+                &format!("{dir}/{}", u.name),
+                Node::File {
+                    content: Content::Inline(u.text.as_bytes().to_vec()),
+                    mode: 0o644,
+                },
+            )?;
+            for t in &u.wanted_by {
+                l.insert(
+                    &format!("{dir}/{t}.wants/{}", u.name),
+                    Node::Symlink {
+                        target: format!("../{}", u.name),
+                    },
+                )?;
+            }
+            for t in &u.upheld_by {
+                let stem = u.name.rsplit_once('.').map_or(u.name.as_str(), |(s, _)| s);
+                l.insert(
+                    &format!("{dir}/{t}.d/10-{stem}.conf"),
+                    Node::File {
+                        content: Content::Inline(
+                            format!("[Unit]\nUpholds={}\n", u.name).into_bytes(),
+                        ),
+                        mode: 0o644,
+                    },
+                )?;
+            }
+        }
+        let release_name = spec.release_name.as_deref().unwrap_or(&spec.name);
+        l.insert(
+            &format!("usr/lib/extension-release.d/extension-release.{release_name}"),
+            Node::File {
+                content: Content::Inline(release_file(spec, arch).into_bytes()),
+                mode: 0o644,
+            },
+        )?;
+        Ok(l)
+    }
+}
+
+/// Renders extension-release the way the bakery's `_create_metadata` does, plus any extra
+/// fields the spec sets. `ID` comes first, then the matching keys, then the rest sorted.
+pub fn release_file(spec: &Spec, arch: Arch) -> String {
+    let mut fields = spec.release.clone();
+    fields.entry("ID".into()).or_insert_with(|| "_any".into());
+    fields
+        .entry("ARCHITECTURE".into())
+        .or_insert_with(|| arch.systemd_name().into());
+    if spec.reload_manager {
+        fields
+            .entry("EXTENSION_RELOAD_MANAGER".into())
+            .or_insert_with(|| "1".into());
+    }
+    const FIRST: [&str; 6] = [
+        "ID",
+        "VERSION_ID",
+        "SYSEXT_LEVEL",
+        "ARCHITECTURE",
+        "SYSEXT_SCOPE",
+        "EXTENSION_RELOAD_MANAGER",
+    ];
+    let mut out = String::new();
+    let mut emit = |k: &str, v: &str| {
+        if !v.is_empty() {
+            out.push_str(&format!("{k}={v}\n"));
+        }
+    };
+    for k in FIRST {
+        if let Some(v) = fields.get(k) {
+            emit(k, v);
+        }
+    }
+    for (k, v) in &fields {
+        if !FIRST.contains(&k.as_str()) {
+            emit(k, v);
+        }
+    }
+    out
+}

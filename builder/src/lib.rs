@@ -1,0 +1,26 @@
+//! Makes and reads what systemd system extensions are made of: images (squashfs, erofs),
+//! extension-release files, `SHA256SUMS` manifests and sysupdate transfer files.
+//!
+//! Nothing here boots a VM; the harness crate does that. Everything input-driven returns a
+//! typed error from [`errors`].
+
+pub mod arch;
+pub mod atomic;
+pub mod build;
+pub mod cache;
+pub mod deb;
+pub mod elf;
+pub mod errors;
+pub mod layout;
+pub mod osrelease;
+pub mod pattern;
+pub mod sha256sums;
+pub mod spec;
+pub mod transfer;
+pub mod unitfile;
+pub mod version;
+pub mod write_erofs;
+pub mod write_squashfs;
+
+pub use arch::Arch;
+pub use errors::{BuildError, ImageError};

@@ -1,0 +1,232 @@
+//! systemd-sysupdate `MatchPattern=` strings: validation and matching.
+//!
+//! sysupdate 257 accepts some invalid patterns at parse time and then fails every verb at
+//! match time (forbidden literal characters, rule K11), and silently skips files whose `@v`
+//! capture is not a valid version (K12). Both are invisible until an update never happens,
+//! so we check patterns and predict matches statically.
+
+use crate::version;
+
+/// One piece of a pattern: literal text or an `@x` wildcard.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Element {
+    Literal(String),
+    Wildcard(char),
+}
+
+const WILDCARDS: &str = "vufagrtmsdlh";
+const FORBIDDEN_LITERAL: &str = "$*?[]!\\|";
+
+/// Why a pattern would be refused, in sysupdate's terms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    #[error("pattern has no @v version wildcard")]
+    NoVersion,
+    #[error("wildcard @{0} appears more than once")]
+    Repeated(char),
+    #[error("wildcards @{0} and @{1} follow each other with no literal text between them")]
+    Adjacent(char, char),
+    #[error("unknown wildcard @{0} (known: @v @u @f @a @g @r @t @m @s @d @l @h, and @@ for '@')")]
+    Unknown(char),
+    #[error("pattern ends with a lone '@'")]
+    TrailingAt,
+    #[error(
+        "literal character '{0}' is not allowed; sysupdate 257 accepts the file but then fails every verb with \"Failed to match pattern: Invalid request code\""
+    )]
+    ForbiddenChar(char),
+    #[error("specifier %{0} cannot be expanded here")]
+    Specifier(char),
+}
+
+/// Expands `%` specifiers that a transfer file may use; `%a` is the host architecture.
+///
+/// Specifiers we cannot know statically (`%A`, `%w`, `%m`, ...) are refused, since sysupdate
+/// drops the whole setting when it cannot expand one.
+pub fn expand_specifiers(value: &str, arch: &str) -> Result<String, PatternError> {
+    let mut out = String::with_capacity(value.len());
+    let mut chars = value.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('%') => out.push('%'),
+            Some('a') => out.push_str(arch),
+            Some(other) => return Err(PatternError::Specifier(other)),
+            None => return Err(PatternError::Specifier(' ')),
+        }
+    }
+    Ok(out)
+}
+
+/// Splits a pattern into elements and checks it the way sysupdate should (K10, K11).
+pub fn parse(pattern: &str) -> Result<Vec<Element>, PatternError> {
+    let mut elements: Vec<Element> = Vec::new();
+    let mut literal = String::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        if c != '@' {
+            if FORBIDDEN_LITERAL.contains(c) || !(c.is_ascii_graphic() || c == ' ') {
+                return Err(PatternError::ForbiddenChar(c));
+            }
+            literal.push(c);
+            continue;
+        }
+        match chars.next() {
+            None => return Err(PatternError::TrailingAt),
+            Some('@') => literal.push('@'),
+            Some(w) if WILDCARDS.contains(w) => {
+                if !literal.is_empty() {
+                    elements.push(Element::Literal(std::mem::take(&mut literal)));
+                }
+                if let Some(Element::Wildcard(prev)) = elements.last() {
+                    return Err(PatternError::Adjacent(*prev, w));
+                }
+                if elements.contains(&Element::Wildcard(w)) {
+                    return Err(PatternError::Repeated(w));
+                }
+                elements.push(Element::Wildcard(w));
+            }
+            Some(other) => return Err(PatternError::Unknown(other)),
+        }
+    }
+    if !literal.is_empty() {
+        elements.push(Element::Literal(literal));
+    }
+    if !elements.contains(&Element::Wildcard('v')) {
+        return Err(PatternError::NoVersion);
+    }
+    Ok(elements)
+}
+
+/// What matching a file name against a pattern gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Match {
+    /// The name matches and this is the version sysupdate would see.
+    Version(String),
+    /// The name has the pattern's shape but the `@v` capture is not a valid sysupdate
+    /// version, so sysupdate silently ignores the file.
+    InvalidVersion(String),
+    NoMatch,
+}
+
+/// Matches `name` the way sysupdate's pattern_match does: each wildcard captures up to the
+/// first occurrence of the literal that follows it.
+pub fn match_name(elements: &[Element], name: &str) -> Match {
+    let mut rest = name;
+    let mut version = None;
+    for (i, el) in elements.iter().enumerate() {
+        match el {
+            Element::Literal(lit) => match rest.strip_prefix(lit.as_str()) {
+                Some(r) => rest = r,
+                None => return Match::NoMatch,
+            },
+            Element::Wildcard(w) => {
+                let capture = match elements.get(i + 1) {
+                    Some(Element::Literal(next)) => match rest.find(next.as_str()) {
+                        Some(pos) => &rest[..pos],
+                        None => return Match::NoMatch,
+                    },
+                    _ => rest,
+                };
+                if capture.is_empty() {
+                    return Match::NoMatch;
+                }
+                if !wildcard_accepts(*w, capture) {
+                    if *w == 'v' {
+                        version = Some(Err(capture.to_string()));
+                        rest = &rest[capture.len()..];
+                        continue;
+                    }
+                    return Match::NoMatch;
+                }
+                if *w == 'v' {
+                    version = Some(Ok(capture.to_string()));
+                }
+                rest = &rest[capture.len()..];
+            }
+        }
+    }
+    if !rest.is_empty() {
+        return Match::NoMatch;
+    }
+    match version {
+        Some(Ok(v)) => Match::Version(v),
+        Some(Err(v)) => Match::InvalidVersion(v),
+        None => Match::NoMatch,
+    }
+}
+
+fn wildcard_accepts(w: char, s: &str) -> bool {
+    match w {
+        'v' => version::sysupdate_version_is_valid(s),
+        'a' | 'g' | 'r' => s == "0" || s == "1",
+        'f' => s.bytes().all(|b| b.is_ascii_hexdigit()),
+        't' | 's' | 'd' | 'l' => s.bytes().all(|b| b.is_ascii_digit()),
+        'm' => s.bytes().all(|b| (b'0'..=b'7').contains(&b)),
+        'h' => s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()),
+        'u' => s.len() == 36,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rstest::rstest;
+
+    #[rstest]
+    #[case("docker-@v-x86-64.raw", "docker-28.0.4-x86-64.raw", Match::Version("28.0.4".into()))]
+    #[case("kubernetes-v1.32.@v-arm64.raw", "kubernetes-v1.32.2-arm64.raw", Match::Version("2".into()))]
+    #[case("k3s-@v-x86-64.raw", "k3s-v1.32.2+k3s1-x86-64.raw", Match::Version("v1.32.2+k3s1".into()))]
+    #[case("app_@v.raw", "app_2.0~rc1.raw", Match::InvalidVersion("2.0~rc1".into()))]
+    #[case("app_@v.raw", "app_1.5^post1.raw", Match::InvalidVersion("1.5^post1".into()))]
+    #[case("docker-@v-x86-64.raw", "docker-28.0.4-arm64.raw", Match::NoMatch)]
+    #[case("docker-@v-x86-64.raw", "containerd-1-x86-64.raw", Match::NoMatch)]
+    fn matches_like_sysupdate(#[case] pattern: &str, #[case] name: &str, #[case] expected: Match) {
+        let els = parse(pattern).unwrap();
+        assert_eq!(match_name(&els, name), expected);
+    }
+
+    #[test]
+    fn capture_runs_to_first_occurrence_of_the_whole_next_literal() {
+        let els = parse("x-@v-x86-64.raw").unwrap();
+        assert_eq!(
+            match_name(&els, "x-1.0-rc1-x86-64.raw"),
+            Match::Version("1.0-rc1".into())
+        );
+        let els = parse("x_@v_@a.raw").unwrap();
+        assert_eq!(match_name(&els, "x_1_2_1.raw"), Match::NoMatch);
+    }
+
+    #[rstest]
+    #[case("docker.raw", PatternError::NoVersion)]
+    #[case("a-@v-@v.raw", PatternError::Repeated('v'))]
+    #[case("a-@v@s.raw", PatternError::Adjacent('v', 's'))]
+    #[case("a-@v-@x.raw", PatternError::Unknown('x'))]
+    #[case("a-@v.raw@", PatternError::TrailingAt)]
+    #[case("a-@v-*.raw", PatternError::ForbiddenChar('*'))]
+    #[case("a|b-@v.raw", PatternError::ForbiddenChar('|'))]
+    fn refuses_invalid_patterns(#[case] pattern: &str, #[case] expected: PatternError) {
+        assert_eq!(parse(pattern), Err(expected));
+    }
+
+    #[test]
+    fn at_at_is_a_literal_at() {
+        let els = parse("a@@b-@v.raw").unwrap();
+        assert_eq!(match_name(&els, "a@b-1.raw"), Match::Version("1".into()));
+    }
+
+    #[rstest]
+    #[case("docker-@v-%a.raw", "x86-64", Ok("docker-@v-x86-64.raw".to_string()))]
+    #[case("100%%-@v", "arm64", Ok("100%-@v".to_string()))]
+    #[case("x-@v-%w.raw", "arm64", Err(PatternError::Specifier('w')))]
+    fn expands_arch_specifier(
+        #[case] input: &str,
+        #[case] arch: &str,
+        #[case] expected: Result<String, PatternError>,
+    ) {
+        assert_eq!(expand_specifiers(input, arch), expected);
+    }
+}

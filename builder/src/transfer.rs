@@ -1,0 +1,55 @@
+//! The sysupdate transfer file the bakery ships beside every release (`NAME.conf`).
+
+/// Where the bakery's redirector serves releases; a transfer's `Source Path` is under it.
+pub const BAKERY_HUB: &str = "https://extensions.flatcar.org/extensions";
+
+/// Renders the bakery's transfer for extension `name` (lib/sysupdate.conf.tmpl), with the
+/// `[Target] MatchPattern` spelled out: sysupdate would copy it from `[Source]` anyway, and
+/// being explicit avoids its "Assuming same value" notice.
+///
+/// `hub` is the URL the per-extension directory lives under (the bakery hub, or a mirror).
+pub fn render_bakery(name: &str, hub: &str) -> String {
+    let hub = hub.trim_end_matches('/');
+    format!(
+        "[Transfer]\n\
+         Verify=false\n\
+         \n\
+         [Source]\n\
+         Type=url-file\n\
+         Path={hub}/{name}/\n\
+         MatchPattern={name}-@v-%a.raw\n\
+         \n\
+         [Target]\n\
+         InstancesMax=3\n\
+         Type=regular-file\n\
+         Path=/opt/extensions/{name}\n\
+         MatchPattern={name}-@v-%a.raw\n\
+         CurrentSymlink=/etc/extensions/{name}.raw\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::unitfile::IniFile;
+
+    #[test]
+    fn bakery_transfer_has_the_documented_keys() {
+        let f = IniFile::parse(&render_bakery("docker", BAKERY_HUB));
+        assert!(f.issues.is_empty());
+        let get = |s: &str, k: &str| f.get(s, k).map(|a| a.value.as_str());
+        assert_eq!(get("Transfer", "Verify"), Some("false"));
+        assert_eq!(get("Source", "Type"), Some("url-file"));
+        assert_eq!(
+            get("Source", "Path"),
+            Some("https://extensions.flatcar.org/extensions/docker/")
+        );
+        assert_eq!(get("Source", "MatchPattern"), Some("docker-@v-%a.raw"));
+        assert_eq!(get("Target", "Path"), Some("/opt/extensions/docker"));
+        assert_eq!(
+            get("Target", "CurrentSymlink"),
+            Some("/etc/extensions/docker.raw")
+        );
+        assert_eq!(get("Target", "InstancesMax"), Some("3"));
+    }
+}
