@@ -10,6 +10,7 @@ pub mod build;
 pub mod cache;
 pub mod deb;
 pub mod elf;
+pub mod image;
 pub mod errors;
 pub mod layout;
 pub mod osrelease;

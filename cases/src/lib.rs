@@ -1,1 +1,6 @@
+//! The sysext conformance suite: static checks of images against the Extension Image
+//! rules ([`lint`]), the fixtures that exercise them, and the `sysext-test` command line.
 
+pub mod fixtures;
+pub mod lint;
+pub mod report;

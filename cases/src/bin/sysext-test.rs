@@ -1,1 +1,209 @@
-fn main() {}
+//! `sysext-test`: build extension images and check them against the Extension Image rules.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use sysext_builder::build::{self, Format};
+use sysext_builder::spec::Compression;
+use sysext_builder::{Arch, BuildError};
+use sysext_cases::lint::{self, LintError, Linter, TargetKind};
+use sysext_cases::report;
+
+#[derive(Parser)]
+#[command(
+    name = "sysext-test",
+    version,
+    about = "Build systemd system extensions and check them before they ship",
+    long_about = "Build systemd system extensions (sysexts) the way the Flatcar sysext bakery publishes them, and check \
+                  images against the Extension Image rules before any host tries to merge them.\n\n\
+                  Exit status: 0 clean, 1 findings of severity error, 2 usage or I/O problems.",
+    after_help = "Examples:\n  sysext-test build fixtures/extensions/busybox.toml -o out/\n  sysext-test lint out/\n  sysext-test lint --format json docker-28.0.4-x86-64.raw"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build NAME-VERSION-ARCH.raw, SHA256SUMS and NAME.conf from an extension spec (TOML).
+    #[command(after_help = "The output directory is a bakery-style release directory: building the same spec for \
+                            x86-64 and arm64 into one directory gives one SHA256SUMS with both images.")]
+    Build {
+        /// The extension spec, e.g. fixtures/extensions/busybox.toml.
+        spec: PathBuf,
+        /// Output directory (created if missing).
+        #[arg(short, long, default_value = ".")]
+        output: PathBuf,
+        /// Architecture to build for (systemd's names); defaults to the spec's, else x86-64.
+        #[arg(long, value_parser = parse_arch)]
+        arch: Option<Arch>,
+        /// Image format.
+        #[arg(long, value_enum, default_value_t = FormatArg::Squashfs)]
+        format: FormatArg,
+        /// squashfs compression; defaults to the spec's, else gzip (mksquashfs's default).
+        #[arg(long, value_enum)]
+        compression: Option<CompressionArg>,
+        /// URL the transfer file's Source Path points under (default: the bakery hub).
+        #[arg(long)]
+        hub: Option<String>,
+    },
+    /// Check images, directory images or release directories against the Extension Image rules.
+    #[command(after_help = "A release directory (holding *.raw and SHA256SUMS) is checked as a whole: each image, \
+                            SHA256SUMS against the files, and each transfer file against the published names.")]
+    Lint {
+        /// Images (.raw), directory images, or bakery release directories.
+        #[arg(required_unless_present = "list_rules")]
+        paths: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+        /// The OS the images will be merged on.
+        #[arg(long, value_enum, default_value_t = TargetArg::Flatcar)]
+        target: TargetArg,
+        /// Match extension-release against this os-release instead of the target's built-in one.
+        #[arg(long, value_name = "FILE")]
+        host_os_release: Option<PathBuf>,
+        /// The architecture the images are for (default: from each file name, if bakery-style).
+        #[arg(long, value_parser = parse_arch)]
+        arch: Option<Arch>,
+        /// List every rule with its id, severity and summary, then exit.
+        #[arg(long)]
+        list_rules: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Squashfs,
+    Erofs,
+}
+#[derive(Clone, Copy, ValueEnum)]
+enum CompressionArg {
+    Gzip,
+    Xz,
+    Zstd,
+}
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum OutputFormat {
+    Human,
+    Json,
+}
+#[derive(Clone, Copy, ValueEnum)]
+enum TargetArg {
+    Flatcar,
+    Generic,
+}
+
+fn parse_arch(s: &str) -> Result<Arch, String> {
+    s.parse().map_err(|e: sysext_builder::arch::UnknownArch| e.to_string())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build { spec, output, arch, format, compression, hub } => run_build(spec, output, arch, format, compression, hub),
+        Command::Lint { paths, format, target, host_os_release, arch, list_rules } => {
+            run_lint(paths, format, target, host_os_release, arch, list_rules)
+        }
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sysext-test: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_build(
+    spec: PathBuf,
+    output: PathBuf,
+    arch: Option<Arch>,
+    format: FormatArg,
+    compression: Option<CompressionArg>,
+    hub: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let opts = build::Options {
+        arch,
+        format: match format {
+            FormatArg::Squashfs => Format::Squashfs,
+            FormatArg::Erofs => Format::Erofs,
+        },
+        compression: compression.map(|c| match c {
+            CompressionArg::Gzip => Compression::Gzip,
+            CompressionArg::Xz => Compression::Xz,
+            CompressionArg::Zstd => Compression::Zstd,
+        }),
+        hub,
+    };
+    eprintln!("building {} ...", spec.display());
+    let start = std::time::Instant::now();
+    match build::build(&spec, &output, &opts) {
+        Ok(out) => {
+            println!("{}  {}", out.sha256, out.image.display());
+            eprintln!(
+                "built {} for {} in {:.1}s; updated {} and {}",
+                out.image.display(),
+                out.arch,
+                start.elapsed().as_secs_f64(),
+                out.sha256sums.display(),
+                out.transfer.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e @ BuildError::SpecFile { .. }) | Err(e @ BuildError::Spec(_)) => Err(anyhow::anyhow!("{e}")),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("building {}", spec.display()))),
+    }
+}
+
+fn run_lint(
+    paths: Vec<PathBuf>,
+    format: OutputFormat,
+    target: TargetArg,
+    host_os_release: Option<PathBuf>,
+    arch: Option<Arch>,
+    list_rules: bool,
+) -> anyhow::Result<ExitCode> {
+    if list_rules {
+        let mut out = std::io::stdout().lock();
+        for r in lint::rules::all() {
+            writeln!(out, "{:<36} {:<7} {}  [{}]", r.id, r.severity.as_str(), r.summary, r.reference)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let host = match &host_os_release {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read the host os-release", p.display()))?;
+            Some(sysext_builder::osrelease::OsRelease::parse(&text).0)
+        }
+        None => None,
+    };
+    let linter = Linter::new(lint::Options {
+        target: match target {
+            TargetArg::Flatcar => TargetKind::Flatcar,
+            TargetArg::Generic => TargetKind::Generic,
+        },
+        host_os_release: host,
+        arch,
+    });
+    let mut reports = Vec::new();
+    for p in &paths {
+        match linter.lint_path(p) {
+            Ok(r) => reports.extend(r),
+            Err(LintError::Io { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::bail!("{}: no such file or directory; pass an image (.raw), a directory image or a release directory", path.display())
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Json => report::json(&mut out, &reports)?,
+        OutputFormat::Human => report::human(&mut out, &reports, std::io::stdout().is_terminal())?,
+    }
+    let summary = report::summarize(&reports);
+    Ok(if summary.errors > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}

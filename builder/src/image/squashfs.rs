@@ -1,0 +1,259 @@
+//! squashfs images: backhand parses the superblock, inode and directory tables; file data
+//! and xattrs are read here, block by block, on demand.
+//!
+//! backhand's own file reader is sequential and caches every fragment block it ever
+//! decompresses, which on a 300 MB image would cost more memory than the whole lint budget.
+//! Reading blocks ourselves gives random access (an ELF's dynamic section without its text)
+//! and a small bounded fragment cache.
+
+use std::fs::File;
+use std::io::{self, BufReader};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
+use backhand::{InnerNode, Squashfs, SquashfsFileReader};
+
+use super::squashfs_xattr::XattrTable;
+use super::{Entry, Kind, Tree};
+use crate::elf::ReadAt;
+use crate::errors::ImageError;
+
+const NO_FRAGMENT: u32 = 0xffff_ffff;
+const FRAGMENT_CACHE: usize = 8;
+
+/// Where one regular file's data lives.
+struct FileData {
+    blocks_start: u64,
+    /// Raw on-disk sizes with the "stored uncompressed" bit (1 << 24), as in the inode.
+    block_sizes: Vec<(u32, bool)>,
+    fragment: Option<(u32, u32)>,
+    size: u64,
+    xattr_index: Option<u32>,
+}
+
+pub(crate) struct SquashTree {
+    file: File,
+    compressor: Compressor,
+    block_size: u32,
+    fragments: Vec<(u64, u32, bool)>,
+    entries: Vec<Entry>,
+    data: Vec<Option<FileData>>,
+    xattrs: Option<XattrTable>,
+    fragment_cache: Mutex<Vec<(u64, Arc<Vec<u8>>)>>,
+}
+
+impl SquashTree {
+    pub fn open(path: &Path) -> Result<SquashTree, ImageError> {
+        let corrupt = |detail: String| ImageError::Corrupt { path: path.to_path_buf(), format: "squashfs", detail };
+        let io = |source| ImageError::Io { path: path.to_path_buf(), source };
+        let file = File::open(path).map_err(io)?;
+        let reader = BufReader::with_capacity(64 * 1024, file.try_clone().map_err(io)?);
+        let sq = Squashfs::from_reader(reader).map_err(|e| corrupt(e.to_string()))?;
+        let sb = sq.superblock;
+        let compressor = sb.compressor;
+        let xattr_start = sb.xattr_table;
+        let fs = sq.into_filesystem_reader().map_err(|e| corrupt(e.to_string()))?;
+        let fragments = fs
+            .fragments
+            .as_ref()
+            .map(|f| f.iter().map(|fr| (fr.start, fr.size.size(), fr.size.uncompressed())).collect())
+            .unwrap_or_default();
+        let mut entries = Vec::with_capacity(fs.root.nodes.len());
+        let mut data = Vec::with_capacity(fs.root.nodes.len());
+        for node in fs.files() {
+            let path = node.fullpath.to_string_lossy().trim_start_matches('/').to_string();
+            let h = &node.header;
+            let (kind, size, fd) = match &node.inner {
+                InnerNode::Dir(_) => (Kind::Dir, 0, None),
+                InnerNode::File(f) => {
+                    let fd = file_data(f);
+                    (Kind::File, fd.size, Some(fd))
+                }
+                InnerNode::Symlink(s) => {
+                    let t = s.link.to_string_lossy().into_owned();
+                    let len = t.len() as u64;
+                    (Kind::Symlink(t), len, None)
+                }
+                InnerNode::CharacterDevice(d) => {
+                    let (major, minor) = split_dev(d.device_number);
+                    (Kind::CharDevice { major, minor }, 0, None)
+                }
+                InnerNode::BlockDevice(_) => (Kind::BlockDevice, 0, None),
+                InnerNode::NamedPipe => (Kind::Fifo, 0, None),
+                InnerNode::Socket => (Kind::Socket, 0, None),
+            };
+            entries.push(Entry { path, kind, mode: h.permissions & 0o7777, uid: h.uid, gid: h.gid, size });
+            data.push(fd);
+        }
+        drop(fs);
+        let xattrs = if xattr_start == u64::MAX {
+            None
+        } else {
+            Some(XattrTable::load(&file, xattr_start, compressor).map_err(|e| corrupt(format!("xattr table: {e}")))?)
+        };
+        Ok(SquashTree {
+            file,
+            compressor,
+            block_size: sb.block_size,
+            fragments,
+            entries,
+            data,
+            xattrs,
+            fragment_cache: Mutex::new(Vec::new()),
+        })
+    }
+
+    fn decompress(&self, offset: u64, size: u32, uncompressed: bool) -> io::Result<Vec<u8>> {
+        if size > self.block_size.max(1 << 20) {
+            return Err(corrupt_io("block larger than the block size"));
+        }
+        let mut raw = vec![0u8; size as usize];
+        self.file.read_exact_at(&mut raw, offset)?;
+        if uncompressed {
+            return Ok(raw);
+        }
+        let mut out = Vec::with_capacity(self.block_size as usize);
+        DefaultCompressor
+            .decompress(&raw, &mut out, self.compressor)
+            .map_err(|e| corrupt_io(&format!("decompressing block at {offset}: {e}")))?;
+        Ok(out)
+    }
+
+    fn fragment(&self, index: u32) -> io::Result<Arc<Vec<u8>>> {
+        let (start, size, uncompressed) =
+            *self.fragments.get(index as usize).ok_or_else(|| corrupt_io("fragment index out of range"))?;
+        {
+            let mut cache = self.fragment_cache.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(pos) = cache.iter().position(|(s, _)| *s == start) {
+                let hit = cache.remove(pos);
+                let bytes = hit.1.clone();
+                cache.push(hit);
+                return Ok(bytes);
+            }
+        }
+        let bytes = Arc::new(self.decompress(start, size, uncompressed)?);
+        let mut cache = self.fragment_cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= FRAGMENT_CACHE {
+            cache.remove(0);
+        }
+        cache.push((start, bytes.clone()));
+        Ok(bytes)
+    }
+}
+
+fn file_data(f: &SquashfsFileReader) -> FileData {
+    let (frag, offset, xattr) = match f {
+        SquashfsFileReader::Basic(b) => (b.frag_index, b.block_offset, None),
+        SquashfsFileReader::Extended(e) => {
+            (e.frag_index, e.block_offset, (e.xattr_index != NO_FRAGMENT).then_some(e.xattr_index))
+        }
+    };
+    FileData {
+        blocks_start: f.blocks_start(),
+        block_sizes: f.block_sizes().iter().map(|d| (d.size(), d.uncompressed())).collect(),
+        fragment: (frag != NO_FRAGMENT).then_some((frag, offset)),
+        size: f.file_len() as u64,
+        xattr_index: xattr,
+    }
+}
+
+/// Linux's new_encode_dev layout, which squashfs stores.
+fn split_dev(dev: u32) -> (u32, u32) {
+    let major = (dev & 0xfff00) >> 8;
+    let minor = (dev & 0xff) | ((dev >> 12) & 0xfff00);
+    (major, minor)
+}
+
+fn corrupt_io(msg: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("corrupt squashfs: {msg}"))
+}
+
+impl Tree for SquashTree {
+    fn entries(&self) -> &[Entry] {
+        &self.entries
+    }
+
+    fn open(&self, index: usize) -> io::Result<Box<dyn ReadAt + Send + '_>> {
+        let data = self
+            .data
+            .get(index)
+            .and_then(Option::as_ref)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a regular file"))?;
+        let mut offsets = Vec::with_capacity(data.block_sizes.len());
+        let mut pos = data.blocks_start;
+        for (size, _) in &data.block_sizes {
+            offsets.push(pos);
+            pos += u64::from(*size);
+        }
+        Ok(Box::new(SquashFile { tree: self, data, offsets, last: Mutex::new(None) }))
+    }
+
+    fn xattr(&self, index: usize, name: &str) -> io::Result<Option<Vec<u8>>> {
+        let Some(xi) = self.data.get(index).and_then(Option::as_ref).and_then(|d| d.xattr_index) else {
+            return Ok(None);
+        };
+        match &self.xattrs {
+            Some(t) => t.get(&self.file, self.compressor, xi, name),
+            None => Ok(None),
+        }
+    }
+}
+
+struct SquashFile<'a> {
+    tree: &'a SquashTree,
+    data: &'a FileData,
+    offsets: Vec<u64>,
+    /// The last whole block decompressed, since header reads come in small pieces.
+    last: Mutex<Option<(usize, Arc<Vec<u8>>)>>,
+}
+
+impl SquashFile<'_> {
+    fn block(&self, i: usize) -> io::Result<Arc<Vec<u8>>> {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((j, b)) = &*last
+            && *j == i
+        {
+            return Ok(b.clone());
+        }
+        let (size, uncompressed) = self.data.block_sizes[i];
+        let bytes = if size == 0 {
+            Arc::new(vec![0u8; self.tree.block_size as usize])
+        } else {
+            Arc::new(self.tree.decompress(self.offsets[i], size, uncompressed)?)
+        };
+        *last = Some((i, bytes.clone()));
+        Ok(bytes)
+    }
+}
+
+impl ReadAt for SquashFile<'_> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let size = self.data.size;
+        if offset >= size || buf.is_empty() {
+            return Ok(0);
+        }
+        let bs = u64::from(self.tree.block_size);
+        let block = (offset / bs) as usize;
+        let (chunk, start): (Arc<Vec<u8>>, usize) = if block < self.data.block_sizes.len() {
+            (self.block(block)?, (offset % bs) as usize)
+        } else {
+            let (frag, frag_offset) = self.data.fragment.ok_or_else(|| corrupt_io("file tail without a fragment"))?;
+            let tail_start = self.data.block_sizes.len() as u64 * bs;
+            (self.tree.fragment(frag)?, frag_offset as usize + (offset - tail_start) as usize)
+        };
+        let want = buf.len().min((size - offset) as usize);
+        let avail = chunk.len().checked_sub(start).ok_or_else(|| corrupt_io("read past the end of a block"))?;
+        let n = want.min(avail);
+        if n == 0 {
+            return Err(corrupt_io("block shorter than its file claims"));
+        }
+        buf[..n].copy_from_slice(&chunk[start..start + n]);
+        Ok(n)
+    }
+
+    fn len(&self) -> u64 {
+        self.data.size
+    }
+}

@@ -1,0 +1,195 @@
+//! Static checks of extension images against the Extension Image rules: no VM, milliseconds.
+//!
+//! [`Linter::lint_path`] takes what a user points us at (an image file, a directory image, or
+//! a bakery release directory) and returns one report per image plus one for the release
+//! directory's own files. Findings say what systemd will do and how to fix it.
+
+pub mod context;
+pub mod finding;
+pub mod rules;
+pub mod target;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use sysext_builder::Arch;
+use sysext_builder::errors::ImageError;
+use sysext_builder::image::Image;
+use sysext_builder::osrelease::OsRelease;
+
+use context::Context;
+pub use finding::{Finding, Rule, Severity};
+use rules::{binaries, content, matching, naming, release_dir, release_file, units};
+pub use target::{Target, TargetKind};
+
+/// A file systemd would refuse outright: empty, garbage, truncated, or an unknown format.
+pub const UNREADABLE: Rule = Rule {
+    id: "image/unreadable",
+    severity: Severity::Error,
+    summary: "the image cannot be read: systemd refuses it and aborts the whole merge",
+    reference: "E1, E10",
+};
+
+/// Problems that stop lint from checking at all (as opposed to findings): exit code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum LintError {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Environment(ImageError),
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    pub path: String,
+    /// The image name systemd will use, when the file is an image.
+    pub name: Option<String>,
+    /// `image` or `release-dir`.
+    pub kind: &'static str,
+    pub format: Option<&'static str>,
+    pub findings: Vec<Finding>,
+}
+
+impl ImageReport {
+    pub fn count(&self, s: Severity) -> usize {
+        self.findings.iter().filter(|f| f.severity == s).count()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub target: TargetKind,
+    pub host_os_release: Option<OsRelease>,
+    pub arch: Option<Arch>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { target: TargetKind::Flatcar, host_os_release: None, arch: None }
+    }
+}
+
+pub struct Linter {
+    target: Target,
+    host: OsRelease,
+    arch: Option<Arch>,
+}
+
+impl Linter {
+    pub fn new(opts: Options) -> Linter {
+        let target = Target::new(opts.target);
+        let host = opts.host_os_release.unwrap_or_else(|| target.os_release.clone());
+        Linter { target, host, arch: opts.arch }
+    }
+
+    /// Lints an image file, a directory image, or a release directory.
+    pub fn lint_path(&self, path: &Path) -> Result<Vec<ImageReport>, LintError> {
+        let meta = std::fs::metadata(path).map_err(|source| LintError::Io { path: path.to_path_buf(), source })?;
+        if meta.is_dir() && is_release_dir(path) {
+            return self.lint_release_dir(path);
+        }
+        Ok(vec![self.lint_image(path)?.0])
+    }
+
+    fn lint_release_dir(&self, dir: &Path) -> Result<Vec<ImageReport>, LintError> {
+        let io = |source| LintError::Io { path: dir.to_path_buf(), source };
+        let mut images: Vec<String> = std::fs::read_dir(dir)
+            .map_err(io)?
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".raw"))
+            .collect();
+        images.sort();
+        let mut reports = Vec::new();
+        let mut release_names = Vec::new();
+        for img in &images {
+            let (report, release) = self.lint_image(&dir.join(img))?;
+            if let Some(name) = release {
+                release_names.push((img.clone(), name));
+            }
+            reports.push(report);
+        }
+        let rd = release_dir::ReleaseDir { dir, images, release_names };
+        reports.push(ImageReport {
+            path: dir.display().to_string(),
+            name: None,
+            kind: "release-dir",
+            format: None,
+            findings: sorted(release_dir::check(&rd)),
+        });
+        Ok(reports)
+    }
+
+    /// Lints one image; also returns its release name for the release-directory checks.
+    pub fn lint_image(&self, path: &Path) -> Result<(ImageReport, Option<String>), LintError> {
+        let file_name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| path.display().to_string());
+        let is_dir = path.is_dir();
+        let mut findings = naming::check_file_name(&file_name, is_dir);
+        let mut report = ImageReport {
+            path: path.display().to_string(),
+            name: None,
+            kind: "image",
+            format: None,
+            findings: Vec::new(),
+        };
+        let image = match Image::open(path) {
+            Ok(i) => i,
+            Err(e) if e.is_environment() => return Err(LintError::Environment(e)),
+            Err(e) => {
+                findings.push(Finding::new(
+                    &UNREADABLE,
+                    "",
+                    format!("{e}; systemd refuses such a file and, with it, merges no extension at all. Rebuild the image"),
+                ));
+                report.findings = sorted(findings);
+                return Ok((report, None));
+            }
+        };
+        report.format = Some(image.format.name());
+        let names = release_file::candidate_names(&image);
+        let triple = if is_dir { None } else { naming::triple(&file_name, &names) };
+        let image_name = triple.as_ref().map(|t| t.name.clone()).unwrap_or_else(|| naming::image_name(&file_name, is_dir));
+        let (release, f) = release_file::check(&image, &image_name);
+        findings.extend(f);
+        let arch = self.arch.or_else(|| triple.as_ref().and_then(|t| t.arch.parse().ok()));
+        let ctx = Context {
+            file_name,
+            image_name: image_name.clone(),
+            image: &image,
+            target: &self.target,
+            host: &self.host,
+            arch,
+            release,
+        };
+        findings.extend(naming::check(&ctx, triple.as_ref()));
+        findings.extend(matching::check(&ctx));
+        findings.extend(content::check(&ctx));
+        findings.extend(binaries::check(&ctx));
+        findings.extend(units::check(&ctx));
+        report.name = Some(image_name);
+        report.findings = sorted(findings);
+        Ok((report, ctx.release.map(|r| r.name)))
+    }
+}
+
+/// A directory is a release directory (not a directory image) when it holds `.raw` files or
+/// a `SHA256SUMS` and no `usr/` tree of its own.
+fn is_release_dir(dir: &Path) -> bool {
+    if dir.join("usr").is_dir() || dir.join("opt").is_dir() {
+        return false;
+    }
+    dir.join("SHA256SUMS").exists()
+        || std::fs::read_dir(dir)
+            .map(|rd| rd.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().ends_with(".raw")))
+            .unwrap_or(false)
+}
+
+/// Errors first, then warnings, then info; within a severity, the order rules ran in.
+fn sorted(mut v: Vec<Finding>) -> Vec<Finding> {
+    v.sort_by(|a, b| b.severity.cmp(&a.severity));
+    v
+}
