@@ -49,9 +49,13 @@ impl SquashTree {
         let corrupt = |detail: String| ImageError::Corrupt { path: path.to_path_buf(), format: "squashfs", detail };
         let io = |source| ImageError::Io { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(io)?;
+        let file_len = file.metadata().map_err(io)?.len();
         let reader = BufReader::with_capacity(64 * 1024, file.try_clone().map_err(io)?);
         let sq = Squashfs::from_reader(reader).map_err(|e| corrupt(e.to_string()))?;
         let sb = sq.superblock;
+        if sb.bytes_used > file_len {
+            return Err(corrupt(format!("truncated: the superblock says {} bytes, the file has {file_len}", sb.bytes_used)));
+        }
         let compressor = sb.compressor;
         let xattr_start = sb.xattr_table;
         let fs = sq.into_filesystem_reader().map_err(|e| corrupt(e.to_string()))?;

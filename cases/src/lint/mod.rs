@@ -193,3 +193,6 @@ fn sorted(mut v: Vec<Finding>) -> Vec<Finding> {
     v.sort_by(|a, b| b.severity.cmp(&a.severity));
     v
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,359 @@
+//! One good and one bad image per rule, as rstest tables.
+//!
+//! Images are real: squashfs written by the builder and read back through backhand, or
+//! directory trees where a case needs what our squashfs writer cannot make (xattrs, device
+//! nodes, foreign owners).
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use rstest::rstest;
+use sysext_builder::Arch;
+use sysext_builder::layout::{Content, Layout, Node};
+use sysext_builder::spec::Compression;
+
+use super::{Finding, Linter, Options, Severity, TargetKind};
+
+/// An image to lint, described by what is in it.
+#[derive(Clone)]
+struct Fx {
+    file: String,
+    /// Written as a directory image instead of squashfs.
+    dir: bool,
+    release: Option<(String, String)>,
+    items: Vec<Item>,
+    opts: Options,
+}
+
+#[derive(Clone)]
+enum Item {
+    File(&'static str, Vec<u8>, u16),
+    Link(&'static str, &'static str),
+    Fifo(&'static str),
+    Whiteout(&'static str),
+    Xattr(&'static str, &'static str),
+    Owner(&'static str, u32),
+}
+
+const ANY: &str = "ID=_any\nARCHITECTURE=x86-64\n";
+
+impl Fx {
+    /// A squashfs image file with a matching release file and one payload file.
+    fn raw(file: &str) -> Fx {
+        let name = super::rules::naming::triple(file, &[])
+            .map(|t| t.name)
+            .unwrap_or_else(|| super::rules::naming::image_name(file, false));
+        Fx {
+            file: file.into(),
+            dir: false,
+            release: Some((name, ANY.into())),
+            items: vec![Item::File("usr/share/fx/data", b"payload\n".to_vec(), 0o644)],
+            opts: Options::default(),
+        }
+    }
+    fn dir(name: &str) -> Fx {
+        Fx { dir: true, ..Fx::raw(&format!("{name}.raw")) }.named(name)
+    }
+    fn named(mut self, file: &str) -> Fx {
+        self.file = file.into();
+        self
+    }
+    fn release(mut self, text: &str) -> Fx {
+        let name = self.release.as_ref().map(|r| r.0.clone()).unwrap_or_default();
+        self.release = Some((name, text.into()));
+        self
+    }
+    fn release_name(mut self, name: &str) -> Fx {
+        let text = self.release.as_ref().map(|r| r.1.clone()).unwrap_or_else(|| ANY.into());
+        self.release = Some((name.into(), text));
+        self
+    }
+    fn no_release(mut self) -> Fx {
+        self.release = None;
+        self
+    }
+    fn with(mut self, item: Item) -> Fx {
+        self.items.push(item);
+        self
+    }
+    fn file(self, path: &'static str, text: &str) -> Fx {
+        self.with(Item::File(path, text.as_bytes().to_vec(), 0o644))
+    }
+    fn target(mut self, t: TargetKind) -> Fx {
+        self.opts.target = t;
+        self
+    }
+    fn arch(mut self, a: Arch) -> Fx {
+        self.opts.arch = Some(a);
+        self
+    }
+    fn no_payload(mut self) -> Fx {
+        self.items.retain(|i| !matches!(i, Item::File("usr/share/fx/data", _, _)));
+        self
+    }
+
+    /// Writes the image under `dir` and returns its path.
+    fn write(&self, dir: &Path) -> PathBuf {
+        let path = dir.join(&self.file);
+        let release_path = |n: &str| format!("usr/lib/extension-release.d/extension-release.{n}");
+        if self.dir {
+            std::fs::create_dir_all(&path).unwrap();
+            let put = |rel: &str, bytes: &[u8], mode: u16| {
+                let p = path.join(rel);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(&p, bytes).unwrap();
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode.into())).unwrap();
+            };
+            if let Some((n, text)) = &self.release {
+                put(&release_path(n), text.as_bytes(), 0o644);
+            }
+            for item in &self.items {
+                match item {
+                    Item::File(p, b, m) => put(p, b, *m),
+                    Item::Link(p, t) => {
+                        let p = path.join(p);
+                        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                        std::os::unix::fs::symlink(t, p).unwrap();
+                    }
+                    Item::Fifo(p) => run("mkfifo", &[path.join(p).to_str().unwrap()]),
+                    Item::Whiteout(p) => run("mknod", &[path.join(p).to_str().unwrap(), "c", "0", "0"]),
+                    Item::Xattr(name, value) => {
+                        let (n, _) = self.release.as_ref().unwrap();
+                        xattr::set(path.join(release_path(n)), name, value.as_bytes()).unwrap();
+                    }
+                    Item::Owner(p, uid) => std::os::unix::fs::lchown(path.join(p), Some(*uid), Some(*uid)).unwrap(),
+                }
+            }
+        } else {
+            let mut l = Layout::default();
+            if let Some((n, text)) = &self.release {
+                l.insert(&release_path(n), Node::File { content: Content::Inline(text.as_bytes().to_vec()), mode: 0o644 })
+                    .unwrap();
+            }
+            for item in &self.items {
+                match item {
+                    Item::File(p, b, m) => l.insert(p, Node::File { content: Content::Inline(b.clone()), mode: *m }).unwrap(),
+                    Item::Link(p, t) => l.insert(p, Node::Symlink { target: t.to_string() }).unwrap(),
+                    _ => panic!("squashfs fixtures cannot hold this item; use Fx::dir"),
+                }
+            }
+            sysext_builder::write_squashfs::write(&l, Compression::Gzip, 0, &path).unwrap();
+        }
+        path
+    }
+
+    fn lint(&self) -> Vec<Finding> {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = self.write(tmp.path());
+        let linter = Linter::new(self.opts.clone());
+        let reports = linter.lint_path(&path).unwrap();
+        reports.into_iter().flat_map(|r| r.findings).collect()
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) {
+    let st = std::process::Command::new(cmd).args(args).status().unwrap();
+    assert!(st.success(), "{cmd} {args:?}");
+}
+
+/// `/bin/true` from the host, patched: the bytes of one string replaced by another of the
+/// same length, to make a real ELF with a broken loader or library reference.
+fn host_true(from: &str, to: &str) -> Vec<u8> {
+    let mut b = std::fs::read("/bin/true").expect("/bin/true");
+    assert_eq!(from.len(), to.len());
+    if from.is_empty() {
+        return b;
+    }
+    let mut i = 0;
+    while let Some(pos) = b[i..].windows(from.len()).position(|w| w == from.as_bytes()) {
+        b[i + pos..i + pos + from.len()].copy_from_slice(to.as_bytes());
+        i += pos + from.len();
+    }
+    b
+}
+
+fn unit(flag: bool) -> &'static str {
+    if flag { "ID=_any\nARCHITECTURE=x86-64\nEXTENSION_RELOAD_MANAGER=1\n" } else { ANY }
+}
+
+fn svc(exec: &str) -> String {
+    format!("[Unit]\nDescription=t\n\n[Service]\nExecStart={exec}\n")
+}
+
+#[rstest]
+// naming
+#[case::not_raw("naming/not-raw", Fx::raw("x.img"), Fx::raw("x.raw"))]
+#[case::invalid_name("naming/invalid-image-name", Fx::raw(".#x.raw"), Fx::raw("x.raw"))]
+#[case::not_bakery_style("naming/not-bakery-style", Fx::raw("x.raw"), Fx::raw("x-1-x86-64.raw"))]
+#[case::install_via_symlink("naming/install-via-symlink", Fx::raw("x-1-x86-64.raw"), Fx::raw("x.raw"))]
+#[case::name_arch("naming/arch-mismatch", Fx::raw("x-1-arm64.raw"), Fx::raw("x-1-x86-64.raw"))]
+#[case::tilde_version("naming/version-invisible-to-sysupdate", Fx::raw("x-2.0~rc1-x86-64.raw"), Fx::raw("x-2.0.rc1-x86-64.raw"))]
+#[case::dash_version("naming/version-has-dash", Fx::raw("x-1.0-rc1-x86-64.raw").release_name("x"), Fx::raw("x-1.0.rc1-x86-64.raw"))]
+// release file
+#[case::missing("release/missing", Fx::raw("x.raw").no_release(), Fx::raw("x.raw"))]
+#[case::confext_only("release/confext-only", Fx::raw("x.raw").no_release().file("etc/extension-release.d/extension-release.x", "ID=_any\n"), Fx::raw("x.raw"))]
+#[case::name_mismatch("release/name-mismatch", Fx::raw("x.raw").release_name("y"), Fx::raw("x.raw"))]
+#[case::ambiguous("release/ambiguous", Fx::dir("a_1").release_name("b").with(Item::Xattr("user.extension-release.strict", "0")).file("usr/lib/extension-release.d/extension-release.a", ANY), Fx::dir("a_1").release_name("a"))]
+#[case::prefix_fallback("release/prefix-fallback", Fx::raw("a_1.raw").release_name("a"), Fx::raw("a.raw"))]
+#[case::xattr_fallback("release/strict-xattr-fallback", Fx::dir("renamed").release_name("other").with(Item::Xattr("user.extension-release.strict", "0")), Fx::dir("other"))]
+#[case::xattr_value("release/strict-xattr-value", Fx::dir("renamed").release_name("other").with(Item::Xattr("user.extension-release.strict", "false")), Fx::dir("renamed").release_name("other").with(Item::Xattr("user.extension-release.strict", "0")))]
+#[case::not_regular("release/not-regular-file", Fx::raw("x.raw").no_release().with(Item::Link("usr/lib/extension-release.d/extension-release.x", "nowhere")), Fx::raw("x.raw"))]
+#[case::release_syntax("release/syntax", Fx::raw("x.raw").release("ID=_any\nthis is not an assignment\n"), Fx::raw("x.raw"))]
+#[case::field_format("release/field-format", Fx::raw("x.raw").release("ID=Flatcar\nSYSEXT_LEVEL=1.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
+#[case::image_id("release/image-id", Fx::raw("x.raw").release("ID=_any\nIMAGE_ID=x\n"), Fx::raw("x.raw").release("ID=_any\nSYSEXT_IMAGE_ID=x\n"))]
+#[case::reload_value("release/reload-manager-value", Fx::raw("x.raw").release("ID=_any\nEXTENSION_RELOAD_MANAGER=maybe\n"), Fx::raw("x.raw").release("ID=_any\nEXTENSION_RELOAD_MANAGER=1\n"))]
+// matching
+#[case::no_data("match/no-release-data", Fx::raw("x.raw").release(""), Fx::raw("x.raw"))]
+#[case::scope("match/scope", Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=initrd\n"), Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=initrd system\n"))]
+#[case::scope_invalid("match/scope-invalid", Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=system host\n"), Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=system portable\n"))]
+#[case::arch_invalid("match/arch-invalid", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=x86_64\n"), Fx::raw("x.raw"))]
+#[case::arch_any("match/arch-invalid", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=any\n"), Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=_any\n"))]
+#[case::arch_target("match/arch-mismatch", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=arm64\n").arch(Arch::X86_64), Fx::raw("x.raw").arch(Arch::X86_64))]
+#[case::no_id("match/no-id", Fx::raw("x.raw").release("ARCHITECTURE=x86-64\n"), Fx::raw("x.raw"))]
+#[case::id_mismatch("match/id-mismatch", Fx::raw("x.raw").release("ID=fedora\nSYSEXT_LEVEL=1.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
+#[case::id_like("match/id-mismatch", Fx::raw("x.raw").release("ID=debian\nSYSEXT_LEVEL=1.0\n"), Fx::raw("x.raw").release("ID=coreos\nSYSEXT_LEVEL=1.0\n"))]
+#[case::level("match/level-mismatch", Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=2.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
+#[case::version("match/version-mismatch", Fx::raw("x.raw").release("ID=flatcar\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
+#[case::pinned("match/pinned-to-os-version", Fx::raw("x.raw").release("ID=flatcar\nVERSION_ID=4459.2.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
+// content
+#[case::top_level("content/top-level", Fx::raw("x.raw").file("etc/x.conf", "x"), Fx::raw("x.raw").file("usr/share/x.conf", "x"))]
+#[case::os_release("content/os-release", Fx::raw("x.raw").file("usr/lib/os-release", "ID=x\n"), Fx::raw("x.raw"))]
+#[case::usr_sbin("content/usr-sbin", Fx::raw("x.raw").file("usr/sbin/tool", "x"), Fx::raw("x.raw").file("usr/bin/tool", "x"))]
+#[case::whiteout("content/whiteout", Fx::dir("x").with(Item::Whiteout("usr/share/hidden")), Fx::dir("x"))]
+#[case::special("content/special-file", Fx::dir("x").with(Item::Fifo("usr/share/fifo")), Fx::dir("x"))]
+#[case::setuid("content/setuid", Fx::raw("x.raw").with(Item::File("usr/bin/su2", b"#!/bin/sh\n".to_vec(), 0o4755)), Fx::raw("x.raw").with(Item::File("usr/bin/su2", b"#!/bin/sh\n".to_vec(), 0o755)))]
+#[case::world_writable("content/world-writable", Fx::raw("x.raw").with(Item::File("usr/share/w", b"x".to_vec(), 0o666)), Fx::raw("x.raw"))]
+#[case::symlink_leaves("content/symlink-leaves-image", Fx::raw("x.raw").with(Item::Link("usr/share/cfg", "/etc/x/cfg")), Fx::raw("x.raw").with(Item::Link("usr/share/cfg", "/usr/share/fx/data")))]
+#[case::symlink_climbs("content/symlink-leaves-image", Fx::raw("x.raw").with(Item::Link("usr/share/cfg", "../../../etc/x")), Fx::raw("x.raw").with(Item::Link("usr/share/cfg", "fx/data")))]
+#[case::not_root("content/not-root-owned", Fx::dir("x").with(Item::Owner("usr/share/fx/data", 1000)), Fx::dir("x"))]
+#[case::no_payload("content/no-payload", Fx::raw("x.raw").no_payload(), Fx::raw("x.raw"))]
+#[case::early_boot("content/early-boot", Fx::raw("x.raw").file("usr/lib/sysusers.d/x.conf", "u x - -\n"), Fx::raw("x.raw").file("usr/lib/tmpfiles.d/x.conf", "d /var/lib/x\n"))]
+// binaries
+#[case::elf_arch("binary/arch-mismatch", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=arm64\n").with(Item::File("usr/bin/t", host_true("", ""), 0o755)), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o755)))]
+#[case::interpreter("binary/missing-interpreter", Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("ld-linux-x86-64.so.2", "ld-linux-x86-64.so.9"), 0o755)), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o755)))]
+#[case::library("binary/missing-library", Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("libc.so.6", "libq.so.6"), 0o755)), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o755)))]
+#[case::library_shipped("binary/missing-library", Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("libc.so.6", "libq.so.6"), 0o755)).file("usr/share/fx/lib/other.txt", "x"), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("libc.so.6", "libq.so.6"), 0o755)).file("usr/lib64/libq.so.6", "not really a library"))]
+#[case::corrupt("binary/corrupt-elf", Fx::raw("x.raw").with(Item::File("usr/bin/t", [b"\x7fELF".as_slice(), &[0xff; 60]].concat(), 0o755)), Fx::raw("x.raw").with(Item::File("usr/bin/t", vec![b'#'; 64], 0o755)))]
+#[case::not_executable("binary/not-executable", Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o644)), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o755)))]
+// units
+#[case::unit_syntax("unit/syntax", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Service]\nExecStart=/usr/bin/env\ngarbage\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Service]\nExecStart=/usr/bin/env\n"))]
+#[case::exec_missing("unit/exec-missing", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/nope")), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env true")))]
+#[case::exec_relative("unit/exec-missing", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("nope")), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("-sleep 1")))]
+#[case::exec_sbin("unit/exec-via-sbin-merge", Fx::raw("x.raw").release(unit(true)).file("usr/bin/d", "#!/bin/sh\n").file("usr/lib/systemd/system/t.service", &svc("/usr/sbin/d")), Fx::raw("x.raw").release(unit(true)).file("usr/bin/d", "#!/bin/sh\n").file("usr/lib/systemd/system/t.service", &svc("/usr/bin/d")))]
+#[case::dropin_suffix("unit/dropin-suffix", Fx::raw("x.raw").file("usr/lib/systemd/system/multi-user.target.d/t.service", "[Unit]\n"), Fx::raw("x.raw").file("usr/lib/systemd/system/multi-user.target.d/t.conf", "[Unit]\n"))]
+#[case::dangling("unit/dangling-enablement", Fx::raw("x.raw").release(unit(true)).with(Item::Link("usr/lib/systemd/system/multi-user.target.wants/nope.service", "../nope.service")), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")).with(Item::Link("usr/lib/systemd/system/multi-user.target.wants/t.service", "../t.service")))]
+#[case::missing_dep("unit/missing-dependency", Fx::raw("x.raw").file("usr/lib/systemd/system/multi-user.target.d/10-t.conf", "[Unit]\nUpholds=nope.service\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")).file("usr/lib/systemd/system/multi-user.target.d/10-t.conf", "[Unit]\nUpholds=t.service\n"))]
+#[case::no_reload("unit/reload-manager-missing", Fx::raw("x.raw").release(unit(false)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")))]
+#[case::early_unit("unit/default-dependencies-no", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Unit]\nDefaultDependencies=no\n[Service]\nExecStart=/usr/bin/env\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")))]
+#[case::in_etc("unit/in-etc", Fx::raw("x.raw").file("etc/systemd/system/t.service", &svc("/usr/bin/env")), Fx::raw("x.raw"))]
+fn rule_fires_on_bad_image_and_not_on_good(#[case] rule: &str, #[case] bad: Fx, #[case] good: Fx) {
+    let on_bad = bad.lint();
+    assert!(on_bad.iter().any(|f| f.rule == rule), "{rule} not reported for the bad image: {on_bad:#?}");
+    let on_good = good.lint();
+    assert!(!on_good.iter().any(|f| f.rule == rule), "{rule} reported for the good image: {on_good:#?}");
+}
+
+#[test]
+fn usr_sbin_is_an_error_on_flatcar_and_a_warning_on_generic() {
+    let fx = Fx::raw("x.raw").file("usr/sbin/tool", "x");
+    let sev = |fx: Fx| fx.lint().into_iter().find(|f| f.rule == "content/usr-sbin").map(|f| f.severity);
+    assert_eq!(sev(fx.clone()), Some(Severity::Error));
+    assert_eq!(sev(fx.target(TargetKind::Generic)), Some(Severity::Warning));
+}
+
+#[test]
+fn garbage_and_empty_files_are_findings_not_crashes() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("garbage.raw"), vec![0x5a; 8192]).unwrap();
+    std::fs::write(tmp.path().join("empty.raw"), b"").unwrap();
+    let good = Fx::raw("good.raw").write(tmp.path());
+    // Cut a real image to half of what its superblock says it uses (bytes_used, offset 40);
+    // cutting the file in half would only remove padding.
+    let bytes = std::fs::read(&good).unwrap();
+    let used = u64::from_le_bytes(bytes[40..48].try_into().unwrap()) as usize;
+    std::fs::write(tmp.path().join("truncated.raw"), &bytes[..used / 2]).unwrap();
+    let linter = Linter::new(Options::default());
+    for name in ["garbage.raw", "empty.raw", "truncated.raw"] {
+        let (report, _) = linter.lint_image(&tmp.path().join(name)).unwrap();
+        assert!(report.findings.iter().any(|f| f.rule == "image/unreadable" && f.severity == Severity::Error), "{name}: {report:#?}");
+    }
+    let (report, _) = linter.lint_image(&good).unwrap();
+    assert!(report.findings.iter().all(|f| f.severity != Severity::Error), "{report:#?}");
+}
+
+#[test]
+fn every_rule_has_a_unique_id_and_a_family() {
+    let rules = super::rules::all();
+    let mut ids: Vec<&str> = rules.iter().map(|r| r.id).collect();
+    ids.sort();
+    let n = ids.len();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "duplicate rule ids");
+    for id in ids {
+        assert!(id.contains('/'), "{id} has no family prefix");
+    }
+}
+
+/// A bakery release directory built by `sysext-test build`, then changed by `mutate`.
+fn release_dir(mutate: fn(&Path)) -> Vec<Finding> {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec_dir = tmp.path().join("spec");
+    std::fs::create_dir(&spec_dir).unwrap();
+    let spec_path = spec_dir.join("x.toml");
+    std::fs::write(&spec_path, "name = \"x\"\nversion = \"1.0\"\n[[file]]\npath = \"/usr/share/x/data\"\ntext = \"x\"\n").unwrap();
+    let out = tmp.path().join("rel");
+    sysext_builder::build::build(&spec_path, &out, &Default::default()).unwrap();
+    mutate(&out);
+    let linter = Linter::new(Options::default());
+    linter.lint_path(&out).unwrap().into_iter().flat_map(|r| r.findings).collect()
+}
+
+fn edit(dir: &Path, file: &str, f: impl Fn(String) -> String) {
+    let p = dir.join(file);
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, f(text)).unwrap();
+}
+
+fn add_image(dir: &Path, name: &str, listed: bool) {
+    std::fs::copy(dir.join("x-1.0-x86-64.raw"), dir.join(name)).unwrap();
+    if listed {
+        let d = sysext_builder::sha256sums::digest_file(&dir.join(name)).unwrap();
+        sysext_builder::sha256sums::upsert(&dir.join("SHA256SUMS"), name, &d).unwrap();
+    }
+}
+
+#[rstest]
+#[case::sums_missing("sums/missing", |d: &Path| std::fs::remove_file(d.join("SHA256SUMS")).unwrap())]
+#[case::sums_syntax("sums/syntax", |d: &Path| std::fs::write(d.join("SHA256SUMS"), "garbage\n").unwrap())]
+#[case::sums_digest("sums/digest-mismatch", |d: &Path| edit(d, "SHA256SUMS", |t| format!("{}{}", "0".repeat(64), &t[64..])))]
+#[case::sums_unlisted("sums/unlisted-image", |d: &Path| add_image(d, "x-1.1-x86-64.raw", false))]
+#[case::sums_absent("sums/listed-file-missing", |d: &Path| edit(d, "SHA256SUMS", |t| format!("{t}{}  x-0.9-x86-64.raw\n", "a".repeat(64))))]
+#[case::transfer_syntax("transfer/syntax", |d: &Path| edit(d, "x.conf", |t| format!("{t}this is not a key\n")))]
+#[case::transfer_unknown("transfer/unknown-key", |d: &Path| edit(d, "x.conf", |t| t.replace("[Source]\n", "[Source]\nFoo=bar\n")))]
+#[case::transfer_suffix("transfer/conf-suffix", |_: &Path| {})]
+#[case::transfer_required("transfer/missing-key", |d: &Path| edit(d, "x.conf", |t| t.replace("MatchPattern=x-@v-%a.raw\n\n[Target]", "\n[Target]")))]
+#[case::transfer_types("transfer/types", |d: &Path| edit(d, "x.conf", |t| t.replace("Type=url-file", "Type=url-tar")))]
+#[case::transfer_pattern("transfer/pattern", |d: &Path| edit(d, "x.conf", |t| t.replacen("MatchPattern=x-@v-%a.raw", "MatchPattern=x-@v-*-%a.raw", 1)))]
+#[case::transfer_no_match("transfer/no-match", |d: &Path| edit(d, "x.conf", |t| t.replacen("MatchPattern=x-@v-%a.raw", "MatchPattern=y-@v-%a.raw", 1)))]
+#[case::transfer_invisible("transfer/invisible-version", |d: &Path| add_image(d, "x-2.0~rc1-x86-64.raw", true))]
+#[case::transfer_symlink("transfer/current-symlink", |d: &Path| edit(d, "x.conf", |t| t.replace("/etc/extensions/x.raw", "/etc/extensions/x-v1.0.raw")))]
+#[case::transfer_symlink_dir("transfer/current-symlink", |d: &Path| edit(d, "x.conf", |t| t.replace("/etc/extensions/x.raw", "/opt/extensions/x.raw")))]
+#[case::transfer_instances("transfer/instances-max", |d: &Path| edit(d, "x.conf", |t| t.replace("InstancesMax=3", "InstancesMax=1")))]
+#[case::transfer_verify("transfer/verify-without-signature", |d: &Path| edit(d, "x.conf", |t| t.replace("Verify=false", "Verify=yes")))]
+fn release_dir_rule_fires_when_broken_and_not_on_the_built_dir(#[case] rule: &str, #[case] mutate: fn(&Path)) {
+    let bad = release_dir(mutate);
+    assert!(bad.iter().any(|f| f.rule == rule), "{rule} not reported: {bad:#?}");
+    let good = if rule == "transfer/conf-suffix" {
+        release_dir(|d| std::fs::rename(d.join("x.conf"), d.join("x.transfer")).unwrap())
+    } else {
+        release_dir(|_| {})
+    };
+    assert!(!good.iter().any(|f| f.rule == rule), "{rule} reported for the built directory: {good:#?}");
+}
+
+#[test]
+fn built_release_dir_has_no_errors_or_warnings() {
+    let findings = release_dir(|_| {});
+    let bad: Vec<_> = findings.iter().filter(|f| f.severity >= Severity::Warning).collect();
+    assert!(bad.is_empty(), "{bad:#?}");
+}
