@@ -54,7 +54,7 @@ pub fn write(layout: &Layout, epoch: u32, dest: &Path) -> Result<(), BuildError>
             "-U00000000-0000-0000-0000-000000000000",
         ])
         .arg(format!("-T{epoch}"))
-        .args(["--all-root", "--ignore-mtime", "-q"])
+        .args(["--all-root", "--ignore-mtime", "--quiet"])
         .arg(tmp.path())
         .arg(&root)
         .output()
@@ -68,7 +68,12 @@ pub fn write(layout: &Layout, epoch: u32, dest: &Path) -> Result<(), BuildError>
     if !out.status.success() {
         return Err(BuildError::ToolFailed {
             tool: "mkfs.erofs".into(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            message: String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string(),
         });
     }
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))

@@ -33,7 +33,9 @@ pub struct Fixture {
 
 /// The repository's `fixtures/` directory.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("fixtures")
 }
 
 /// Loads every `fixtures/extensions/*.toml`, sorted by name.
@@ -52,9 +54,23 @@ pub fn extensions() -> Result<Vec<Fixture>, String> {
 pub fn load(path: &Path) -> Result<Fixture, String> {
     let spec = Spec::load(path).map_err(|e| e.to_string())?;
     let expect = match &spec.expect {
-        Some(t) => t.clone().try_into().map_err(|e: toml::de::Error| format!("{}: [expect]: {e}", path.display()))?,
-        None => Expect { findings: Vec::new(), only: true },
+        Some(t) => t
+            .clone()
+            .try_into()
+            .map_err(|e: toml::de::Error| format!("{}: [expect]: {e}", path.display()))?,
+        None => Expect {
+            findings: Vec::new(),
+            only: true,
+        },
     };
-    let name = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    Ok(Fixture { name, path: path.to_path_buf(), spec, expect })
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Fixture {
+        name,
+        path: path.to_path_buf(),
+        spec,
+        expect,
+    })
 }

@@ -21,7 +21,10 @@ pub struct Summary {
 }
 
 pub fn summarize(reports: &[ImageReport]) -> Summary {
-    let mut s = Summary { images: reports.iter().filter(|r| r.kind == "image").count(), ..Default::default() };
+    let mut s = Summary {
+        images: reports.iter().filter(|r| r.kind == "image").count(),
+        ..Default::default()
+    };
     for r in reports {
         s.errors += r.count(Severity::Error);
         s.warnings += r.count(Severity::Warning);
@@ -31,7 +34,10 @@ pub fn summarize(reports: &[ImageReport]) -> Summary {
 }
 
 pub fn json(out: &mut dyn Write, reports: &[ImageReport]) -> io::Result<()> {
-    let r = JsonReport { images: reports, summary: summarize(reports) };
+    let r = JsonReport {
+        images: reports,
+        summary: summarize(reports),
+    };
     serde_json::to_writer_pretty(&mut *out, &r)?;
     writeln!(out)
 }
@@ -61,7 +67,11 @@ pub fn human(out: &mut dyn Write, reports: &[ImageReport], color: bool) -> io::R
         let width = r.findings.iter().map(|f| f.rule.len()).max().unwrap_or(0);
         for f in &r.findings {
             let sev = paint(f.severity, &format!("{:<7}", f.severity.as_str()));
-            let at = if f.path.is_empty() { String::new() } else { format!("{}: ", f.path) };
+            let at = if f.path.is_empty() {
+                String::new()
+            } else {
+                format!("{}: ", f.path)
+            };
             writeln!(out, "  {sev} {:<width$}  {at}{}", f.rule, f.message)?;
         }
     }

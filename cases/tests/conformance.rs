@@ -1,1 +1,145 @@
-fn main() {}
+//! The conformance suite as a nextest binary (libtest-mimic, `harness = false`).
+//!
+//! Listing is cheap: it reads the fixture specs and nothing else. Each trial builds what it
+//! needs inside itself, so `cargo nextest run -E 'test(lint::busybox)'` does only that work.
+//!
+//! Subjects: the bundled fixtures (`lint::<fixture>`, with the verdict in their `[expect]`),
+//! plus any images named by `SYSEXT_TEST_SUBJECTS` (a directory or a comma-separated list of
+//! files), which must lint without errors (`lint::subject::<file>`).
+
+use std::path::{Path, PathBuf};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use sysext_builder::Arch;
+use sysext_builder::build;
+use sysext_cases::fixtures::{self, Fixture};
+use sysext_cases::lint::{ImageReport, Linter, Options, Severity};
+
+fn main() {
+    let args = Arguments::from_args();
+    let mut trials = Vec::new();
+    match fixtures::extensions() {
+        Ok(list) => {
+            for fx in list {
+                trials.push(Trial::test(format!("lint::{}", fx.name), move || {
+                    lint_fixture(&fx)
+                }));
+            }
+        }
+        Err(e) => trials.push(Trial::test("lint::fixtures", move || {
+            Err(Failed::from(format!("cannot load fixtures: {e}")))
+        })),
+    }
+    for subject in subjects() {
+        let name = subject
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        trials.push(Trial::test(format!("lint::subject::{name}"), move || {
+            lint_subject(&subject)
+        }));
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// Author images from `SYSEXT_TEST_SUBJECTS`.
+fn subjects() -> Vec<PathBuf> {
+    let Some(v) = std::env::var_os("SYSEXT_TEST_SUBJECTS").filter(|v| !v.is_empty()) else {
+        return Vec::new();
+    };
+    let p = PathBuf::from(&v);
+    if p.is_dir() {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(&p)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "raw"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    } else {
+        v.to_string_lossy()
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect()
+    }
+}
+
+fn arches(fx: &Fixture) -> Vec<Arch> {
+    match fx.spec.arch.as_deref().and_then(|a| a.parse().ok()) {
+        Some(a) => vec![a],
+        None => Arch::ALL.to_vec(),
+    }
+}
+
+fn lint_fixture(fx: &Fixture) -> Result<(), Failed> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
+    for arch in arches(fx) {
+        let out = tmp.path().join(arch.systemd_name());
+        let built = build::build_spec(
+            &fx.spec,
+            spec_dir,
+            &out,
+            &build::Options {
+                arch: Some(arch),
+                ..Default::default()
+            },
+        )
+        .map_err(|e| format!("building {} for {arch}: {e}", fx.path.display()))?;
+        let linter = Linter::new(Options::default());
+        let (report, _) = linter.lint_image(&built.image).map_err(|e| e.to_string())?;
+        check_expectation(fx, arch, &report)?;
+    }
+    Ok(())
+}
+
+fn check_expectation(fx: &Fixture, arch: Arch, report: &ImageReport) -> Result<(), Failed> {
+    let got: Vec<&str> = report.findings.iter().map(|f| f.rule).collect();
+    let missing: Vec<&String> = fx
+        .expect
+        .findings
+        .iter()
+        .filter(|r| !got.contains(&r.as_str()))
+        .collect();
+    let unexpected: Vec<String> = if fx.expect.only {
+        report
+            .findings
+            .iter()
+            .filter(|f| {
+                f.severity >= Severity::Warning && !fx.expect.findings.iter().any(|r| r == f.rule)
+            })
+            .map(|f| format!("{} {}: {}", f.severity.as_str(), f.rule, f.message))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if missing.is_empty() && unexpected.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} ({arch}): expected {:?}; missing {missing:?}; unexpected {unexpected:#?}\nall findings: {got:?}",
+        fx.path.display(),
+        fx.expect.findings
+    )
+    .into())
+}
+
+fn lint_subject(path: &Path) -> Result<(), Failed> {
+    let linter = Linter::new(Options::default());
+    let reports = linter.lint_path(path).map_err(|e| e.to_string())?;
+    let errors: Vec<String> = reports
+        .iter()
+        .flat_map(|r| r.findings.iter())
+        .filter(|f| f.severity == Severity::Error)
+        .map(|f| format!("{}: {}: {}", f.rule, f.path, f.message))
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors.join("\n").into())
+    }
+}

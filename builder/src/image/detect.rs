@@ -33,7 +33,10 @@ impl Format {
 /// Detects the format of `path`. Garbage, empty and truncated files are errors that say
 /// what was found, since systemd refuses them too (and with them every other extension).
 pub fn detect(path: &Path) -> Result<Format, ImageError> {
-    let io = |source| ImageError::Io { path: path.to_path_buf(), source };
+    let io = |source| ImageError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.is_dir() {
         return Ok(Format::Directory);
@@ -51,7 +54,10 @@ pub fn detect(path: &Path) -> Result<Format, ImageError> {
     head.truncate(n);
     let at = |off: usize, magic: &[u8]| head.get(off..off + magic.len()) == Some(magic);
     if n == 0 {
-        return Err(ImageError::UnknownFormat { path: path.to_path_buf(), detail: "the file is empty".into() });
+        return Err(ImageError::UnknownFormat {
+            path: path.to_path_buf(),
+            detail: "the file is empty".into(),
+        });
     }
     if at(0, b"hsqs") {
         return Ok(Format::Squashfs);
@@ -73,7 +79,13 @@ pub fn detect(path: &Path) -> Result<Format, ImageError> {
     } else if head[..n.min(512)].iter().all(|b| *b == 0) {
         format!("the first {} bytes are all zero", n.min(512))
     } else {
-        format!("{} bytes, no squashfs/erofs/ext4/btrfs/GPT signature", meta.len())
+        format!(
+            "{} bytes, no squashfs/erofs/ext4/btrfs/GPT signature",
+            meta.len()
+        )
     };
-    Err(ImageError::UnknownFormat { path: path.to_path_buf(), detail })
+    Err(ImageError::UnknownFormat {
+        path: path.to_path_buf(),
+        detail,
+    })
 }

@@ -18,9 +18,15 @@ pub(crate) struct DirTree {
 impl DirTree {
     pub fn open(root: &Path) -> Result<DirTree, ImageError> {
         let mut entries = Vec::new();
-        walk(root, "", &mut entries).map_err(|source| ImageError::Io { path: root.to_path_buf(), source })?;
+        walk(root, "", &mut entries).map_err(|source| ImageError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
         entries.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(DirTree { root: root.to_path_buf(), entries })
+        Ok(DirTree {
+            root: root.to_path_buf(),
+            entries,
+        })
     }
 
     fn full(&self, index: usize) -> PathBuf {
@@ -29,7 +35,11 @@ impl DirTree {
 }
 
 fn walk(root: &Path, rel: &str, out: &mut Vec<Entry>) -> io::Result<()> {
-    let full = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
+    let full = if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    };
     let meta = std::fs::symlink_metadata(&full)?;
     let ft = meta.file_type();
     let kind = if ft.is_dir() {
@@ -40,7 +50,10 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<Entry>) -> io::Result<()> {
         Kind::Symlink(std::fs::read_link(&full)?.to_string_lossy().into_owned())
     } else if ft.is_char_device() {
         let dev = meta.rdev();
-        Kind::CharDevice { major: ((dev >> 8) & 0xfff) as u32, minor: ((dev & 0xff) | ((dev >> 12) & 0xfff00)) as u32 }
+        Kind::CharDevice {
+            major: ((dev >> 8) & 0xfff) as u32,
+            minor: ((dev & 0xff) | ((dev >> 12) & 0xfff00)) as u32,
+        }
     } else if ft.is_block_device() {
         Kind::BlockDevice
     } else if ft.is_fifo() {
@@ -60,7 +73,11 @@ fn walk(root: &Path, rel: &str, out: &mut Vec<Entry>) -> io::Result<()> {
         for child in std::fs::read_dir(&full)? {
             let child = child?;
             let name = child.file_name().to_string_lossy().into_owned();
-            let child_rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            let child_rel = if rel.is_empty() {
+                name
+            } else {
+                format!("{rel}/{name}")
+            };
             walk(root, &child_rel, out)?;
         }
     }

@@ -21,35 +21,60 @@ pub(crate) struct ExtractedTree {
 
 impl ExtractedTree {
     pub fn open(path: &Path, format: Format) -> Result<ExtractedTree, ImageError> {
-        let dir = tempfile::tempdir().map_err(|source| ImageError::Io { path: path.to_path_buf(), source })?;
+        let dir = tempfile::tempdir().map_err(|source| ImageError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let out = dir.path().join("root");
         let (tool, package, mut cmd) = match format {
             Format::Erofs => {
                 let mut c = Command::new("fsck.erofs");
-                c.arg(format!("--extract={}", out.display())).arg("--preserve").arg(path);
+                c.arg(format!("--extract={}", out.display()))
+                    .arg("--preserve")
+                    .arg(path);
                 ("fsck.erofs", "erofs-utils", c)
             }
             _ => {
-                std::fs::create_dir(&out).map_err(|source| ImageError::Io { path: out.clone(), source })?;
+                std::fs::create_dir(&out).map_err(|source| ImageError::Io {
+                    path: out.clone(),
+                    source,
+                })?;
                 let mut c = Command::new("debugfs");
-                c.arg("-R").arg(format!("rdump / {}", out.display())).arg(path);
+                c.arg("-R")
+                    .arg(format!("rdump / {}", out.display()))
+                    .arg(path);
                 ("debugfs", "e2fsprogs", c)
             }
         };
         let result = cmd.output().map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => ImageError::NeedsTool { path: path.to_path_buf(), format: format.name(), tool, package },
-            _ => ImageError::Io { path: path.to_path_buf(), source: e },
+            io::ErrorKind::NotFound => ImageError::NeedsTool {
+                path: path.to_path_buf(),
+                format: format.name(),
+                tool,
+                package,
+            },
+            _ => ImageError::Io {
+                path: path.to_path_buf(),
+                source: e,
+            },
         })?;
         if !result.status.success() || !out.is_dir() {
             let err = String::from_utf8_lossy(&result.stderr);
             return Err(ImageError::Corrupt {
                 path: path.to_path_buf(),
                 format: format.name(),
-                detail: format!("{tool} could not read it: {}", err.lines().last().unwrap_or("").trim()),
+                detail: format!(
+                    "{tool} could not read it: {}",
+                    err.lines().last().unwrap_or("").trim()
+                ),
             });
         }
         let tree = DirTree::open(&out)?;
-        Ok(ExtractedTree { _dir: dir, tree, xattrs: false })
+        Ok(ExtractedTree {
+            _dir: dir,
+            tree,
+            xattrs: false,
+        })
     }
 }
 

@@ -96,8 +96,17 @@ impl Image {
                 });
             }
         };
-        let index = tree.entries().iter().enumerate().map(|(i, e)| (e.path.clone(), i)).collect();
-        Ok(Image { format, tree, index })
+        let index = tree
+            .entries()
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.path.clone(), i))
+            .collect();
+        Ok(Image {
+            format,
+            tree,
+            index,
+        })
     }
 
     pub fn entries(&self) -> &[Entry] {
@@ -105,7 +114,9 @@ impl Image {
     }
 
     pub fn get(&self, path: &str) -> Option<&Entry> {
-        self.index.get(path.trim_matches('/')).map(|i| &self.tree.entries()[*i])
+        self.index
+            .get(path.trim_matches('/'))
+            .map(|i| &self.tree.entries()[*i])
     }
 
     /// Random access to a regular file's bytes.
@@ -120,7 +131,10 @@ impl Image {
         let f = self.open_file(path)?;
         let len = f.len();
         if len > limit {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, format!("{path} is {len} bytes, over the {limit}-byte limit")));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{path} is {len} bytes, over the {limit}-byte limit"),
+            ));
         }
         let mut buf = vec![0u8; len as usize];
         let n = read_full(f.as_ref(), 0, &mut buf)?;
@@ -153,10 +167,18 @@ impl Image {
             let mut changed = false;
             let comps: Vec<&str> = current.split('/').filter(|c| !c.is_empty()).collect();
             for (i, c) in comps.iter().enumerate() {
-                let candidate = if resolved.is_empty() { c.to_string() } else { format!("{resolved}/{c}") };
+                let candidate = if resolved.is_empty() {
+                    c.to_string()
+                } else {
+                    format!("{resolved}/{c}")
+                };
                 match self.get(&candidate).map(|e| &e.kind) {
                     Some(Kind::Symlink(target)) => {
-                        let base = if target.starts_with('/') { String::new() } else { resolved.clone() };
+                        let base = if target.starts_with('/') {
+                            String::new()
+                        } else {
+                            resolved.clone()
+                        };
                         let mut joined = normalize(&format!("{base}/{target}"));
                         for rest in &comps[i + 1..] {
                             joined = format!("{joined}/{rest}");
@@ -180,7 +202,12 @@ impl Image {
         self.index
             .get(path.trim_matches('/'))
             .copied()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("{path}: no such file in the image")))
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("{path}: no such file in the image"),
+                )
+            })
     }
 }
 

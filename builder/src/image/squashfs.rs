@@ -46,28 +46,48 @@ pub(crate) struct SquashTree {
 
 impl SquashTree {
     pub fn open(path: &Path) -> Result<SquashTree, ImageError> {
-        let corrupt = |detail: String| ImageError::Corrupt { path: path.to_path_buf(), format: "squashfs", detail };
-        let io = |source| ImageError::Io { path: path.to_path_buf(), source };
+        let corrupt = |detail: String| ImageError::Corrupt {
+            path: path.to_path_buf(),
+            format: "squashfs",
+            detail,
+        };
+        let io = |source| ImageError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
         let file = File::open(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
         let reader = BufReader::with_capacity(64 * 1024, file.try_clone().map_err(io)?);
         let sq = Squashfs::from_reader(reader).map_err(|e| corrupt(e.to_string()))?;
         let sb = sq.superblock;
         if sb.bytes_used > file_len {
-            return Err(corrupt(format!("truncated: the superblock says {} bytes, the file has {file_len}", sb.bytes_used)));
+            return Err(corrupt(format!(
+                "truncated: the superblock says {} bytes, the file has {file_len}",
+                sb.bytes_used
+            )));
         }
         let compressor = sb.compressor;
         let xattr_start = sb.xattr_table;
-        let fs = sq.into_filesystem_reader().map_err(|e| corrupt(e.to_string()))?;
+        let fs = sq
+            .into_filesystem_reader()
+            .map_err(|e| corrupt(e.to_string()))?;
         let fragments = fs
             .fragments
             .as_ref()
-            .map(|f| f.iter().map(|fr| (fr.start, fr.size.size(), fr.size.uncompressed())).collect())
+            .map(|f| {
+                f.iter()
+                    .map(|fr| (fr.start, fr.size.size(), fr.size.uncompressed()))
+                    .collect()
+            })
             .unwrap_or_default();
         let mut entries = Vec::with_capacity(fs.root.nodes.len());
         let mut data = Vec::with_capacity(fs.root.nodes.len());
         for node in fs.files() {
-            let path = node.fullpath.to_string_lossy().trim_start_matches('/').to_string();
+            let path = node
+                .fullpath
+                .to_string_lossy()
+                .trim_start_matches('/')
+                .to_string();
             let h = &node.header;
             let (kind, size, fd) = match &node.inner {
                 InnerNode::Dir(_) => (Kind::Dir, 0, None),
@@ -88,14 +108,24 @@ impl SquashTree {
                 InnerNode::NamedPipe => (Kind::Fifo, 0, None),
                 InnerNode::Socket => (Kind::Socket, 0, None),
             };
-            entries.push(Entry { path, kind, mode: h.permissions & 0o7777, uid: h.uid, gid: h.gid, size });
+            entries.push(Entry {
+                path,
+                kind,
+                mode: h.permissions & 0o7777,
+                uid: h.uid,
+                gid: h.gid,
+                size,
+            });
             data.push(fd);
         }
         drop(fs);
         let xattrs = if xattr_start == u64::MAX {
             None
         } else {
-            Some(XattrTable::load(&file, xattr_start, compressor).map_err(|e| corrupt(format!("xattr table: {e}")))?)
+            Some(
+                XattrTable::load(&file, xattr_start, compressor)
+                    .map_err(|e| corrupt(format!("xattr table: {e}")))?,
+            )
         };
         Ok(SquashTree {
             file,
@@ -126,10 +156,15 @@ impl SquashTree {
     }
 
     fn fragment(&self, index: u32) -> io::Result<Arc<Vec<u8>>> {
-        let (start, size, uncompressed) =
-            *self.fragments.get(index as usize).ok_or_else(|| corrupt_io("fragment index out of range"))?;
+        let (start, size, uncompressed) = *self
+            .fragments
+            .get(index as usize)
+            .ok_or_else(|| corrupt_io("fragment index out of range"))?;
         {
-            let mut cache = self.fragment_cache.lock().unwrap_or_else(|p| p.into_inner());
+            let mut cache = self
+                .fragment_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             if let Some(pos) = cache.iter().position(|(s, _)| *s == start) {
                 let hit = cache.remove(pos);
                 let bytes = hit.1.clone();
@@ -138,7 +173,10 @@ impl SquashTree {
             }
         }
         let bytes = Arc::new(self.decompress(start, size, uncompressed)?);
-        let mut cache = self.fragment_cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self
+            .fragment_cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if cache.len() >= FRAGMENT_CACHE {
             cache.remove(0);
         }
@@ -150,13 +188,19 @@ impl SquashTree {
 fn file_data(f: &SquashfsFileReader) -> FileData {
     let (frag, offset, xattr) = match f {
         SquashfsFileReader::Basic(b) => (b.frag_index, b.block_offset, None),
-        SquashfsFileReader::Extended(e) => {
-            (e.frag_index, e.block_offset, (e.xattr_index != NO_FRAGMENT).then_some(e.xattr_index))
-        }
+        SquashfsFileReader::Extended(e) => (
+            e.frag_index,
+            e.block_offset,
+            (e.xattr_index != NO_FRAGMENT).then_some(e.xattr_index),
+        ),
     };
     FileData {
         blocks_start: f.blocks_start(),
-        block_sizes: f.block_sizes().iter().map(|d| (d.size(), d.uncompressed())).collect(),
+        block_sizes: f
+            .block_sizes()
+            .iter()
+            .map(|d| (d.size(), d.uncompressed()))
+            .collect(),
         fragment: (frag != NO_FRAGMENT).then_some((frag, offset)),
         size: f.file_len() as u64,
         xattr_index: xattr,
@@ -171,7 +215,10 @@ fn split_dev(dev: u32) -> (u32, u32) {
 }
 
 fn corrupt_io(msg: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("corrupt squashfs: {msg}"))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("corrupt squashfs: {msg}"),
+    )
 }
 
 impl Tree for SquashTree {
@@ -191,11 +238,21 @@ impl Tree for SquashTree {
             offsets.push(pos);
             pos += u64::from(*size);
         }
-        Ok(Box::new(SquashFile { tree: self, data, offsets, last: Mutex::new(None) }))
+        Ok(Box::new(SquashFile {
+            tree: self,
+            data,
+            offsets,
+            last: Mutex::new(None),
+        }))
     }
 
     fn xattr(&self, index: usize, name: &str) -> io::Result<Option<Vec<u8>>> {
-        let Some(xi) = self.data.get(index).and_then(Option::as_ref).and_then(|d| d.xattr_index) else {
+        let Some(xi) = self
+            .data
+            .get(index)
+            .and_then(Option::as_ref)
+            .and_then(|d| d.xattr_index)
+        else {
             return Ok(None);
         };
         match &self.xattrs {
@@ -243,12 +300,21 @@ impl ReadAt for SquashFile<'_> {
         let (chunk, start): (Arc<Vec<u8>>, usize) = if block < self.data.block_sizes.len() {
             (self.block(block)?, (offset % bs) as usize)
         } else {
-            let (frag, frag_offset) = self.data.fragment.ok_or_else(|| corrupt_io("file tail without a fragment"))?;
+            let (frag, frag_offset) = self
+                .data
+                .fragment
+                .ok_or_else(|| corrupt_io("file tail without a fragment"))?;
             let tail_start = self.data.block_sizes.len() as u64 * bs;
-            (self.tree.fragment(frag)?, frag_offset as usize + (offset - tail_start) as usize)
+            (
+                self.tree.fragment(frag)?,
+                frag_offset as usize + (offset - tail_start) as usize,
+            )
         };
         let want = buf.len().min((size - offset) as usize);
-        let avail = chunk.len().checked_sub(start).ok_or_else(|| corrupt_io("read past the end of a block"))?;
+        let avail = chunk
+            .len()
+            .checked_sub(start)
+            .ok_or_else(|| corrupt_io("read past the end of a block"))?;
         let n = want.min(avail);
         if n == 0 {
             return Err(corrupt_io("block shorter than its file claims"));

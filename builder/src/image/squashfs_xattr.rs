@@ -41,28 +41,52 @@ impl XattrTable {
         }
         let mut ptrs = vec![0u8; blocks * 8];
         file.read_exact_at(&mut ptrs, start + 16)?;
-        let id_blocks = ptrs.chunks_exact(8).map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]])).collect();
-        Ok(XattrTable { kv_start, count, id_blocks })
+        let id_blocks = ptrs
+            .chunks_exact(8)
+            .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
+            .collect();
+        Ok(XattrTable {
+            kv_start,
+            count,
+            id_blocks,
+        })
     }
 
     /// The value of xattr `name` for xattr id `index`, if the inode has it.
-    pub fn get(&self, file: &File, c: Compressor, index: u32, name: &str) -> io::Result<Option<Vec<u8>>> {
+    pub fn get(
+        &self,
+        file: &File,
+        c: Compressor,
+        index: u32,
+        name: &str,
+    ) -> io::Result<Option<Vec<u8>>> {
         if index >= self.count {
             return Err(bad("xattr index out of range"));
         }
         let byte = index as usize * 16;
-        let block = *self.id_blocks.get(byte / METADATA_SIZE).ok_or_else(|| bad("xattr id block missing"))?;
+        let block = *self
+            .id_blocks
+            .get(byte / METADATA_SIZE)
+            .ok_or_else(|| bad("xattr id block missing"))?;
         let mut ids = Meta::new(file, c, block, byte % METADATA_SIZE)?;
         let id = ids.take(16)?;
         let xref = u64::from_le_bytes(id[0..8].try_into().map_err(|_| bad("id"))?);
         let n = u32::from_le_bytes(id[8..12].try_into().map_err(|_| bad("id"))?);
-        let mut kv = Meta::new(file, c, self.kv_start + (xref >> 16), (xref & 0xffff) as usize)?;
+        let mut kv = Meta::new(
+            file,
+            c,
+            self.kv_start + (xref >> 16),
+            (xref & 0xffff) as usize,
+        )?;
         for _ in 0..n.min(4096) {
             let h = kv.take(4)?;
             let typ = u16::from_le_bytes([h[0], h[1]]);
             let name_len = u16::from_le_bytes([h[2], h[3]]) as usize;
             let key = kv.take(name_len)?;
-            let prefix = PREFIXES.get((typ & 0xff) as usize).copied().unwrap_or("unknown.");
+            let prefix = PREFIXES
+                .get((typ & 0xff) as usize)
+                .copied()
+                .unwrap_or("unknown.");
             let full = format!("{prefix}{}", String::from_utf8_lossy(&key));
             let vs = kv.take(4)?;
             let vlen = u32::from_le_bytes([vs[0], vs[1], vs[2], vs[3]]) as usize;
@@ -77,7 +101,12 @@ impl XattrTable {
                 return Ok(Some(value));
             }
             // Out-of-line value: a reference to a {u32 size, bytes} record.
-            let r = u64::from_le_bytes(value.get(0..8).and_then(|v| v.try_into().ok()).ok_or_else(|| bad("ool ref"))?);
+            let r = u64::from_le_bytes(
+                value
+                    .get(0..8)
+                    .and_then(|v| v.try_into().ok())
+                    .ok_or_else(|| bad("ool ref"))?,
+            );
             let mut ool = Meta::new(file, c, self.kv_start + (r >> 16), (r & 0xffff) as usize)?;
             let s = ool.take(4)?;
             let len = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
@@ -101,7 +130,13 @@ struct Meta<'a> {
 
 impl<'a> Meta<'a> {
     fn new(file: &'a File, c: Compressor, start: u64, skip: usize) -> io::Result<Meta<'a>> {
-        let mut m = Meta { file, c, next: start, buf: Vec::new(), pos: 0 };
+        let mut m = Meta {
+            file,
+            c,
+            next: start,
+            buf: Vec::new(),
+            pos: 0,
+        };
         m.fill()?;
         if skip > m.buf.len() {
             return Err(bad("offset past the end of a metadata block"));
@@ -125,7 +160,9 @@ impl<'a> Meta<'a> {
             raw
         } else {
             let mut out = Vec::with_capacity(METADATA_SIZE);
-            DefaultCompressor.decompress(&raw, &mut out, self.c).map_err(|e| bad(&e.to_string()))?;
+            DefaultCompressor
+                .decompress(&raw, &mut out, self.c)
+                .map_err(|e| bad(&e.to_string()))?;
             out
         };
         self.buf.drain(..self.pos.min(self.buf.len()));

@@ -30,8 +30,10 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Build NAME-VERSION-ARCH.raw, SHA256SUMS and NAME.conf from an extension spec (TOML).
-    #[command(after_help = "The output directory is a bakery-style release directory: building the same spec for \
-                            x86-64 and arm64 into one directory gives one SHA256SUMS with both images.")]
+    #[command(
+        after_help = "The output directory is a bakery-style release directory: building the same spec for \
+                            x86-64 and arm64 into one directory gives one SHA256SUMS with both images."
+    )]
     Build {
         /// The extension spec, e.g. fixtures/extensions/busybox.toml.
         spec: PathBuf,
@@ -52,8 +54,10 @@ enum Command {
         hub: Option<String>,
     },
     /// Check images, directory images or release directories against the Extension Image rules.
-    #[command(after_help = "A release directory (holding *.raw and SHA256SUMS) is checked as a whole: each image, \
-                            SHA256SUMS against the files, and each transfer file against the published names.")]
+    #[command(
+        after_help = "A release directory (holding *.raw and SHA256SUMS) is checked as a whole: each image, \
+                            SHA256SUMS against the files, and each transfer file against the published names."
+    )]
     Lint {
         /// Images (.raw), directory images, or bakery release directories.
         #[arg(required_unless_present = "list_rules")]
@@ -98,16 +102,29 @@ enum TargetArg {
 }
 
 fn parse_arch(s: &str) -> Result<Arch, String> {
-    s.parse().map_err(|e: sysext_builder::arch::UnknownArch| e.to_string())
+    s.parse()
+        .map_err(|e: sysext_builder::arch::UnknownArch| e.to_string())
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build { spec, output, arch, format, compression, hub } => run_build(spec, output, arch, format, compression, hub),
-        Command::Lint { paths, format, target, host_os_release, arch, list_rules } => {
-            run_lint(paths, format, target, host_os_release, arch, list_rules)
-        }
+        Command::Build {
+            spec,
+            output,
+            arch,
+            format,
+            compression,
+            hub,
+        } => run_build(spec, output, arch, format, compression, hub),
+        Command::Lint {
+            paths,
+            format,
+            target,
+            host_os_release,
+            arch,
+            list_rules,
+        } => run_lint(paths, format, target, host_os_release, arch, list_rules),
     };
     match result {
         Ok(code) => code,
@@ -154,7 +171,9 @@ fn run_build(
             );
             Ok(ExitCode::SUCCESS)
         }
-        Err(e @ BuildError::SpecFile { .. }) | Err(e @ BuildError::Spec(_)) => Err(anyhow::anyhow!("{e}")),
+        Err(e @ BuildError::SpecFile { .. }) | Err(e @ BuildError::Spec(_)) => {
+            Err(anyhow::anyhow!("{e}"))
+        }
         Err(e) => Err(anyhow::Error::new(e).context(format!("building {}", spec.display()))),
     }
 }
@@ -170,13 +189,21 @@ fn run_lint(
     if list_rules {
         let mut out = std::io::stdout().lock();
         for r in lint::rules::all() {
-            writeln!(out, "{:<36} {:<7} {}  [{}]", r.id, r.severity.as_str(), r.summary, r.reference)?;
+            writeln!(
+                out,
+                "{:<36} {:<7} {}  [{}]",
+                r.id,
+                r.severity.as_str(),
+                r.summary,
+                r.reference
+            )?;
         }
         return Ok(ExitCode::SUCCESS);
     }
     let host = match &host_os_release {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("{}: cannot read the host os-release", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read the host os-release", p.display()))?;
             Some(sysext_builder::osrelease::OsRelease::parse(&text).0)
         }
         None => None,
@@ -193,8 +220,13 @@ fn run_lint(
     for p in &paths {
         match linter.lint_path(p) {
             Ok(r) => reports.extend(r),
-            Err(LintError::Io { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
-                anyhow::bail!("{}: no such file or directory; pass an image (.raw), a directory image or a release directory", path.display())
+            Err(LintError::Io { path, source })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                anyhow::bail!(
+                    "{}: no such file or directory; pass an image (.raw), a directory image or a release directory",
+                    path.display()
+                )
             }
             Err(e) => return Err(e.into()),
         }
@@ -205,5 +237,9 @@ fn run_lint(
         OutputFormat::Human => report::human(&mut out, &reports, std::io::stdout().is_terminal())?,
     }
     let summary = report::summarize(&reports);
-    Ok(if summary.errors > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if summary.errors > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

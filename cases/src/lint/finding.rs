@@ -49,7 +49,12 @@ pub struct Finding {
 
 impl Finding {
     pub fn new(rule: &Rule, path: impl Into<String>, message: impl Into<String>) -> Finding {
-        Finding { rule: rule.id, severity: rule.severity, path: path.into(), message: message.into() }
+        Finding {
+            rule: rule.id,
+            severity: rule.severity,
+            path: path.into(),
+            message: message.into(),
+        }
     }
 
     /// The same rule at another severity, for rules whose weight depends on the target

@@ -34,7 +34,10 @@ pub const UNREADABLE: Rule = Rule {
 #[derive(Debug, thiserror::Error)]
 pub enum LintError {
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Environment(ImageError),
 }
@@ -65,7 +68,11 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { target: TargetKind::Flatcar, host_os_release: None, arch: None }
+        Options {
+            target: TargetKind::Flatcar,
+            host_os_release: None,
+            arch: None,
+        }
     }
 }
 
@@ -78,13 +85,22 @@ pub struct Linter {
 impl Linter {
     pub fn new(opts: Options) -> Linter {
         let target = Target::new(opts.target);
-        let host = opts.host_os_release.unwrap_or_else(|| target.os_release.clone());
-        Linter { target, host, arch: opts.arch }
+        let host = opts
+            .host_os_release
+            .unwrap_or_else(|| target.os_release.clone());
+        Linter {
+            target,
+            host,
+            arch: opts.arch,
+        }
     }
 
     /// Lints an image file, a directory image, or a release directory.
     pub fn lint_path(&self, path: &Path) -> Result<Vec<ImageReport>, LintError> {
-        let meta = std::fs::metadata(path).map_err(|source| LintError::Io { path: path.to_path_buf(), source })?;
+        let meta = std::fs::metadata(path).map_err(|source| LintError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         if meta.is_dir() && is_release_dir(path) {
             return self.lint_release_dir(path);
         }
@@ -92,7 +108,10 @@ impl Linter {
     }
 
     fn lint_release_dir(&self, dir: &Path) -> Result<Vec<ImageReport>, LintError> {
-        let io = |source| LintError::Io { path: dir.to_path_buf(), source };
+        let io = |source| LintError::Io {
+            path: dir.to_path_buf(),
+            source,
+        };
         let mut images: Vec<String> = std::fs::read_dir(dir)
             .map_err(io)?
             .filter_map(Result::ok)
@@ -110,7 +129,11 @@ impl Linter {
             }
             reports.push(report);
         }
-        let rd = release_dir::ReleaseDir { dir, images, release_names };
+        let rd = release_dir::ReleaseDir {
+            dir,
+            images,
+            release_names,
+        };
         reports.push(ImageReport {
             path: dir.display().to_string(),
             name: None,
@@ -151,11 +174,20 @@ impl Linter {
         };
         report.format = Some(image.format.name());
         let names = release_file::candidate_names(&image);
-        let triple = if is_dir { None } else { naming::triple(&file_name, &names) };
-        let image_name = triple.as_ref().map(|t| t.name.clone()).unwrap_or_else(|| naming::image_name(&file_name, is_dir));
+        let triple = if is_dir {
+            None
+        } else {
+            naming::triple(&file_name, &names)
+        };
+        let image_name = triple
+            .as_ref()
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| naming::image_name(&file_name, is_dir));
         let (release, f) = release_file::check(&image, &image_name);
         findings.extend(f);
-        let arch = self.arch.or_else(|| triple.as_ref().and_then(|t| t.arch.parse().ok()));
+        let arch = self
+            .arch
+            .or_else(|| triple.as_ref().and_then(|t| t.arch.parse().ok()));
         let ctx = Context {
             file_name,
             image_name: image_name.clone(),
@@ -184,7 +216,10 @@ fn is_release_dir(dir: &Path) -> bool {
     }
     dir.join("SHA256SUMS").exists()
         || std::fs::read_dir(dir)
-            .map(|rd| rd.filter_map(Result::ok).any(|e| e.file_name().to_string_lossy().ends_with(".raw")))
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().ends_with(".raw"))
+            })
             .unwrap_or(false)
 }
 

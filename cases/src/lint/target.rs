@@ -46,31 +46,172 @@ pub struct Target {
 /// Binaries Flatcar's `/usr` ships that extension units commonly call (flatcar/scripts'
 /// base packages: coreutils, util-linux, systemd, iproute2, kmod, docker/containerd built-ins).
 const FLATCAR_BINARIES: &[&str] = &[
-    "bash", "sh", "env", "true", "false", "cat", "cp", "mv", "rm", "ln", "mkdir", "rmdir", "chmod", "chown",
-    "touch", "test", "[", "echo", "sleep", "install", "readlink", "realpath", "sed", "grep", "awk", "gawk",
-    "find", "xargs", "tar", "gzip", "zstd", "xz", "bzip2", "curl", "wget", "mount", "umount", "findmnt",
-    "modprobe", "insmod", "rmmod", "lsmod", "sysctl", "ip", "iptables", "ip6tables", "nft", "systemctl",
-    "systemd-tmpfiles", "systemd-sysusers", "systemd-sysext", "systemd-confext", "systemd-escape",
-    "systemd-notify", "systemd-run", "journalctl", "loginctl", "networkctl", "resolvectl", "hostnamectl",
-    "timedatectl", "udevadm", "busctl", "rsync", "ssh", "sshd", "sudo", "su", "useradd", "groupadd",
-    "usermod", "getent", "id", "flock", "logger", "nsenter", "unshare", "chroot", "mkfs.ext4", "blkid",
-    "lsblk", "jq", "ethtool", "conntrack", "socat", "docker", "dockerd", "containerd", "ctr", "runc",
-    "containerd-shim-runc-v2", "docker-init", "docker-proxy", "update-ca-certificates", "kmod", "depmod",
-    "agetty", "login", "passwd", "setfacl", "getfacl", "setfattr", "getfattr", "ldconfig", "ldd",
+    "bash",
+    "sh",
+    "env",
+    "true",
+    "false",
+    "cat",
+    "cp",
+    "mv",
+    "rm",
+    "ln",
+    "mkdir",
+    "rmdir",
+    "chmod",
+    "chown",
+    "touch",
+    "test",
+    "[",
+    "echo",
+    "sleep",
+    "install",
+    "readlink",
+    "realpath",
+    "sed",
+    "grep",
+    "awk",
+    "gawk",
+    "find",
+    "xargs",
+    "tar",
+    "gzip",
+    "zstd",
+    "xz",
+    "bzip2",
+    "curl",
+    "wget",
+    "mount",
+    "umount",
+    "findmnt",
+    "modprobe",
+    "insmod",
+    "rmmod",
+    "lsmod",
+    "sysctl",
+    "ip",
+    "iptables",
+    "ip6tables",
+    "nft",
+    "systemctl",
+    "systemd-tmpfiles",
+    "systemd-sysusers",
+    "systemd-sysext",
+    "systemd-confext",
+    "systemd-escape",
+    "systemd-notify",
+    "systemd-run",
+    "journalctl",
+    "loginctl",
+    "networkctl",
+    "resolvectl",
+    "hostnamectl",
+    "timedatectl",
+    "udevadm",
+    "busctl",
+    "rsync",
+    "ssh",
+    "sshd",
+    "sudo",
+    "su",
+    "useradd",
+    "groupadd",
+    "usermod",
+    "getent",
+    "id",
+    "flock",
+    "logger",
+    "nsenter",
+    "unshare",
+    "chroot",
+    "mkfs.ext4",
+    "blkid",
+    "lsblk",
+    "jq",
+    "ethtool",
+    "conntrack",
+    "socat",
+    "docker",
+    "dockerd",
+    "containerd",
+    "ctr",
+    "runc",
+    "containerd-shim-runc-v2",
+    "docker-init",
+    "docker-proxy",
+    "update-ca-certificates",
+    "kmod",
+    "depmod",
+    "agetty",
+    "login",
+    "passwd",
+    "setfacl",
+    "getfacl",
+    "setfattr",
+    "getfattr",
+    "ldconfig",
+    "ldd",
 ];
 
 /// Libraries Flatcar's `/usr/lib64` provides (glibc, and the common ones from its base).
 const FLATCAR_LIBRARIES: &[&str] = &[
-    "libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libresolv.so.2",
-    "libutil.so.1", "libanl.so.1", "libcrypt.so.1", "libcrypt.so.2", "libgcc_s.so.1", "libstdc++.so.6",
-    "libz.so.1", "libssl.so.3", "libcrypto.so.3", "libsystemd.so.0", "libudev.so.1", "libseccomp.so.2",
-    "libselinux.so.1", "libcap.so.2", "libacl.so.1", "libattr.so.1", "libblkid.so.1", "libmount.so.1",
-    "libuuid.so.1", "libdevmapper.so.1.02", "libkmod.so.2", "liblzma.so.5", "libzstd.so.1", "libbz2.so.1",
-    "libcurl.so.4", "libnftnl.so.11", "libmnl.so.0", "libgmp.so.10", "libffi.so.8", "libexpat.so.1",
-    "libpcre2-8.so.0", "libncursesw.so.6", "libtinfo.so.6", "libreadline.so.8", "libip4tc.so.2",
-    "libip6tc.so.2", "libxtables.so.12", "libnl-3.so.200", "libnl-genl-3.so.200", "libjson-c.so.5",
-    "libaudit.so.1", "libpam.so.0", "libkeyutils.so.1", "libgcrypt.so.20", "libgpg-error.so.0",
-    "libelf.so.1", "liblz4.so.1", "libtirpc.so.3", "libnsl.so.3", "libsqlite3.so.0", "libxml2.so.2",
+    "libc.so.6",
+    "libm.so.6",
+    "libdl.so.2",
+    "libpthread.so.0",
+    "librt.so.1",
+    "libresolv.so.2",
+    "libutil.so.1",
+    "libanl.so.1",
+    "libcrypt.so.1",
+    "libcrypt.so.2",
+    "libgcc_s.so.1",
+    "libstdc++.so.6",
+    "libz.so.1",
+    "libssl.so.3",
+    "libcrypto.so.3",
+    "libsystemd.so.0",
+    "libudev.so.1",
+    "libseccomp.so.2",
+    "libselinux.so.1",
+    "libcap.so.2",
+    "libacl.so.1",
+    "libattr.so.1",
+    "libblkid.so.1",
+    "libmount.so.1",
+    "libuuid.so.1",
+    "libdevmapper.so.1.02",
+    "libkmod.so.2",
+    "liblzma.so.5",
+    "libzstd.so.1",
+    "libbz2.so.1",
+    "libcurl.so.4",
+    "libnftnl.so.11",
+    "libmnl.so.0",
+    "libgmp.so.10",
+    "libffi.so.8",
+    "libexpat.so.1",
+    "libpcre2-8.so.0",
+    "libncursesw.so.6",
+    "libtinfo.so.6",
+    "libreadline.so.8",
+    "libip4tc.so.2",
+    "libip6tc.so.2",
+    "libxtables.so.12",
+    "libnl-3.so.200",
+    "libnl-genl-3.so.200",
+    "libjson-c.so.5",
+    "libaudit.so.1",
+    "libpam.so.0",
+    "libkeyutils.so.1",
+    "libgcrypt.so.20",
+    "libgpg-error.so.0",
+    "libelf.so.1",
+    "liblz4.so.1",
+    "libtirpc.so.3",
+    "libnsl.so.3",
+    "libsqlite3.so.0",
+    "libxml2.so.2",
 ];
 
 impl Target {
@@ -87,10 +228,14 @@ impl Target {
                 ]),
                 binaries: bin_paths(FLATCAR_BINARIES, true),
                 libraries: FLATCAR_LIBRARIES.iter().map(|s| s.to_string()).collect(),
-                interpreters: ["/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1", "/usr/lib64/ld-linux-x86-64.so.2"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                interpreters: [
+                    "/lib64/ld-linux-x86-64.so.2",
+                    "/lib/ld-linux-aarch64.so.1",
+                    "/usr/lib64/ld-linux-x86-64.so.2",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
                 sbin_merged: true,
                 knows_base: true,
             },
@@ -98,10 +243,17 @@ impl Target {
                 kind,
                 os_release: OsRelease::from_pairs(&[("ID", "linux")]),
                 binaries: bin_paths(FLATCAR_BINARIES, false),
-                libraries: ["libc.so.6", "libm.so.6", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libgcc_s.so.1"]
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                libraries: [
+                    "libc.so.6",
+                    "libm.so.6",
+                    "libdl.so.2",
+                    "libpthread.so.0",
+                    "librt.so.1",
+                    "libgcc_s.so.1",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
                 interpreters: [
                     "/lib64/ld-linux-x86-64.so.2",
                     "/lib/ld-linux-aarch64.so.1",
@@ -122,12 +274,16 @@ impl Target {
     /// aliases every current distribution has (`/bin` → `/usr/bin`, and on Flatcar
     /// `/usr/sbin` → `/usr/bin`).
     pub fn has_binary(&self, path: &str) -> bool {
-        aliases(path, self.sbin_merged).iter().any(|p| self.binaries.contains(p))
+        aliases(path, self.sbin_merged)
+            .iter()
+            .any(|p| self.binaries.contains(p))
     }
 
     /// Whether the base provides a dynamic loader at `path`.
     pub fn has_interpreter(&self, path: &str) -> bool {
-        aliases(path, self.sbin_merged).iter().any(|p| self.interpreters.contains(p))
+        aliases(path, self.sbin_merged)
+            .iter()
+            .any(|p| self.interpreters.contains(p))
     }
 }
 
@@ -145,13 +301,24 @@ fn bin_paths(names: &[&str], sbin_merged: bool) -> HashSet<String> {
 /// The spellings of `path` that reach the same file on a merged-usr system.
 pub fn aliases(path: &str, sbin_merged: bool) -> Vec<String> {
     let mut out = vec![path.to_string()];
-    for (from, to) in [("/bin/", "/usr/bin/"), ("/sbin/", "/usr/sbin/"), ("/lib/", "/usr/lib/"), ("/lib64/", "/usr/lib64/")] {
+    for (from, to) in [
+        ("/bin/", "/usr/bin/"),
+        ("/sbin/", "/usr/sbin/"),
+        ("/lib/", "/usr/lib/"),
+        ("/lib64/", "/usr/lib64/"),
+    ] {
         if let Some(rest) = path.strip_prefix(from) {
             out.push(format!("{to}{rest}"));
         }
     }
     if sbin_merged {
-        let extra: Vec<String> = out.iter().filter_map(|p| p.strip_prefix("/usr/sbin/").map(|r| format!("/usr/bin/{r}"))).collect();
+        let extra: Vec<String> = out
+            .iter()
+            .filter_map(|p| {
+                p.strip_prefix("/usr/sbin/")
+                    .map(|r| format!("/usr/bin/{r}"))
+            })
+            .collect();
         out.extend(extra);
     }
     out

@@ -47,24 +47,40 @@ impl Fx {
             file: file.into(),
             dir: false,
             release: Some((name, ANY.into())),
-            items: vec![Item::File("usr/share/fx/data", b"payload\n".to_vec(), 0o644)],
+            items: vec![Item::File(
+                "usr/share/fx/data",
+                b"payload\n".to_vec(),
+                0o644,
+            )],
             opts: Options::default(),
         }
     }
     fn dir(name: &str) -> Fx {
-        Fx { dir: true, ..Fx::raw(&format!("{name}.raw")) }.named(name)
+        Fx {
+            dir: true,
+            ..Fx::raw(&format!("{name}.raw"))
+        }
+        .named(name)
     }
     fn named(mut self, file: &str) -> Fx {
         self.file = file.into();
         self
     }
     fn release(mut self, text: &str) -> Fx {
-        let name = self.release.as_ref().map(|r| r.0.clone()).unwrap_or_default();
+        let name = self
+            .release
+            .as_ref()
+            .map(|r| r.0.clone())
+            .unwrap_or_default();
         self.release = Some((name, text.into()));
         self
     }
     fn release_name(mut self, name: &str) -> Fx {
-        let text = self.release.as_ref().map(|r| r.1.clone()).unwrap_or_else(|| ANY.into());
+        let text = self
+            .release
+            .as_ref()
+            .map(|r| r.1.clone())
+            .unwrap_or_else(|| ANY.into());
         self.release = Some((name.into(), text));
         self
     }
@@ -88,7 +104,8 @@ impl Fx {
         self
     }
     fn no_payload(mut self) -> Fx {
-        self.items.retain(|i| !matches!(i, Item::File("usr/share/fx/data", _, _)));
+        self.items
+            .retain(|i| !matches!(i, Item::File("usr/share/fx/data", _, _)));
         self
     }
 
@@ -116,24 +133,49 @@ impl Fx {
                         std::os::unix::fs::symlink(t, p).unwrap();
                     }
                     Item::Fifo(p) => run("mkfifo", &[path.join(p).to_str().unwrap()]),
-                    Item::Whiteout(p) => run("mknod", &[path.join(p).to_str().unwrap(), "c", "0", "0"]),
+                    Item::Whiteout(p) => {
+                        run("mknod", &[path.join(p).to_str().unwrap(), "c", "0", "0"])
+                    }
                     Item::Xattr(name, value) => {
                         let (n, _) = self.release.as_ref().unwrap();
                         xattr::set(path.join(release_path(n)), name, value.as_bytes()).unwrap();
                     }
-                    Item::Owner(p, uid) => std::os::unix::fs::lchown(path.join(p), Some(*uid), Some(*uid)).unwrap(),
+                    Item::Owner(p, uid) => {
+                        std::os::unix::fs::lchown(path.join(p), Some(*uid), Some(*uid)).unwrap()
+                    }
                 }
             }
         } else {
             let mut l = Layout::default();
             if let Some((n, text)) = &self.release {
-                l.insert(&release_path(n), Node::File { content: Content::Inline(text.as_bytes().to_vec()), mode: 0o644 })
-                    .unwrap();
+                l.insert(
+                    &release_path(n),
+                    Node::File {
+                        content: Content::Inline(text.as_bytes().to_vec()),
+                        mode: 0o644,
+                    },
+                )
+                .unwrap();
             }
             for item in &self.items {
                 match item {
-                    Item::File(p, b, m) => l.insert(p, Node::File { content: Content::Inline(b.clone()), mode: *m }).unwrap(),
-                    Item::Link(p, t) => l.insert(p, Node::Symlink { target: t.to_string() }).unwrap(),
+                    Item::File(p, b, m) => l
+                        .insert(
+                            p,
+                            Node::File {
+                                content: Content::Inline(b.clone()),
+                                mode: *m,
+                            },
+                        )
+                        .unwrap(),
+                    Item::Link(p, t) => l
+                        .insert(
+                            p,
+                            Node::Symlink {
+                                target: t.to_string(),
+                            },
+                        )
+                        .unwrap(),
                     _ => panic!("squashfs fixtures cannot hold this item; use Fx::dir"),
                 }
             }
@@ -165,7 +207,10 @@ fn host_true(from: &str, to: &str) -> Vec<u8> {
         return b;
     }
     let mut i = 0;
-    while let Some(pos) = b[i..].windows(from.len()).position(|w| w == from.as_bytes()) {
+    while let Some(pos) = b[i..]
+        .windows(from.len())
+        .position(|w| w == from.as_bytes())
+    {
         b[i + pos..i + pos + from.len()].copy_from_slice(to.as_bytes());
         i += pos + from.len();
     }
@@ -173,7 +218,11 @@ fn host_true(from: &str, to: &str) -> Vec<u8> {
 }
 
 fn unit(flag: bool) -> &'static str {
-    if flag { "ID=_any\nARCHITECTURE=x86-64\nEXTENSION_RELOAD_MANAGER=1\n" } else { ANY }
+    if flag {
+        "ID=_any\nARCHITECTURE=x86-64\nEXTENSION_RELOAD_MANAGER=1\n"
+    } else {
+        ANY
+    }
 }
 
 fn svc(exec: &str) -> String {
@@ -185,9 +234,21 @@ fn svc(exec: &str) -> String {
 #[case::not_raw("naming/not-raw", Fx::raw("x.img"), Fx::raw("x.raw"))]
 #[case::invalid_name("naming/invalid-image-name", Fx::raw(".#x.raw"), Fx::raw("x.raw"))]
 #[case::not_bakery_style("naming/not-bakery-style", Fx::raw("x.raw"), Fx::raw("x-1-x86-64.raw"))]
-#[case::install_via_symlink("naming/install-via-symlink", Fx::raw("x-1-x86-64.raw"), Fx::raw("x.raw"))]
-#[case::name_arch("naming/arch-mismatch", Fx::raw("x-1-arm64.raw"), Fx::raw("x-1-x86-64.raw"))]
-#[case::tilde_version("naming/version-invisible-to-sysupdate", Fx::raw("x-2.0~rc1-x86-64.raw"), Fx::raw("x-2.0.rc1-x86-64.raw"))]
+#[case::install_via_symlink(
+    "naming/install-via-symlink",
+    Fx::raw("x-1-x86-64.raw"),
+    Fx::raw("x.raw")
+)]
+#[case::name_arch(
+    "naming/arch-mismatch",
+    Fx::raw("x-1-arm64.raw"),
+    Fx::raw("x-1-x86-64.raw")
+)]
+#[case::tilde_version(
+    "naming/version-invisible-to-sysupdate",
+    Fx::raw("x-2.0~rc1-x86-64.raw"),
+    Fx::raw("x-2.0.rc1-x86-64.raw")
+)]
 #[case::dash_version("naming/version-has-dash", Fx::raw("x-1.0-rc1-x86-64.raw").release_name("x"), Fx::raw("x-1.0.rc1-x86-64.raw"))]
 // release file
 #[case::missing("release/missing", Fx::raw("x.raw").no_release(), Fx::raw("x.raw"))]
@@ -248,15 +309,26 @@ fn svc(exec: &str) -> String {
 #[case::in_etc("unit/in-etc", Fx::raw("x.raw").file("etc/systemd/system/t.service", &svc("/usr/bin/env")), Fx::raw("x.raw"))]
 fn rule_fires_on_bad_image_and_not_on_good(#[case] rule: &str, #[case] bad: Fx, #[case] good: Fx) {
     let on_bad = bad.lint();
-    assert!(on_bad.iter().any(|f| f.rule == rule), "{rule} not reported for the bad image: {on_bad:#?}");
+    assert!(
+        on_bad.iter().any(|f| f.rule == rule),
+        "{rule} not reported for the bad image: {on_bad:#?}"
+    );
     let on_good = good.lint();
-    assert!(!on_good.iter().any(|f| f.rule == rule), "{rule} reported for the good image: {on_good:#?}");
+    assert!(
+        !on_good.iter().any(|f| f.rule == rule),
+        "{rule} reported for the good image: {on_good:#?}"
+    );
 }
 
 #[test]
 fn usr_sbin_is_an_error_on_flatcar_and_a_warning_on_generic() {
     let fx = Fx::raw("x.raw").file("usr/sbin/tool", "x");
-    let sev = |fx: Fx| fx.lint().into_iter().find(|f| f.rule == "content/usr-sbin").map(|f| f.severity);
+    let sev = |fx: Fx| {
+        fx.lint()
+            .into_iter()
+            .find(|f| f.rule == "content/usr-sbin")
+            .map(|f| f.severity)
+    };
     assert_eq!(sev(fx.clone()), Some(Severity::Error));
     assert_eq!(sev(fx.target(TargetKind::Generic)), Some(Severity::Warning));
 }
@@ -275,10 +347,22 @@ fn garbage_and_empty_files_are_findings_not_crashes() {
     let linter = Linter::new(Options::default());
     for name in ["garbage.raw", "empty.raw", "truncated.raw"] {
         let (report, _) = linter.lint_image(&tmp.path().join(name)).unwrap();
-        assert!(report.findings.iter().any(|f| f.rule == "image/unreadable" && f.severity == Severity::Error), "{name}: {report:#?}");
+        assert!(
+            report
+                .findings
+                .iter()
+                .any(|f| f.rule == "image/unreadable" && f.severity == Severity::Error),
+            "{name}: {report:#?}"
+        );
     }
     let (report, _) = linter.lint_image(&good).unwrap();
-    assert!(report.findings.iter().all(|f| f.severity != Severity::Error), "{report:#?}");
+    assert!(
+        report
+            .findings
+            .iter()
+            .all(|f| f.severity != Severity::Error),
+        "{report:#?}"
+    );
 }
 
 #[test]
@@ -300,12 +384,21 @@ fn release_dir(mutate: fn(&Path)) -> Vec<Finding> {
     let spec_dir = tmp.path().join("spec");
     std::fs::create_dir(&spec_dir).unwrap();
     let spec_path = spec_dir.join("x.toml");
-    std::fs::write(&spec_path, "name = \"x\"\nversion = \"1.0\"\n[[file]]\npath = \"/usr/share/x/data\"\ntext = \"x\"\n").unwrap();
+    std::fs::write(
+        &spec_path,
+        "name = \"x\"\nversion = \"1.0\"\n[[file]]\npath = \"/usr/share/x/data\"\ntext = \"x\"\n",
+    )
+    .unwrap();
     let out = tmp.path().join("rel");
     sysext_builder::build::build(&spec_path, &out, &Default::default()).unwrap();
     mutate(&out);
     let linter = Linter::new(Options::default());
-    linter.lint_path(&out).unwrap().into_iter().flat_map(|r| r.findings).collect()
+    linter
+        .lint_path(&out)
+        .unwrap()
+        .into_iter()
+        .flat_map(|r| r.findings)
+        .collect()
 }
 
 fn edit(dir: &Path, file: &str, f: impl Fn(String) -> String) {
@@ -340,20 +433,32 @@ fn add_image(dir: &Path, name: &str, listed: bool) {
 #[case::transfer_symlink_dir("transfer/current-symlink", |d: &Path| edit(d, "x.conf", |t| t.replace("/etc/extensions/x.raw", "/opt/extensions/x.raw")))]
 #[case::transfer_instances("transfer/instances-max", |d: &Path| edit(d, "x.conf", |t| t.replace("InstancesMax=3", "InstancesMax=1")))]
 #[case::transfer_verify("transfer/verify-without-signature", |d: &Path| edit(d, "x.conf", |t| t.replace("Verify=false", "Verify=yes")))]
-fn release_dir_rule_fires_when_broken_and_not_on_the_built_dir(#[case] rule: &str, #[case] mutate: fn(&Path)) {
+fn release_dir_rule_fires_when_broken_and_not_on_the_built_dir(
+    #[case] rule: &str,
+    #[case] mutate: fn(&Path),
+) {
     let bad = release_dir(mutate);
-    assert!(bad.iter().any(|f| f.rule == rule), "{rule} not reported: {bad:#?}");
+    assert!(
+        bad.iter().any(|f| f.rule == rule),
+        "{rule} not reported: {bad:#?}"
+    );
     let good = if rule == "transfer/conf-suffix" {
         release_dir(|d| std::fs::rename(d.join("x.conf"), d.join("x.transfer")).unwrap())
     } else {
         release_dir(|_| {})
     };
-    assert!(!good.iter().any(|f| f.rule == rule), "{rule} reported for the built directory: {good:#?}");
+    assert!(
+        !good.iter().any(|f| f.rule == rule),
+        "{rule} reported for the built directory: {good:#?}"
+    );
 }
 
 #[test]
 fn built_release_dir_has_no_errors_or_warnings() {
     let findings = release_dir(|_| {});
-    let bad: Vec<_> = findings.iter().filter(|f| f.severity >= Severity::Warning).collect();
+    let bad: Vec<_> = findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warning)
+        .collect();
     assert!(bad.is_empty(), "{bad:#?}");
 }

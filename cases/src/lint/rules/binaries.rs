@@ -44,7 +44,13 @@ pub const NOT_EXECUTABLE: Rule = Rule {
     reference: "bakery.md 8.5",
 };
 
-pub const RULES: &[&Rule] = &[&ARCH_MISMATCH, &MISSING_INTERPRETER, &MISSING_LIBRARY, &CORRUPT, &NOT_EXECUTABLE];
+pub const RULES: &[&Rule] = &[
+    &ARCH_MISMATCH,
+    &MISSING_INTERPRETER,
+    &MISSING_LIBRARY,
+    &CORRUPT,
+    &NOT_EXECUTABLE,
+];
 
 const LIMIT: usize = 10;
 
@@ -67,7 +73,11 @@ fn inspect_all(image: &Image) -> Vec<Inspected> {
             if n < 4 || !elf::is_elf(&head) {
                 return None;
             }
-            Some(Inspected { path: e.path.clone(), mode: e.mode, result: elf::inspect(f.as_ref()).map_err(|e| e.to_string()) })
+            Some(Inspected {
+                path: e.path.clone(),
+                mode: e.mode,
+                result: elf::inspect(f.as_ref()).map_err(|e| e.to_string()),
+            })
         })
         .collect()
 }
@@ -104,7 +114,11 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         let info = match &i.result {
             Ok(info) => info,
             Err(e) => {
-                out.push(Finding::new(&CORRUPT, i.path.as_str(), format!("ELF headers are broken ({e}); a truncated copy?")));
+                out.push(Finding::new(
+                    &CORRUPT,
+                    i.path.as_str(),
+                    format!("ELF headers are broken ({e}); a truncated copy?"),
+                ));
                 continue;
             }
         };
@@ -112,7 +126,9 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         if let Some(want) = &expected
             && arch != Some(want.as_str())
         {
-            let got = arch.map(str::to_string).unwrap_or_else(|| format!("unknown machine {}", info.machine));
+            let got = arch
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("unknown machine {}", info.machine));
             arch_bad.push(Finding::new(
                 &ARCH_MISMATCH,
                 i.path.as_str(),
@@ -120,7 +136,10 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
             ));
         }
         if let Some(interp) = &info.interpreter {
-            let in_image = ctx.image.resolve(interp).is_some_and(|p| ctx.image.get(&p).is_some_and(|e| e.is_file()));
+            let in_image = ctx
+                .image
+                .resolve(interp)
+                .is_some_and(|p| ctx.image.get(&p).is_some_and(|e| e.is_file()));
             if !in_image && !ctx.target.has_interpreter(interp) {
                 interp_bad.push(Finding::new(
                     &MISSING_INTERPRETER,
@@ -132,35 +151,68 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         let search: Vec<String> = info
             .runpath
             .iter()
-            .map(|r| r.replace("$ORIGIN", i.path.rsplit_once('/').map(|(d, _)| d).unwrap_or("")))
+            .map(|r| {
+                r.replace(
+                    "$ORIGIN",
+                    i.path.rsplit_once('/').map(|(d, _)| d).unwrap_or(""),
+                )
+            })
             .collect();
         for lib in &info.needed {
-            let via_runpath = search.iter().any(|d| ctx.image.get(&format!("{}/{lib}", d.trim_matches('/'))).is_some());
+            let via_runpath = search.iter().any(|d| {
+                ctx.image
+                    .get(&format!("{}/{lib}", d.trim_matches('/')))
+                    .is_some()
+            });
             if provided.contains(lib) || via_runpath || ctx.target.libraries.contains(lib) {
                 continue;
             }
             let f = Finding::new(
                 &MISSING_LIBRARY,
                 i.path.as_str(),
-                format!("needs {lib}, which is in neither the image nor the {} base: ship it in the image or link statically", target_name(ctx)),
+                format!(
+                    "needs {lib}, which is in neither the image nor the {} base: ship it in the image or link statically",
+                    target_name(ctx)
+                ),
             );
-            lib_bad.push(if ctx.target.knows_base { f } else { f.with_severity(Severity::Info) });
+            lib_bad.push(if ctx.target.knows_base {
+                f
+            } else {
+                f.with_severity(Severity::Info)
+            });
         }
-        let in_bin = i.path.split('/').rev().nth(1).is_some_and(|d| d == "bin" || d == "sbin" || d == "libexec");
-        let runnable = info.elf_type == elf::ET_EXEC || (info.elf_type == elf::ET_DYN && info.interpreter.is_some());
+        let in_bin = i
+            .path
+            .split('/')
+            .rev()
+            .nth(1)
+            .is_some_and(|d| d == "bin" || d == "sbin" || d == "libexec");
+        let runnable = info.elf_type == elf::ET_EXEC
+            || (info.elf_type == elf::ET_DYN && info.interpreter.is_some());
         if in_bin && runnable && i.mode & 0o111 == 0 {
             out.push(Finding::new(
                 &NOT_EXECUTABLE,
                 i.path.as_str(),
-                format!("a program without execute permission (mode {:04o}); set 0755", i.mode),
+                format!(
+                    "a program without execute permission (mode {:04o}); set 0755",
+                    i.mode
+                ),
             ));
         }
     }
-    for (group, rule) in [(arch_bad, &ARCH_MISMATCH), (interp_bad, &MISSING_INTERPRETER), (lib_bad, &MISSING_LIBRARY)] {
+    for (group, rule) in [
+        (arch_bad, &ARCH_MISMATCH),
+        (interp_bad, &MISSING_INTERPRETER),
+        (lib_bad, &MISSING_LIBRARY),
+    ] {
         let n = group.len();
         out.extend(group.into_iter().take(LIMIT));
         if n > LIMIT {
-            out.push(Finding::new(rule, "", format!("{} more files like the above", n - LIMIT)));
+            out.push(Finding::new(
+                rule,
+                "",
+                format!("{} more files like the above", n - LIMIT),
+            ));
         }
     }
     out

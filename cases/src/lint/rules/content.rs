@@ -113,7 +113,13 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         if !path.contains('/') && top != "usr" && top != "opt" {
             push(
                 &mut out,
-                Finding::new(&TOP_LEVEL, path, format!("/{top} is not merged (only /usr and /opt are); move it under usr/ or ship it through tmpfiles.d")),
+                Finding::new(
+                    &TOP_LEVEL,
+                    path,
+                    format!(
+                        "/{top} is not merged (only /usr and /opt are); move it under usr/ or ship it through tmpfiles.d"
+                    ),
+                ),
             );
         }
         if e.uid != 0 || e.gid != 0 {
@@ -125,11 +131,21 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         match &e.kind {
             Kind::CharDevice { major: 0, minor: 0 } => push(
                 &mut out,
-                Finding::new(&WHITEOUT, path, format!("whiteout: merging this image hides the host's /{path}; extensions should only add files")),
+                Finding::new(
+                    &WHITEOUT,
+                    path,
+                    format!(
+                        "whiteout: merging this image hides the host's /{path}; extensions should only add files"
+                    ),
+                ),
             ),
             Kind::CharDevice { .. } | Kind::BlockDevice | Kind::Fifo | Kind::Socket => push(
                 &mut out,
-                Finding::new(&SPECIAL, path, "device nodes, FIFOs and sockets are useless in a sysext (mounted nodev); create them at run time"),
+                Finding::new(
+                    &SPECIAL,
+                    path,
+                    "device nodes, FIFOs and sockets are useless in a sysext (mounted nodev); create them at run time",
+                ),
             ),
             Kind::Symlink(target) => {
                 if let Some(msg) = symlink_problem(path, target, image) {
@@ -140,17 +156,32 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         }
         if !matches!(e.kind, Kind::Symlink(_)) {
             if e.mode & 0o6000 != 0 && e.is_file() {
-                let what = if e.mode & 0o4000 != 0 { "setuid" } else { "setgid" };
+                let what = if e.mode & 0o4000 != 0 {
+                    "setuid"
+                } else {
+                    "setgid"
+                };
                 push(
                     &mut out,
-                    Finding::new(&SETUID, path, format!("{what} file (mode {:04o}): it runs privileged on every host that merges this image; drop the bit unless it is required", e.mode)),
+                    Finding::new(
+                        &SETUID,
+                        path,
+                        format!(
+                            "{what} file (mode {:04o}): it runs privileged on every host that merges this image; drop the bit unless it is required",
+                            e.mode
+                        ),
+                    ),
                 );
             }
             let sticky_dir = e.is_dir() && e.mode & 0o1000 != 0;
             if e.mode & 0o002 != 0 && !sticky_dir {
                 push(
                     &mut out,
-                    Finding::new(&WORLD_WRITABLE, path, format!("mode {:04o} is world-writable; use 0755/0644", e.mode)),
+                    Finding::new(
+                        &WORLD_WRITABLE,
+                        path,
+                        format!("mode {:04o} is world-writable; use 0755/0644", e.mode),
+                    ),
                 );
             }
         }
@@ -167,8 +198,16 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
     }
     for (rule, n) in per_rule {
         if n > PER_RULE_LIMIT {
-            let r = RULES.iter().find(|r| r.id == rule).copied().unwrap_or(&TOP_LEVEL);
-            out.push(Finding::new(r, "", format!("{} more entries like the above", n - PER_RULE_LIMIT)));
+            let r = RULES
+                .iter()
+                .find(|r| r.id == rule)
+                .copied()
+                .unwrap_or(&TOP_LEVEL);
+            out.push(Finding::new(
+                r,
+                "",
+                format!("{} more entries like the above", n - PER_RULE_LIMIT),
+            ));
         }
     }
     if image.get("usr/lib/os-release").is_some() {
@@ -179,13 +218,23 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         ));
     }
     if let Some(e) = image.get("usr/sbin") {
-        let what = if matches!(e.kind, Kind::Symlink(_)) { "a symlink" } else { "a directory" };
+        let what = if matches!(e.kind, Kind::Symlink(_)) {
+            "a symlink"
+        } else {
+            "a directory"
+        };
         let f = Finding::new(
             &USR_SBIN,
             "usr/sbin",
-            format!("usr/sbin is {what} in the image: on Flatcar /usr/sbin is a symlink to bin, and merging this replaces it, hiding every base sbin binary (a boot-breaking bug the bakery has shipped). Install binaries in usr/bin"),
+            format!(
+                "usr/sbin is {what} in the image: on Flatcar /usr/sbin is a symlink to bin, and merging this replaces it, hiding every base sbin binary (a boot-breaking bug the bakery has shipped). Install binaries in usr/bin"
+            ),
         );
-        out.push(if ctx.target.kind == TargetKind::Flatcar { f } else { f.with_severity(Severity::Warning) });
+        out.push(if ctx.target.kind == TargetKind::Flatcar {
+            f
+        } else {
+            f.with_severity(Severity::Warning)
+        });
     }
     if !not_root.is_empty() {
         let shown: Vec<&str> = not_root.iter().take(5).copied().collect();
@@ -200,14 +249,22 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         ));
     }
     if !payload {
-        out.push(Finding::new(&NO_PAYLOAD, "", "the image contains no files besides its release file"));
+        out.push(Finding::new(
+            &NO_PAYLOAD,
+            "",
+            "the image contains no files besides its release file",
+        ));
     }
     out
 }
 
 /// Why a symlink depends on the host, if it does. Links into the host's /usr or /opt that the
 /// image itself provides are fine; so are relative links that stay inside the tree.
-fn symlink_problem(path: &str, target: &str, image: &sysext_builder::image::Image) -> Option<String> {
+fn symlink_problem(
+    path: &str,
+    target: &str,
+    image: &sysext_builder::image::Image,
+) -> Option<String> {
     if target.starts_with('/') {
         let inside = normalize(target);
         if image.get(&inside).is_some() {
@@ -218,7 +275,9 @@ fn symlink_problem(path: &str, target: &str, image: &sysext_builder::image::Imag
             // A host file in a merged hierarchy: fine if the host has it, but we cannot know.
             return None;
         }
-        return Some(format!("absolute symlink to {target}, outside /usr and /opt: it works only if every host has that path; point it inside the image"));
+        return Some(format!(
+            "absolute symlink to {target}, outside /usr and /opt: it works only if every host has that path; point it inside the image"
+        ));
     }
     let parent = path.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
     let depth = parent.split('/').filter(|c| !c.is_empty()).count() as isize;
@@ -230,7 +289,9 @@ fn symlink_problem(path: &str, target: &str, image: &sysext_builder::image::Imag
             _ => level += 1,
         }
         if level < 0 {
-            return Some(format!("relative symlink to {target} climbs above the image root"));
+            return Some(format!(
+                "relative symlink to {target} climbs above the image root"
+            ));
         }
     }
     None

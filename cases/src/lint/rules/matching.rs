@@ -68,8 +68,18 @@ pub const PINNED: Rule = Rule {
     reference: "C13",
 };
 
-pub const RULES: &[&Rule] =
-    &[&NO_DATA, &SCOPE, &SCOPE_INVALID, &ARCH_INVALID, &ARCH_TARGET, &NO_ID, &ID_MISMATCH, &LEVEL_MISMATCH, &VERSION_MISMATCH, &PINNED];
+pub const RULES: &[&Rule] = &[
+    &NO_DATA,
+    &SCOPE,
+    &SCOPE_INVALID,
+    &ARCH_INVALID,
+    &ARCH_TARGET,
+    &NO_ID,
+    &ID_MISMATCH,
+    &LEVEL_MISMATCH,
+    &VERSION_MISMATCH,
+    &PINNED,
+];
 
 pub fn check(ctx: &Context) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -85,7 +95,11 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
     let words: Vec<&str> = scope.split_whitespace().collect();
     for w in &words {
         if !["system", "initrd", "portable"].contains(w) {
-            out.push(Finding::new(&SCOPE_INVALID, p, format!("SYSEXT_SCOPE word '{w}' is not system, initrd or portable")));
+            out.push(Finding::new(
+                &SCOPE_INVALID,
+                p,
+                format!("SYSEXT_SCOPE word '{w}' is not system, initrd or portable"),
+            ));
         }
     }
     if !words.contains(&"system") {
@@ -100,10 +114,17 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         if !SYSTEMD_ARCHITECTURES.contains(&a) {
             let fix = match (correct_misspelling(a), a) {
                 (Some(right), _) => format!("use ARCHITECTURE={right}"),
-                (None, "any" | "native") => "systemd only special-cases _any: use ARCHITECTURE=_any or the real arch".to_string(),
+                (None, "any" | "native") => {
+                    "systemd only special-cases _any: use ARCHITECTURE=_any or the real arch"
+                        .to_string()
+                }
                 (None, _) => "use a systemd architecture name such as x86-64 or arm64".to_string(),
             };
-            out.push(Finding::new(&ARCH_INVALID, p, format!("ARCHITECTURE={a} never matches any host; {fix}")));
+            out.push(Finding::new(
+                &ARCH_INVALID,
+                p,
+                format!("ARCHITECTURE={a} never matches any host; {fix}"),
+            ));
         } else if let Some(want) = ctx.arch
             && a != want.systemd_name()
         {
@@ -124,7 +145,11 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
     if id == "_any" {
         return out;
     }
-    let like: Vec<&str> = host.get("ID_LIKE").unwrap_or("").split_whitespace().collect();
+    let like: Vec<&str> = host
+        .get("ID_LIKE")
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     if id != host_id && !like.contains(&id) {
         out.push(Finding::new(
             &ID_MISMATCH,

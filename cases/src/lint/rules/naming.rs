@@ -49,8 +49,15 @@ pub const VERSION_DASH: Rule = Rule {
     reference: "bakery.md 3.3",
 };
 
-pub const RULES: &[&Rule] =
-    &[&NOT_RAW, &INVALID_NAME, &NOT_BAKERY_STYLE, &INSTALL_VIA_SYMLINK, &ARCH_MISMATCH, &VERSION_INVISIBLE, &VERSION_DASH];
+pub const RULES: &[&Rule] = &[
+    &NOT_RAW,
+    &INVALID_NAME,
+    &NOT_BAKERY_STYLE,
+    &INSTALL_VIA_SYMLINK,
+    &ARCH_MISMATCH,
+    &VERSION_INVISIBLE,
+    &VERSION_DASH,
+];
 
 /// `NAME-VERSION-ARCH.raw`, split.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,12 +88,18 @@ pub fn image_name(file_name: &str, is_dir: bool) -> String {
 /// last `-` ahead of the arch).
 pub fn triple(file_name: &str, release_names: &[String]) -> Option<Triple> {
     let stem = file_name.strip_suffix(".raw")?;
-    let (rest, arch) = ["x86-64", "arm64"]
-        .iter()
-        .find_map(|a| stem.strip_suffix(a).and_then(|r| r.strip_suffix('-')).map(|r| (r, *a)))?;
+    let (rest, arch) = ["x86-64", "arm64"].iter().find_map(|a| {
+        stem.strip_suffix(a)
+            .and_then(|r| r.strip_suffix('-'))
+            .map(|r| (r, *a))
+    })?;
     let by_release = release_names
         .iter()
-        .filter(|n| rest.len() > n.len() + 1 && rest.starts_with(n.as_str()) && rest.as_bytes()[n.len()] == b'-')
+        .filter(|n| {
+            rest.len() > n.len() + 1
+                && rest.starts_with(n.as_str())
+                && rest.as_bytes()[n.len()] == b'-'
+        })
         .max_by_key(|n| n.len());
     let (name, version) = match by_release {
         Some(n) => (n.as_str(), &rest[n.len() + 1..]),
@@ -95,7 +108,11 @@ pub fn triple(file_name: &str, release_names: &[String]) -> Option<Triple> {
     if name.is_empty() || version.is_empty() {
         return None;
     }
-    Some(Triple { name: name.into(), version: version.into(), arch: arch.into() })
+    Some(Triple {
+        name: name.into(),
+        version: version.into(),
+        arch: arch.into(),
+    })
 }
 
 /// Checks that need only the file name; they run even when the image cannot be opened.
@@ -105,7 +122,9 @@ pub fn check_file_name(file_name: &str, is_dir: bool) -> Vec<Finding> {
         out.push(Finding::new(
             &NOT_RAW,
             file_name,
-            format!("systemd-sysext ignores '{file_name}': image files must end in .raw; rename it"),
+            format!(
+                "systemd-sysext ignores '{file_name}': image files must end in .raw; rename it"
+            ),
         ));
     }
     let name = image_name(file_name, is_dir);
@@ -124,7 +143,10 @@ pub fn check_file_name(file_name: &str, is_dir: bool) -> Vec<Finding> {
         out.push(Finding::new(
             &INVALID_NAME,
             file_name,
-            format!("image name '{}' {p}; systemd skips the entry. Rename the file", name.escape_debug()),
+            format!(
+                "image name '{}' {p}; systemd skips the entry. Rename the file",
+                name.escape_debug()
+            ),
         ));
     }
     out
@@ -159,7 +181,10 @@ pub fn check(ctx: &Context, parsed: Option<&Triple>) -> Vec<Finding> {
                 ),
             ));
         }
-        if ctx.release.as_ref().is_some_and(|r| r.lookup == crate::lint::context::Lookup::Exact)
+        if ctx
+            .release
+            .as_ref()
+            .is_some_and(|r| r.lookup == crate::lint::context::Lookup::Exact)
             && image_name(f, false) != t.name
         {
             out.push(Finding::new(
@@ -175,7 +200,11 @@ pub fn check(ctx: &Context, parsed: Option<&Triple>) -> Vec<Finding> {
     }
     let bad = version::invalid_sysupdate_chars(&t.version);
     if !bad.is_empty() {
-        let chars: String = bad.iter().map(|c| format!("'{c}'")).collect::<Vec<_>>().join(", ");
+        let chars: String = bad
+            .iter()
+            .map(|c| format!("'{c}'"))
+            .collect::<Vec<_>>()
+            .join(", ");
         out.push(Finding::new(
             &VERSION_INVISIBLE,
             f,
@@ -210,7 +239,11 @@ mod tests {
     #[case("foo_1.2.raw", false, "foo_1.2")]
     #[case("foo.confext", true, "foo")]
     #[case("foo", true, "foo")]
-    fn derives_image_names_like_systemd(#[case] file: &str, #[case] dir: bool, #[case] expected: &str) {
+    fn derives_image_names_like_systemd(
+        #[case] file: &str,
+        #[case] dir: bool,
+        #[case] expected: &str,
+    ) {
         assert_eq!(image_name(file, dir), expected);
     }
 
@@ -223,10 +256,18 @@ mod tests {
     #[case("docker.raw", &[], None)]
     #[case("docker-x86-64.raw", &[], None)]
     #[case("docker-1-amd64.raw", &[], None)]
-    fn splits_bakery_names(#[case] file: &str, #[case] names: &[&str], #[case] expected: Option<(&str, &str, &str)>) {
+    fn splits_bakery_names(
+        #[case] file: &str,
+        #[case] names: &[&str],
+        #[case] expected: Option<(&str, &str, &str)>,
+    ) {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let got = triple(file, &names);
-        assert_eq!(got.as_ref().map(|t| (t.name.as_str(), t.version.as_str(), t.arch.as_str())), expected);
+        assert_eq!(
+            got.as_ref()
+                .map(|t| (t.name.as_str(), t.version.as_str(), t.arch.as_str())),
+            expected
+        );
     }
 
     #[rstest]

@@ -129,7 +129,15 @@ pub const RULES: &[&Rule] = &[
     &TRANSFER_VERIFY,
 ];
 
-const TRANSFER_KEYS: &[&str] = &["MinVersion", "ProtectVersion", "Verify", "ChangeLog", "AppStream", "Features", "RequisiteFeatures"];
+const TRANSFER_KEYS: &[&str] = &[
+    "MinVersion",
+    "ProtectVersion",
+    "Verify",
+    "ChangeLog",
+    "AppStream",
+    "Features",
+    "RequisiteFeatures",
+];
 const SOURCE_KEYS: &[&str] = &["Type", "Path", "PathRelativeTo", "MatchPattern"];
 const TARGET_KEYS: &[&str] = &[
     "Type",
@@ -149,7 +157,14 @@ const TARGET_KEYS: &[&str] = &[
     "RemoveTemporary",
     "CurrentSymlink",
 ];
-const SOURCE_TYPES: &[&str] = &["url-file", "url-tar", "tar", "regular-file", "directory", "subvolume"];
+const SOURCE_TYPES: &[&str] = &[
+    "url-file",
+    "url-tar",
+    "tar",
+    "regular-file",
+    "directory",
+    "subvolume",
+];
 const ARCHES: &[&str] = &["x86-64", "arm64"];
 
 /// What a release directory holds, as far as these rules care.
@@ -202,7 +217,11 @@ fn check_sums(rd: &ReleaseDir, out: &mut Vec<Finding>) {
     };
     let (entries, issues) = sha256sums::parse(&bytes);
     for i in issues {
-        out.push(Finding::new(&SUMS_SYNTAX, "SHA256SUMS", format!("line {}: {}", i.line, i.message)));
+        out.push(Finding::new(
+            &SUMS_SYNTAX,
+            "SHA256SUMS",
+            format!("line {}: {}", i.line, i.message),
+        ));
     }
     let listed: BTreeSet<&str> = entries.iter().map(|e| e.file.as_str()).collect();
     for e in &entries {
@@ -229,7 +248,11 @@ fn check_sums(rd: &ReleaseDir, out: &mut Vec<Finding>) {
     }
     for img in &rd.images {
         if !listed.contains(img.as_str()) {
-            out.push(Finding::new(&SUMS_UNLISTED, img.as_str(), "not listed in SHA256SUMS, so systemd-sysupdate never offers it; add its line"));
+            out.push(Finding::new(
+                &SUMS_UNLISTED,
+                img.as_str(),
+                "not listed in SHA256SUMS, so systemd-sysupdate never offers it; add its line",
+            ));
         }
     }
 }
@@ -237,7 +260,11 @@ fn check_sums(rd: &ReleaseDir, out: &mut Vec<Finding>) {
 fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
     let path = rd.dir.join(file);
     let Ok(text) = std::fs::read_to_string(&path) else {
-        out.push(Finding::new(&TRANSFER_SYNTAX, file, "unreadable or not UTF-8"));
+        out.push(Finding::new(
+            &TRANSFER_SYNTAX,
+            file,
+            "unreadable or not UTF-8",
+        ));
         return;
     };
     let ini = IniFile::parse(&text);
@@ -246,7 +273,11 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
         return;
     }
     for (line, msg) in &ini.issues {
-        out.push(Finding::new(&TRANSFER_SYNTAX, file, format!("line {line}: {msg}")));
+        out.push(Finding::new(
+            &TRANSFER_SYNTAX,
+            file,
+            format!("line {line}: {msg}"),
+        ));
     }
     if file.ends_with(".conf") {
         out.push(Finding::new(
@@ -257,7 +288,11 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
     }
     for (section, line) in &ini.sections {
         if !["Transfer", "Source", "Target"].contains(&section.as_str()) {
-            out.push(Finding::new(&TRANSFER_UNKNOWN, file, format!("line {line}: unknown section [{section}], ignored")));
+            out.push(Finding::new(
+                &TRANSFER_UNKNOWN,
+                file,
+                format!("line {line}: unknown section [{section}], ignored"),
+            ));
         }
     }
     for a in &ini.assignments {
@@ -271,28 +306,53 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
             out.push(Finding::new(
                 &TRANSFER_UNKNOWN,
                 file,
-                format!("line {}: unknown key {}= in [{}], which sysupdate ignores", a.line, a.key, a.section),
+                format!(
+                    "line {}: unknown key {}= in [{}], which sysupdate ignores",
+                    a.line, a.key, a.section
+                ),
             ));
         }
     }
     let get = |s: &str, k: &str| ini.get(s, k).map(|a| a.value.as_str());
-    for (s, k) in [("Source", "Type"), ("Source", "Path"), ("Source", "MatchPattern"), ("Target", "Path")] {
+    for (s, k) in [
+        ("Source", "Type"),
+        ("Source", "Path"),
+        ("Source", "MatchPattern"),
+        ("Target", "Path"),
+    ] {
         if get(s, k).is_none_or(str::is_empty) {
-            out.push(Finding::new(&TRANSFER_REQUIRED, file, format!("[{s}] {k}= is required; sysupdate refuses the file and fails every verb")));
+            out.push(Finding::new(
+                &TRANSFER_REQUIRED,
+                file,
+                format!("[{s}] {k}= is required; sysupdate refuses the file and fails every verb"),
+            ));
         }
     }
     let source_type = get("Source", "Type").unwrap_or("");
     if !source_type.is_empty() && !SOURCE_TYPES.contains(&source_type) {
-        out.push(Finding::new(&TRANSFER_TYPES, file, format!("[Source] Type={source_type} is not one of {}", SOURCE_TYPES.join(", "))));
+        out.push(Finding::new(
+            &TRANSFER_TYPES,
+            file,
+            format!(
+                "[Source] Type={source_type} is not one of {}",
+                SOURCE_TYPES.join(", ")
+            ),
+        ));
     }
     if let Some(tt) = get("Target", "Type") {
         let ok = match source_type {
             "url-file" | "regular-file" => ["partition", "regular-file"].contains(&tt),
-            "url-tar" | "tar" | "directory" | "subvolume" => ["directory", "subvolume"].contains(&tt),
+            "url-tar" | "tar" | "directory" | "subvolume" => {
+                ["directory", "subvolume"].contains(&tt)
+            }
             _ => true,
         };
         if !ok {
-            out.push(Finding::new(&TRANSFER_TYPES, file, format!("[Target] Type={tt} cannot take a [Source] Type={source_type}")));
+            out.push(Finding::new(
+                &TRANSFER_TYPES,
+                file,
+                format!("[Target] Type={tt} cannot take a [Source] Type={source_type}"),
+            ));
         }
     }
     if let Some(n) = get("Target", "InstancesMax")
@@ -300,7 +360,9 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
     {
         out.push(Finding::new(&TRANSFER_INSTANCES, file, format!("InstancesMax={n}: sysupdate needs at least 2 (one to keep, one to install) and bumps it")));
     }
-    let verify = get("Transfer", "Verify").map(|v| sysext_builder::osrelease::parse_bool(v) != Some(false)).unwrap_or(true);
+    let verify = get("Transfer", "Verify")
+        .map(|v| sysext_builder::osrelease::parse_bool(v) != Some(false))
+        .unwrap_or(true);
     if verify && source_type.starts_with("url") && !rd.dir.join("SHA256SUMS.gpg").exists() {
         out.push(Finding::new(
             &TRANSFER_VERIFY,
@@ -310,21 +372,31 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
     }
 
     // Which published images each arch's Source pattern picks.
-    let Some(patterns) = get("Source", "MatchPattern") else { return };
+    let Some(patterns) = get("Source", "MatchPattern") else {
+        return;
+    };
     let mut matched: BTreeSet<String> = BTreeSet::new();
     for arch in ARCHES {
         for raw in patterns.split_whitespace() {
             let expanded = match pattern::expand_specifiers(raw, arch) {
                 Ok(e) => e,
                 Err(e) => {
-                    out.push(Finding::new(&TRANSFER_PATTERN, file, format!("MatchPattern={raw}: {e}; sysupdate drops the setting")));
+                    out.push(Finding::new(
+                        &TRANSFER_PATTERN,
+                        file,
+                        format!("MatchPattern={raw}: {e}; sysupdate drops the setting"),
+                    ));
                     return;
                 }
             };
             let elements = match pattern::parse(&expanded) {
                 Ok(e) => e,
                 Err(e) => {
-                    out.push(Finding::new(&TRANSFER_PATTERN, file, format!("MatchPattern={raw}: {e}")));
+                    out.push(Finding::new(
+                        &TRANSFER_PATTERN,
+                        file,
+                        format!("MatchPattern={raw}: {e}"),
+                    ));
                     return;
                 }
             };
@@ -355,10 +427,22 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
         ));
     }
     if let Some(link) = get("Target", "CurrentSymlink") {
-        let stem = link.rsplit('/').next().unwrap_or(link).strip_suffix(".raw").unwrap_or("");
-        let names: BTreeSet<&str> =
-            rd.release_names.iter().filter(|(img, _)| matched.contains(img)).map(|(_, n)| n.as_str()).collect();
-        if !link.starts_with("/etc/extensions/") && !link.starts_with("/var/lib/extensions/") && !link.starts_with("/run/extensions/") {
+        let stem = link
+            .rsplit('/')
+            .next()
+            .unwrap_or(link)
+            .strip_suffix(".raw")
+            .unwrap_or("");
+        let names: BTreeSet<&str> = rd
+            .release_names
+            .iter()
+            .filter(|(img, _)| matched.contains(img))
+            .map(|(_, n)| n.as_str())
+            .collect();
+        if !link.starts_with("/etc/extensions/")
+            && !link.starts_with("/var/lib/extensions/")
+            && !link.starts_with("/run/extensions/")
+        {
             out.push(Finding::new(
                 &TRANSFER_SYMLINK,
                 file,

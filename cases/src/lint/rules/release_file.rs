@@ -129,7 +129,10 @@ pub fn check(image: &Image, image_name: &str) -> (Option<Release>, Vec<Finding>)
     let mut out = Vec::new();
     let names = candidate_names(image);
     if names.is_empty() {
-        let confext = image.entries().iter().any(|e| e.path.starts_with("etc/extension-release.d/extension-release."));
+        let confext = image.entries().iter().any(|e| {
+            e.path
+                .starts_with("etc/extension-release.d/extension-release.")
+        });
         if confext {
             out.push(Finding::new(
                 &CONFEXT_ONLY,
@@ -183,7 +186,9 @@ pub fn check(image: &Image, image_name: &str) -> (Option<Release>, Vec<Finding>)
         }
         match image.xattr(&path, STRICT_XATTR) {
             Ok(Some(v)) => {
-                let text = String::from_utf8_lossy(&v).trim_end_matches('\0').to_string();
+                let text = String::from_utf8_lossy(&v)
+                    .trim_end_matches('\0')
+                    .to_string();
                 if osrelease::parse_bool(&text) == Some(false) {
                     if text != "0" {
                         out.push(Finding::new(
@@ -197,13 +202,21 @@ pub fn check(image: &Image, image_name: &str) -> (Option<Release>, Vec<Finding>)
             }
             Ok(None) => {}
             Err(e) => {
-                out.push(Finding::new(&XATTR_UNKNOWN, path.as_str(), format!("could not read xattrs: {e}")));
+                out.push(Finding::new(
+                    &XATTR_UNKNOWN,
+                    path.as_str(),
+                    format!("could not read xattrs: {e}"),
+                ));
             }
         }
     }
     match accepted.len() {
         0 => {
-            let found = names.iter().map(|n| format!("{PREFIX}{n}")).collect::<Vec<_>>().join(", ");
+            let found = names
+                .iter()
+                .map(|n| format!("{PREFIX}{n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             if unreadable {
                 out.push(Finding::new(
                     &XATTR_UNKNOWN,
@@ -245,7 +258,11 @@ pub fn check(image: &Image, image_name: &str) -> (Option<Release>, Vec<Finding>)
             (release, out)
         }
         _ => {
-            let list = accepted.iter().map(|(p, _, _)| p.as_str()).collect::<Vec<_>>().join(", ");
+            let list = accepted
+                .iter()
+                .map(|(p, _, _)| p.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
             out.push(Finding::new(
                 &AMBIGUOUS,
                 DIR,
@@ -256,30 +273,55 @@ pub fn check(image: &Image, image_name: &str) -> (Option<Release>, Vec<Finding>)
     }
 }
 
-fn parse(image: &Image, path: &str, name: &str, lookup: Lookup, out: &mut Vec<Finding>) -> Option<Release> {
+fn parse(
+    image: &Image,
+    path: &str,
+    name: &str,
+    lookup: Lookup,
+    out: &mut Vec<Finding>,
+) -> Option<Release> {
     let bytes = match image.read(path, 64 * 1024) {
         Ok(b) => b,
         Err(e) => {
-            out.push(Finding::new(&NOT_REGULAR, path, format!("cannot read the release file: {e}")));
+            out.push(Finding::new(
+                &NOT_REGULAR,
+                path,
+                format!("cannot read the release file: {e}"),
+            ));
             return None;
         }
     };
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,
         Err(_) => {
-            out.push(Finding::new(&SYNTAX, path, "the release file is not valid UTF-8; os-release(5) requires it"));
-            return Some(Release { path: path.into(), name: name.into(), data: OsRelease::default(), lookup });
+            out.push(Finding::new(
+                &SYNTAX,
+                path,
+                "the release file is not valid UTF-8; os-release(5) requires it",
+            ));
+            return Some(Release {
+                path: path.into(),
+                name: name.into(),
+                data: OsRelease::default(),
+                lookup,
+            });
         }
     };
     let (data, issues) = OsRelease::parse(&text);
     for issue in issues {
-        out.push(Finding::new(&SYNTAX, path, format!("line {}: {}", issue.line, issue.message)));
+        out.push(Finding::new(
+            &SYNTAX,
+            path,
+            format!("line {}: {}", issue.line, issue.message),
+        ));
     }
     for key in ["ID", "VERSION_ID", "SYSEXT_LEVEL"] {
         if let Some(v) = data.get(key)
             && !(key == "ID" && v == "_any")
             && !v.is_empty()
-            && !v.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+            && !v
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
         {
             out.push(Finding::new(
                 &FIELD_FORMAT,
@@ -306,5 +348,10 @@ fn parse(image: &Image, path: &str, name: &str, lookup: Lookup, out: &mut Vec<Fi
             format!("EXTENSION_RELOAD_MANAGER={v} is not a boolean; systemd warns and does not reload. Use 1"),
         ));
     }
-    Some(Release { path: path.into(), name: name.into(), data, lookup })
+    Some(Release {
+        path: path.into(),
+        name: name.into(),
+        data,
+        lookup,
+    })
 }

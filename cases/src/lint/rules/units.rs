@@ -65,20 +65,49 @@ pub const IN_ETC: Rule = Rule {
     reference: "D1",
 };
 
-pub const RULES: &[&Rule] =
-    &[&SYNTAX, &EXEC_MISSING, &EXEC_SBIN, &DROPIN_SUFFIX, &DANGLING_LINK, &MISSING_DEP, &NO_RELOAD, &EARLY, &IN_ETC];
+pub const RULES: &[&Rule] = &[
+    &SYNTAX,
+    &EXEC_MISSING,
+    &EXEC_SBIN,
+    &DROPIN_SUFFIX,
+    &DANGLING_LINK,
+    &MISSING_DEP,
+    &NO_RELOAD,
+    &EARLY,
+    &IN_ETC,
+];
 
 /// Unit directories a sysext can populate (both under /usr, so merged).
 pub const UNIT_DIRS: &[&str] = &["usr/lib/systemd/system", "usr/local/lib/systemd/system"];
-const UNIT_SUFFIXES: &[&str] =
-    &[".service", ".socket", ".target", ".timer", ".path", ".mount", ".automount", ".swap", ".slice", ".scope", ".device"];
-const EXEC_KEYS: &[&str] =
-    &["ExecStart", "ExecStartPre", "ExecStartPost", "ExecStop", "ExecStopPost", "ExecReload", "ExecCondition"];
+const UNIT_SUFFIXES: &[&str] = &[
+    ".service",
+    ".socket",
+    ".target",
+    ".timer",
+    ".path",
+    ".mount",
+    ".automount",
+    ".swap",
+    ".slice",
+    ".scope",
+    ".device",
+];
+const EXEC_KEYS: &[&str] = &[
+    "ExecStart",
+    "ExecStartPre",
+    "ExecStartPost",
+    "ExecStop",
+    "ExecStopPost",
+    "ExecReload",
+    "ExecCondition",
+];
 /// systemd's fixed search path for Exec*= commands given without a directory.
 const EXEC_SEARCH: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin"];
 
 pub fn is_unit_name(name: &str) -> bool {
-    UNIT_SUFFIXES.iter().any(|s| name.ends_with(s) && name.len() > s.len())
+    UNIT_SUFFIXES
+        .iter()
+        .any(|s| name.ends_with(s) && name.len() > s.len())
 }
 
 /// Unit files the image ships: `(path, unit name)`.
@@ -104,7 +133,10 @@ fn image_has_unit(image: &Image, unit: &str) -> bool {
         format!("{pre}@.{suffix}")
     });
     UNIT_DIRS.iter().any(|d| {
-        image.get(&format!("{d}/{unit}")).is_some() || template.as_ref().is_some_and(|t| image.get(&format!("{d}/{t}")).is_some())
+        image.get(&format!("{d}/{unit}")).is_some()
+            || template
+                .as_ref()
+                .is_some_and(|t| image.get(&format!("{d}/{t}")).is_some())
     })
 }
 
@@ -118,8 +150,12 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
             out.push(Finding::new(&IN_ETC, e.path.as_str(), "units under /etc are not merged by systemd-sysext; ship them in usr/lib/systemd/system"));
         }
         for dir in UNIT_DIRS {
-            let Some(rest) = e.path.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) else { continue };
-            let Some((sub, name)) = rest.split_once('/') else { continue };
+            let Some(rest) = e.path.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) else {
+                continue;
+            };
+            let Some((sub, name)) = rest.split_once('/') else {
+                continue;
+            };
             if name.contains('/') {
                 continue;
             }
@@ -134,7 +170,9 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
                 check_unit_text(ctx, &e.path, &mut out);
                 check_dependencies(ctx, &e.path, &mut out);
             }
-            let link_dir = [".wants", ".requires", ".upholds"].iter().any(|s| sub.ends_with(s));
+            let link_dir = [".wants", ".requires", ".upholds"]
+                .iter()
+                .any(|s| sub.ends_with(s));
             if link_dir && is_unit_name(name) {
                 check_enablement_link(ctx, dir, &e.path, name, &e.kind, &mut out);
             }
@@ -148,9 +186,17 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
     }
 
     if !units.is_empty() {
-        let reload = ctx.release.as_ref().and_then(|r| r.data.get("EXTENSION_RELOAD_MANAGER")).and_then(parse_bool);
+        let reload = ctx
+            .release
+            .as_ref()
+            .and_then(|r| r.data.get("EXTENSION_RELOAD_MANAGER"))
+            .and_then(parse_bool);
         if reload != Some(true) {
-            let p = ctx.release.as_ref().map(|r| r.path.as_str()).unwrap_or(super::release_file::DIR);
+            let p = ctx
+                .release
+                .as_ref()
+                .map(|r| r.path.as_str())
+                .unwrap_or(super::release_file::DIR);
             out.push(Finding::new(
                 &NO_RELOAD,
                 p,
@@ -167,15 +213,27 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
 
 fn check_unit_text(ctx: &Context, path: &str, out: &mut Vec<Finding>) {
     let Ok(bytes) = ctx.image.read(path, 1 << 20) else {
-        out.push(Finding::new(&SYNTAX, path, "unreadable or larger than 1 MiB"));
+        out.push(Finding::new(
+            &SYNTAX,
+            path,
+            "unreadable or larger than 1 MiB",
+        ));
         return;
     };
     let text = String::from_utf8_lossy(&bytes);
     let ini = IniFile::parse(&text);
     for (line, msg) in &ini.issues {
-        out.push(Finding::new(&SYNTAX, path, format!("line {line}: {msg}; systemd ignores this line")));
+        out.push(Finding::new(
+            &SYNTAX,
+            path,
+            format!("line {line}: {msg}; systemd ignores this line"),
+        ));
     }
-    if ini.get("Unit", "DefaultDependencies").and_then(|a| parse_bool(&a.value)) == Some(false) {
+    if ini
+        .get("Unit", "DefaultDependencies")
+        .and_then(|a| parse_bool(&a.value))
+        == Some(false)
+    {
         out.push(Finding::new(
             &EARLY,
             path,
@@ -186,7 +244,9 @@ fn check_unit_text(ctx: &Context, path: &str, out: &mut Vec<Finding>) {
         if !EXEC_KEYS.contains(&a.key.as_str()) || a.value.is_empty() {
             continue;
         }
-        let Some(program) = exec_program(&a.value) else { continue };
+        let Some(program) = exec_program(&a.value) else {
+            continue;
+        };
         match resolve_program(ctx, &program) {
             Resolution::Found => {}
             Resolution::ViaSbinMerge(real) => out.push(Finding::new(
@@ -212,7 +272,9 @@ fn check_unit_text(ctx: &Context, path: &str, out: &mut Vec<Finding>) {
 }
 
 fn check_dependencies(ctx: &Context, path: &str, out: &mut Vec<Finding>) {
-    let Ok(bytes) = ctx.image.read(path, 1 << 20) else { return };
+    let Ok(bytes) = ctx.image.read(path, 1 << 20) else {
+        return;
+    };
     let ini = IniFile::parse(&String::from_utf8_lossy(&bytes));
     for key in ["Upholds", "Wants", "Requires", "BindsTo"] {
         for a in ini.all("Unit", key) {
@@ -230,7 +292,14 @@ fn check_dependencies(ctx: &Context, path: &str, out: &mut Vec<Finding>) {
     }
 }
 
-fn check_enablement_link(ctx: &Context, dir: &str, path: &str, name: &str, kind: &Kind, out: &mut Vec<Finding>) {
+fn check_enablement_link(
+    ctx: &Context,
+    dir: &str,
+    path: &str,
+    name: &str,
+    kind: &Kind,
+    out: &mut Vec<Finding>,
+) {
     let image = ctx.image;
     if image_has_unit(image, name) {
         return;
@@ -239,9 +308,15 @@ fn check_enablement_link(ctx: &Context, dir: &str, path: &str, name: &str, kind:
     let f = Finding::new(
         &DANGLING_LINK,
         path,
-        format!("enables {name}, but the image has no {dir}/{name}: the link dangles on hosts without that unit. Ship the unit or drop the link"),
+        format!(
+            "enables {name}, but the image has no {dir}/{name}: the link dangles on hosts without that unit. Ship the unit or drop the link"
+        ),
     );
-    out.push(if absolute { f.with_severity(Severity::Warning) } else { f });
+    out.push(if absolute {
+        f.with_severity(Severity::Warning)
+    } else {
+        f
+    });
 }
 
 /// The program an Exec*= line runs, or None when it cannot be known statically.
@@ -264,9 +339,16 @@ fn resolve_program(ctx: &Context, program: &str) -> Resolution {
     let candidates: Vec<String> = if program.starts_with('/') {
         vec![program.to_string()]
     } else {
-        EXEC_SEARCH.iter().map(|d| format!("{d}/{program}")).collect()
+        EXEC_SEARCH
+            .iter()
+            .map(|d| format!("{d}/{program}"))
+            .collect()
     };
-    let in_image = |p: &str| ctx.image.resolve(p).is_some_and(|r| ctx.image.get(&r).is_some_and(|e| e.is_file()));
+    let in_image = |p: &str| {
+        ctx.image
+            .resolve(p)
+            .is_some_and(|r| ctx.image.get(&r).is_some_and(|e| e.is_file()))
+    };
     for c in &candidates {
         for a in aliases(c, false) {
             if in_image(&a) || ctx.target.binaries.contains(&a) {
