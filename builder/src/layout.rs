@@ -62,6 +62,55 @@ impl Layout {
         Ok(())
     }
 
+    /// Copies the host directory `from` to `at` (relative), recursively, in sorted order.
+    /// Sockets, FIFOs and devices are skipped: they do not belong in an extension.
+    pub fn insert_tree(&mut self, from: &Path, at: &str) -> Result<(), BuildError> {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::symlink_metadata(from).map_err(|e| BuildError::io(from, e))?;
+        let mode = (meta.permissions().mode() & 0o7777) as u16;
+        let ft = meta.file_type();
+        if ft.is_symlink() {
+            let target = std::fs::read_link(from).map_err(|e| BuildError::io(from, e))?;
+            return self.insert(
+                at,
+                Node::Symlink {
+                    target: target.to_string_lossy().into_owned(),
+                },
+            );
+        }
+        if ft.is_file() {
+            return self.insert(
+                at,
+                Node::File {
+                    content: Content::Host(from.to_path_buf()),
+                    mode,
+                },
+            );
+        }
+        if !ft.is_dir() {
+            return Ok(());
+        }
+        if !at.is_empty() {
+            self.insert(at, Node::Dir { mode })?;
+        }
+        let mut children: Vec<_> = std::fs::read_dir(from)
+            .map_err(|e| BuildError::io(from, e))?
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        children.sort();
+        for name in children {
+            let name_str = name.to_string_lossy();
+            let child_at = if at.is_empty() {
+                name_str.into_owned()
+            } else {
+                format!("{at}/{name_str}")
+            };
+            self.insert_tree(&from.join(&name), &child_at)?;
+        }
+        Ok(())
+    }
+
     /// Builds the layout for `spec` on `arch`, fetching Debian files as needed.
     pub fn from_spec(spec: &Spec, spec_dir: &Path, arch: Arch) -> Result<Layout, BuildError> {
         let mut l = Layout::default();
@@ -115,6 +164,17 @@ impl Layout {
                 },
             )?;
         }
+        for t in &spec.trees {
+            let from = spec_dir.join(&t.from);
+            if !from.is_dir() {
+                return Err(BuildError::Spec(format!(
+                    "[[tree]] {}: {} is not a directory",
+                    t.path,
+                    from.display()
+                )));
+            }
+            l.insert_tree(&from, t.path.trim_matches('/'))?;
+        }
         for u in &spec.units {
             let dir = u.dir.trim_end_matches('/');
             l.insert(
@@ -146,6 +206,11 @@ impl Layout {
             }
         }
         let release_name = spec.release_name.as_deref().unwrap_or(&spec.name);
+        // Like the bakery's generate step, the generated release file wins over one that a
+        // copied tree already holds.
+        l.nodes.remove(&format!(
+            "usr/lib/extension-release.d/extension-release.{release_name}"
+        ));
         l.insert(
             &format!("usr/lib/extension-release.d/extension-release.{release_name}"),
             Node::File {

@@ -69,6 +69,9 @@ pub struct Spec {
     pub dirs: Vec<DirSpec>,
     #[serde(default, rename = "unit")]
     pub units: Vec<UnitSpec>,
+    /// Whole host directories copied into the image (like the bakery's `files/` folders).
+    #[serde(default, rename = "tree")]
+    pub trees: Vec<TreeSpec>,
     /// The VM test manifest; read by the cases crate, opaque here.
     #[serde(default)]
     pub test: Option<toml::Table>,
@@ -98,6 +101,16 @@ pub struct DebSource {
     pub path: String,
     /// Take the package for this arch instead of the build arch (for wrong-arch fixtures).
     pub arch: Option<String>,
+}
+
+/// A host directory copied recursively to `path`, keeping modes and symlinks; every inode
+/// becomes root-owned, as `mksquashfs -all-root` makes it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeSpec {
+    /// A host directory, relative to the spec file's directory.
+    pub from: PathBuf,
+    pub path: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -191,6 +204,9 @@ impl Spec {
         }
         for s in &self.symlinks {
             check_path(&s.path)?;
+        }
+        for t in &self.trees {
+            check_path(&t.path)?;
         }
         for d in &self.dirs {
             check_path(&d.path)?;

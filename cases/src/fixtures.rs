@@ -8,7 +8,7 @@ use sysext_builder::spec::Spec;
 
 /// What lint must say about a fixture.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Expect {
     /// Rule ids that must be reported.
     #[serde(default)]
@@ -17,6 +17,10 @@ pub struct Expect {
     /// fixture is broken for exactly the reason it exists.
     #[serde(default = "yes")]
     pub only: bool,
+    /// Rule ids that must be reported when the built release directory (image, SHA256SUMS,
+    /// transfer file) is linted as a whole.
+    #[serde(default)]
+    pub dir_findings: Vec<String>,
 }
 
 fn yes() -> bool {
@@ -59,6 +63,7 @@ pub fn load(path: &Path) -> Result<Fixture, String> {
             .try_into()
             .map_err(|e: toml::de::Error| format!("{}: [expect]: {e}", path.display()))?,
         None => Expect {
+            dir_findings: Vec::new(),
             findings: Vec::new(),
             only: true,
         },

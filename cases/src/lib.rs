@@ -1,6 +1,7 @@
 //! The sysext conformance suite: static checks of images against the Extension Image
 //! rules ([`lint`]), the fixtures that exercise them, and the `sysext-test` command line.
 
+pub mod bench;
 pub mod fixtures;
 pub mod lint;
 pub mod report;

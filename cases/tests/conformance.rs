@@ -93,6 +93,26 @@ fn lint_fixture(fx: &Fixture) -> Result<(), Failed> {
         let linter = Linter::new(Options::default());
         let (report, _) = linter.lint_image(&built.image).map_err(|e| e.to_string())?;
         check_expectation(fx, arch, &report)?;
+        let dir: Vec<&'static str> = linter
+            .lint_path(&out)
+            .map_err(|e| e.to_string())?
+            .iter()
+            .filter(|r| r.kind == "release-dir")
+            .flat_map(|r| r.findings.iter().map(|f| f.rule))
+            .collect();
+        let missing: Vec<&String> = fx
+            .expect
+            .dir_findings
+            .iter()
+            .filter(|r| !dir.contains(&r.as_str()))
+            .collect();
+        if !missing.is_empty() {
+            return Err(format!(
+                "{} ({arch}): release directory lacks {missing:?}; got {dir:?}",
+                fx.path.display()
+            )
+            .into());
+        }
     }
     Ok(())
 }

@@ -401,3 +401,22 @@ fn lint_of_extracted_tree_matches_lint_of_image() {
         assert_eq!(rules(&img), rules(&x), "{fixture}");
     }
 }
+
+#[test]
+fn ext4_images_are_read_through_debugfs() {
+    require("mke2fs", "e2fsprogs");
+    require("debugfs", "e2fsprogs");
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = bakery_tree(tmp.path(), "busybox", "ARCHITECTURE=x86-64\n");
+    let img = tmp.path().join("busybox.raw");
+    run(Command::new("mke2fs")
+        .args(["-q", "-t", "ext4", "-E", "root_owner=0:0", "-d"])
+        .arg(&tree)
+        .arg(&img)
+        .arg("16M"));
+    let image = Image::open(&img).unwrap();
+    assert_eq!(image.format.name(), "ext4");
+    assert!(image.get("usr/bin/busybox").is_some_and(|e| e.is_file()));
+    let f = lint(&img);
+    assert!(!f.iter().any(|f| f.severity == Severity::Error), "{f:#?}");
+}

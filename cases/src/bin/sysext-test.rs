@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
+use sysext_builder::Arch;
 use sysext_builder::build::{self, Format};
 use sysext_builder::spec::Compression;
-use sysext_builder::{Arch, BuildError};
 use sysext_cases::lint::{self, LintError, Linter, TargetKind};
 use sysext_cases::report;
 
@@ -20,7 +20,7 @@ use sysext_cases::report;
     long_about = "Build systemd system extensions (sysexts) the way the Flatcar sysext bakery publishes them, and check \
                   images against the Extension Image rules before any host tries to merge them.\n\n\
                   Exit status: 0 clean, 1 findings of severity error, 2 usage or I/O problems.",
-    after_help = "Examples:\n  sysext-test build fixtures/extensions/busybox.toml -o out/\n  sysext-test lint out/\n  sysext-test lint --format json docker-28.0.4-x86-64.raw"
+    after_help = "Examples:\n  sysext-test build fixtures/extensions/busybox.toml --arch all -o out/\n  sysext-test lint out/\n  sysext-test lint --format json docker-28.0.4-x86-64.raw"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -35,14 +35,16 @@ enum Command {
                             x86-64 and arm64 into one directory gives one SHA256SUMS with both images."
     )]
     Build {
-        /// The extension spec, e.g. fixtures/extensions/busybox.toml.
-        spec: PathBuf,
+        /// Extension specs, e.g. fixtures/extensions/busybox.toml (several build into one directory).
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
         /// Output directory (created if missing).
         #[arg(short, long, default_value = ".")]
         output: PathBuf,
-        /// Architecture to build for (systemd's names); defaults to the spec's, else x86-64.
-        #[arg(long, value_parser = parse_arch)]
-        arch: Option<Arch>,
+        /// Architecture to build for: x86-64, arm64, or all (both, except for specs that pin
+        /// one). Defaults to the spec's arch, else x86-64.
+        #[arg(long, value_parser = parse_arch_choice)]
+        arch: Option<ArchChoice>,
         /// Image format.
         #[arg(long, value_enum, default_value_t = FormatArg::Squashfs)]
         format: FormatArg,
@@ -77,6 +79,33 @@ enum Command {
         #[arg(long)]
         list_rules: bool,
     },
+    /// Measure lint against unsquashfs-then-check, and build against mksquashfs.
+    #[command(
+        after_help = "Needs squashfs-tools and /usr/bin/time (bash .ci/setup installs them). Takes a few \
+                            minutes; prints a markdown table (or JSON) to paste into the README."
+    )]
+    Bench {
+        /// Host directory whose files fill the benchmark image.
+        #[arg(long, default_value = "/usr/lib")]
+        source: PathBuf,
+        /// About how many files to take (every k-th file, sorted by path).
+        #[arg(long, default_value_t = 20_000)]
+        files: usize,
+        /// Skip files larger than this many MiB.
+        #[arg(long, default_value_t = 32)]
+        max_file_mib: u64,
+        /// Runs per measurement; the median counts.
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+        /// Scratch directory for the staged tree and images.
+        #[arg(long, default_value = "target/sysext-test/bench")]
+        workdir: PathBuf,
+        /// Where the peer extracts to (a tmpfs).
+        #[arg(long, default_value = "/dev/shm")]
+        tmpfs: PathBuf,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -101,6 +130,20 @@ enum TargetArg {
     Generic,
 }
 
+#[derive(Clone, Copy)]
+enum ArchChoice {
+    One(Arch),
+    All,
+}
+
+fn parse_arch_choice(s: &str) -> Result<ArchChoice, String> {
+    if s == "all" {
+        Ok(ArchChoice::All)
+    } else {
+        parse_arch(s).map(ArchChoice::One)
+    }
+}
+
 fn parse_arch(s: &str) -> Result<Arch, String> {
     s.parse()
         .map_err(|e: sysext_builder::arch::UnknownArch| e.to_string())
@@ -110,13 +153,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Build {
-            spec,
+            specs,
             output,
             arch,
             format,
             compression,
             hub,
-        } => run_build(spec, output, arch, format, compression, hub),
+        } => run_build(specs, output, arch, format, compression, hub),
         Command::Lint {
             paths,
             format,
@@ -125,6 +168,33 @@ fn main() -> ExitCode {
             arch,
             list_rules,
         } => run_lint(paths, format, target, host_os_release, arch, list_rules),
+        Command::Bench {
+            source,
+            files,
+            max_file_mib,
+            runs,
+            workdir,
+            tmpfs,
+            format,
+        } => {
+            let opts = sysext_cases::bench::Options {
+                source,
+                files,
+                max_file_size: max_file_mib << 20,
+                runs: runs.max(1),
+                workdir,
+                tmpfs,
+            };
+            sysext_cases::bench::run(&opts)
+                .map_err(anyhow::Error::from)
+                .and_then(|r| {
+                    match format {
+                        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
+                        OutputFormat::Human => print!("{}", sysext_cases::bench::markdown(&r)),
+                    }
+                    Ok(ExitCode::SUCCESS)
+                })
+        }
     };
     match result {
         Ok(code) => code,
@@ -136,15 +206,15 @@ fn main() -> ExitCode {
 }
 
 fn run_build(
-    spec: PathBuf,
+    specs: Vec<PathBuf>,
     output: PathBuf,
-    arch: Option<Arch>,
+    arch: Option<ArchChoice>,
     format: FormatArg,
     compression: Option<CompressionArg>,
     hub: Option<String>,
 ) -> anyhow::Result<ExitCode> {
-    let opts = build::Options {
-        arch,
+    let base = build::Options {
+        arch: None,
         format: match format {
             FormatArg::Squashfs => Format::Squashfs,
             FormatArg::Erofs => Format::Erofs,
@@ -156,26 +226,50 @@ fn run_build(
         }),
         hub,
     };
-    eprintln!("building {} ...", spec.display());
-    let start = std::time::Instant::now();
-    match build::build(&spec, &output, &opts) {
-        Ok(out) => {
+    let total = std::time::Instant::now();
+    let mut count = 0;
+    for spec_path in &specs {
+        let spec =
+            sysext_builder::spec::Spec::load(spec_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let pinned = spec.arch.as_deref().and_then(|a| a.parse::<Arch>().ok());
+        let arches: Vec<Option<Arch>> = match (arch, pinned) {
+            (Some(ArchChoice::All), Some(p)) => vec![Some(p)],
+            (Some(ArchChoice::All), None) => Arch::ALL.iter().copied().map(Some).collect(),
+            (Some(ArchChoice::One(a)), _) => vec![Some(a)],
+            (None, _) => vec![None],
+        };
+        let spec_dir = spec_path.parent().unwrap_or(std::path::Path::new("."));
+        for a in arches {
+            let opts = build::Options {
+                arch: a,
+                ..base.clone()
+            };
+            let start = std::time::Instant::now();
+            let out = match build::build_spec(&spec, spec_dir, &output, &opts) {
+                Ok(out) => out,
+                Err(e) if e.is_usage() => anyhow::bail!("{}: {e}", spec_path.display()),
+                Err(e) => {
+                    return Err(
+                        anyhow::Error::new(e).context(format!("building {}", spec_path.display()))
+                    );
+                }
+            };
             println!("{}  {}", out.sha256, out.image.display());
             eprintln!(
-                "built {} for {} in {:.1}s; updated {} and {}",
+                "built {} ({}) in {:.2}s",
                 out.image.display(),
                 out.arch,
-                start.elapsed().as_secs_f64(),
-                out.sha256sums.display(),
-                out.transfer.display()
+                start.elapsed().as_secs_f64()
             );
-            Ok(ExitCode::SUCCESS)
+            count += 1;
         }
-        Err(e @ BuildError::SpecFile { .. }) | Err(e @ BuildError::Spec(_)) => {
-            Err(anyhow::anyhow!("{e}"))
-        }
-        Err(e) => Err(anyhow::Error::new(e).context(format!("building {}", spec.display()))),
     }
+    eprintln!(
+        "{count} image(s) in {:.1}s; SHA256SUMS and transfer files are in {}",
+        total.elapsed().as_secs_f64(),
+        output.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_lint(

@@ -225,7 +225,7 @@ fn is_release_dir(dir: &Path) -> bool {
 
 /// Errors first, then warnings, then info; within a severity, the order rules ran in.
 fn sorted(mut v: Vec<Finding>) -> Vec<Finding> {
-    v.sort_by(|a, b| b.severity.cmp(&a.severity));
+    v.sort_by_key(|f| std::cmp::Reverse(f.severity));
     v
 }
 

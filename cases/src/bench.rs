@@ -1,0 +1,290 @@
+//! `sysext-test bench`: lint and build speed against the tools people use instead.
+//!
+//! - lint of a large image vs `unsquashfs -d` to a tmpfs followed by the same checks on the
+//!   extracted tree (what you would do without a reader that works inside the image);
+//! - `sysext-test build` vs `mksquashfs -all-root` at the same compression (gzip, the
+//!   bakery's default).
+//!
+//! Each side runs as a subprocess, `runs` times, and the median wall time counts; lint's
+//! peak memory comes from `/usr/bin/time -v`. The machine is shared and noisy, so this is a
+//! benchmark to read, not a test that fails.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Host directory whose files fill the image (default /usr/lib).
+    pub source: PathBuf,
+    /// Roughly how many files to take.
+    pub files: usize,
+    /// Files larger than this are skipped, so a few huge libraries do not dominate.
+    pub max_file_size: u64,
+    pub runs: usize,
+    /// Where the staged tree and images go; must have room for ~2x the selection.
+    pub workdir: PathBuf,
+    /// Extraction target for the peer; a tmpfs, as the comparison intends.
+    pub tmpfs: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Measurement {
+    pub name: String,
+    pub median_s: f64,
+    pub runs_s: Vec<f64>,
+    pub max_rss_mb: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Results {
+    pub source: String,
+    pub files: usize,
+    pub input_mb: f64,
+    pub image_mb: f64,
+    pub measurements: Vec<Measurement>,
+    /// (extract + check) / lint: how many times faster lint is.
+    pub lint_speedup: f64,
+    /// ours / mksquashfs: how many times slower build is.
+    pub build_ratio: f64,
+}
+
+fn say(msg: &str) {
+    eprintln!("bench: {msg}");
+}
+
+/// Picks every k-th file (sorted by path) under `source` so about `files` remain.
+fn select(opts: &Options) -> std::io::Result<Vec<(PathBuf, u64)>> {
+    let mut all = Vec::new();
+    walk(&opts.source, &mut all)?;
+    all.sort();
+    let stride = all.len().div_ceil(opts.files.max(1)).max(1);
+    Ok(all
+        .into_iter()
+        .step_by(stride)
+        .filter(|(_, s)| *s <= opts.max_file_size)
+        .collect())
+}
+
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, u64)>) -> std::io::Result<()> {
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let ft = e.file_type()?;
+        if ft.is_dir() {
+            walk(&e.path(), out)?;
+        } else if ft.is_file() {
+            out.push((e.path(), e.metadata()?.len()));
+        }
+    }
+    Ok(())
+}
+
+/// Hard-links (or copies) the selection to `stage/usr/lib/...` and adds a release file.
+fn stage(opts: &Options, files: &[(PathBuf, u64)], stage: &Path) -> std::io::Result<()> {
+    let _ = std::fs::remove_dir_all(stage);
+    for (p, _) in files {
+        let rel = p.strip_prefix(&opts.source).unwrap_or(p);
+        let dest = stage.join("usr/lib").join(rel);
+        std::fs::create_dir_all(dest.parent().unwrap_or(stage))?;
+        if std::fs::hard_link(p, &dest).is_err() {
+            std::fs::copy(p, &dest)?;
+        }
+    }
+    let rel = stage.join("usr/lib/extension-release.d");
+    std::fs::create_dir_all(&rel)?;
+    std::fs::write(
+        rel.join("extension-release.bench"),
+        "ID=_any\nARCHITECTURE=x86-64\n",
+    )?;
+    Ok(())
+}
+
+fn time(cmd: &mut Command) -> std::io::Result<f64> {
+    let start = Instant::now();
+    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+    let t = start.elapsed().as_secs_f64();
+    // lint exits 1 on findings; only a crash or usage error (2+) is a failure here.
+    if out.status.code().is_none_or(|c| c > 1) {
+        return Err(std::io::Error::other(format!(
+            "{:?} failed: {}",
+            cmd.get_program(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        )));
+    }
+    Ok(t)
+}
+
+/// Runs `cmd` under `/usr/bin/time -v` and returns (wall seconds, max RSS in MB).
+fn time_with_rss(program: &Path, args: &[&std::ffi::OsStr]) -> std::io::Result<(f64, f64)> {
+    let start = Instant::now();
+    let out = Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()?;
+    let t = start.elapsed().as_secs_f64();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let kb: f64 = err
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Maximum resident set size (kbytes):"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| std::io::Error::other("no /usr/bin/time -v output: apt-get install time"))?;
+    Ok((t, kb / 1024.0))
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    s[s.len() / 2]
+}
+
+fn measure(
+    name: &str,
+    runs: usize,
+    mut f: impl FnMut() -> std::io::Result<(f64, Option<f64>)>,
+) -> std::io::Result<Measurement> {
+    let mut times = Vec::new();
+    let mut rss: Option<f64> = None;
+    for i in 0..runs {
+        let (t, r) = f()?;
+        say(&format!(
+            "{name}: run {}/{runs}: {t:.2}s{}",
+            i + 1,
+            r.map(|r| format!(", max RSS {r:.0} MB"))
+                .unwrap_or_default()
+        ));
+        times.push(t);
+        if let Some(r) = r {
+            rss = Some(rss.map_or(r, |m: f64| m.max(r)));
+        }
+    }
+    Ok(Measurement {
+        name: name.into(),
+        median_s: median(&times),
+        runs_s: times,
+        max_rss_mb: rss,
+    })
+}
+
+pub fn run(opts: &Options) -> std::io::Result<Results> {
+    let me = std::env::current_exe()?;
+    std::fs::create_dir_all(&opts.workdir)?;
+    let files = select(opts)?;
+    let input: u64 = files.iter().map(|(_, s)| s).sum();
+    say(&format!(
+        "selected {} files, {:.0} MB from {}",
+        files.len(),
+        input as f64 / 1e6,
+        opts.source.display()
+    ));
+    let stage_dir = opts.workdir.join("stage");
+    stage(opts, &files, &stage_dir)?;
+    let spec = opts.workdir.join("bench.toml");
+    std::fs::write(
+        &spec,
+        // The spec sits next to the staged tree, so a relative path works wherever workdir is.
+        "name = \"bench\"\nversion = \"1\"\n[[tree]]\nfrom = \"stage/usr\"\npath = \"/usr\"\n",
+    )?;
+    let ours_dir = opts.workdir.join("ours");
+    let theirs = opts.workdir.join("bench-mksquashfs.raw");
+
+    let build = measure("build: sysext-test build (gzip)", opts.runs, || {
+        let _ = std::fs::remove_dir_all(&ours_dir);
+        Ok((
+            time(
+                Command::new(&me)
+                    .arg("build")
+                    .arg(&spec)
+                    .arg("-o")
+                    .arg(&ours_dir)
+                    .args(["--compression", "gzip"]),
+            )?,
+            None,
+        ))
+    })?;
+    let mksquashfs = measure("build: mksquashfs -comp gzip", opts.runs, || {
+        Ok((
+            time(
+                Command::new("mksquashfs")
+                    .arg(&stage_dir)
+                    .arg(&theirs)
+                    .args(["-all-root", "-noappend", "-quiet", "-comp", "gzip"]),
+            )?,
+            None,
+        ))
+    })?;
+    let image_mb = std::fs::metadata(&theirs)?.len() as f64 / 1e6;
+
+    let lint = measure("lint: sysext-test lint image", opts.runs, || {
+        let (t, rss) = time_with_rss(
+            &me,
+            &[
+                "lint".as_ref(),
+                "--format".as_ref(),
+                "json".as_ref(),
+                theirs.as_os_str(),
+            ],
+        )?;
+        Ok((t, Some(rss)))
+    })?;
+    let extracted = opts.tmpfs.join("sysext-test-bench");
+    let peer = measure("lint: unsquashfs -d tmpfs + same checks", opts.runs, || {
+        let _ = std::fs::remove_dir_all(&extracted);
+        let t1 = time(
+            Command::new("unsquashfs")
+                .args(["-q", "-n", "-d"])
+                .arg(&extracted)
+                .arg(&theirs),
+        )?;
+        let t2 = time(
+            Command::new(&me)
+                .args(["lint", "--format", "json"])
+                .arg(&extracted),
+        )?;
+        let _ = std::fs::remove_dir_all(&extracted);
+        Ok((t1 + t2, None))
+    })?;
+    let lint_speedup = peer.median_s / lint.median_s;
+    let build_ratio = build.median_s / mksquashfs.median_s;
+    Ok(Results {
+        source: opts.source.display().to_string(),
+        files: files.len(),
+        input_mb: input as f64 / 1e6,
+        image_mb,
+        measurements: vec![lint, peer, build, mksquashfs],
+        lint_speedup,
+        build_ratio,
+    })
+}
+
+pub fn markdown(r: &Results) -> String {
+    let mut s = format!(
+        "Image: {} files, {:.0} MB of input from {}, {:.0} MB squashfs (gzip).\n\n| what | median | runs | peak RSS |\n|---|---|---|---|\n",
+        r.files, r.input_mb, r.source, r.image_mb
+    );
+    for m in &r.measurements {
+        let runs: Vec<String> = m.runs_s.iter().map(|t| format!("{t:.2}")).collect();
+        let rss = m
+            .max_rss_mb
+            .map(|r| format!("{r:.0} MB"))
+            .unwrap_or_else(|| "—".into());
+        s.push_str(&format!(
+            "| {} | {:.2} s | {} | {rss} |\n",
+            m.name,
+            m.median_s,
+            runs.join(" / ")
+        ));
+    }
+    s.push_str(&format!(
+        "\nlint is {:.1}x faster than extract-then-check; build takes {:.2}x the time of mksquashfs.\n",
+        r.lint_speedup, r.build_ratio
+    ));
+    s
+}
