@@ -65,30 +65,23 @@ fn unsquashfs_listing(image: &Path) -> Listing {
         .lines()
         .filter(|l| l.len() > 10 && "-dlcbps".contains(&l[..1]))
     {
+        // Columns: perms uid/gid size date time path [-> target]
         let cols: Vec<&str> = line.split_whitespace().collect();
         let perms = cols[0];
         let (uid, gid) = cols[1].split_once('/').unwrap();
-        let rest = line
-            .splitn(6, char::is_whitespace)
-            .filter(|s| !s.is_empty())
-            .collect::<Vec<_>>();
-        // Columns: perms owner size date time path [-> target]
         let tail = line[line.find(cols[4]).unwrap() + cols[4].len()..].trim();
         let (path, target) = match tail.split_once(" -> ") {
             Some((p, t)) => (p, Some(t.to_string())),
             None => (tail, None),
         };
-        let _ = rest;
-        out.insert(
-            path.trim_start_matches('/').to_string(),
-            (
-                perms.as_bytes()[0] as char,
-                mode_bits(perms),
-                uid.parse().unwrap(),
-                gid.parse().unwrap(),
-                target,
-            ),
+        let entry = (
+            perms.as_bytes()[0] as char,
+            mode_bits(perms),
+            uid.parse().unwrap(),
+            gid.parse().unwrap(),
+            target,
         );
+        out.insert(path.trim_start_matches('/').to_string(), entry);
     }
     out
 }
