@@ -130,6 +130,13 @@ fn our_listing(image: &Image) -> Listing {
         .collect()
 }
 
+fn unsquash(image: &Path, dest: &Path) {
+    run(Command::new("unsquashfs")
+        .args(["-q", "-n", "-d"])
+        .arg(dest)
+        .arg(image));
+}
+
 /// Every regular file's bytes through our reader, against a tree on disk.
 fn assert_same_contents(image: &Image, tree: &Path) {
     for e in image.entries().iter().filter(|e| e.is_file()) {
@@ -159,12 +166,7 @@ fn built_images_list_and_extract_identically_with_unsquashfs() {
                 "{fixture} {compression:?}"
             );
             let x = tmp.path().join("x");
-            run(Command::new("unsquashfs")
-                .arg("-q")
-                .arg("-n")
-                .arg("-d")
-                .arg(&x)
-                .arg(&img));
+            unsquash(&img, &x);
             assert_same_contents(&image, &x);
         }
     }
@@ -376,12 +378,7 @@ fn lint_of_extracted_tree_matches_lint_of_image() {
         .unwrap()
         .name;
         let x = tmp.path().join(&name);
-        run(Command::new("unsquashfs")
-            .arg("-q")
-            .arg("-n")
-            .arg("-d")
-            .arg(&x)
-            .arg(&img));
+        unsquash(&img, &x);
         let rules = |p: &Path| -> Vec<&'static str> {
             let mut v: Vec<_> = lint(p)
                 .into_iter()
