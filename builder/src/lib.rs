@@ -11,6 +11,7 @@ pub mod cache;
 pub mod deb;
 pub mod elf;
 pub mod errors;
+pub mod guest;
 pub mod image;
 pub mod layout;
 pub mod osrelease;

@@ -4,4 +4,6 @@
 pub mod bench;
 pub mod fixtures;
 pub mod lint;
+pub mod manifest;
 pub mod report;
+pub mod vm;

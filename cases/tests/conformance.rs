@@ -6,6 +6,11 @@
 //! Subjects: the bundled fixtures (`lint::<fixture>`, with the verdict in their `[expect]`),
 //! plus any images named by `SYSEXT_TEST_SUBJECTS` (a directory or a comma-separated list of
 //! files), which must lint without errors (`lint::subject::<file>`).
+//!
+//! VM cases: `vm::<arch>::<fixture>::<case>` for every fixture with a `[test]` manifest, on
+//! each arch it builds for. A fixture that lists `expect-failure` runs only those cases, and
+//! passes when they fail for the stated reason (the negative tests). Each case restores the
+//! run's snapshot of the guest; the first case of a run cold-boots and saves it.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +19,8 @@ use sysext_builder::Arch;
 use sysext_builder::build;
 use sysext_cases::fixtures::{self, Fixture};
 use sysext_cases::lint::{ImageReport, Linter, Options, Severity};
+use sysext_cases::manifest::Manifest;
+use sysext_cases::vm::{self, Subject};
 
 fn main() {
     let args = Arguments::from_args();
@@ -29,6 +36,39 @@ fn main() {
         Err(e) => trials.push(Trial::test("lint::fixtures", move || {
             Err(Failed::from(format!("cannot load fixtures: {e}")))
         })),
+    }
+    if let Ok(list) = fixtures::extensions() {
+        for fx in list {
+            let Some(table) = fx.spec.test.clone() else {
+                continue;
+            };
+            let manifest = match Manifest::from_table(&table) {
+                Ok(m) => m,
+                Err(e) => {
+                    let name = format!("vm::{}::manifest", fx.name);
+                    trials.push(Trial::test(name, move || Err(Failed::from(e.clone()))));
+                    continue;
+                }
+            };
+            let cases: Vec<&str> = if manifest.expect_failure.is_empty() {
+                vm::CASES.to_vec()
+            } else {
+                vm::CASES
+                    .iter()
+                    .copied()
+                    .filter(|c| manifest.expected_failure(c).is_some())
+                    .collect()
+            };
+            for arch in arches(&fx) {
+                for case in &cases {
+                    let (fx, manifest, case) = (fx.clone(), manifest.clone(), case.to_string());
+                    let name = format!("vm::{arch}::{}::{case}", fx.name);
+                    trials.push(Trial::test(name.clone(), move || {
+                        vm_fixture(&name, &fx, &manifest, arch, &case)
+                    }));
+                }
+            }
+        }
     }
     for subject in subjects() {
         let name = subject
@@ -161,5 +201,87 @@ fn lint_subject(path: &Path) -> Result<(), Failed> {
         Ok(())
     } else {
         Err(errors.join("\n").into())
+    }
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap_or(Path::new("."))
+                .join("target")
+        })
+}
+
+fn vm_fixture(
+    name: &str,
+    fx: &Fixture,
+    manifest: &Manifest,
+    arch: Arch,
+    case: &str,
+) -> Result<(), Failed> {
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
+    let built = build::build_spec(
+        &fx.spec,
+        spec_dir,
+        tmp.path(),
+        &build::Options {
+            arch: Some(arch),
+            ..Default::default()
+        },
+    )
+    .map_err(|e| format!("building {} for {arch}: {e}", fx.path.display()))?;
+    let subject = Subject::from_image(&built.image, manifest.clone())?;
+    run_vm_case(name, &subject, arch, case)
+}
+
+fn run_vm_case(name: &str, subject: &Subject, arch: Arch, case: &str) -> Result<(), Failed> {
+    let progress = |l: &str| eprintln!("{name}: {l}");
+    let guest = sysext_builder::guest::build_or_reuse(
+        &sysext_builder::guest::Recipe::debian(arch),
+        &progress,
+    )
+    .map_err(|e| {
+        format!(
+            "guest image for {arch}: {e} (build it with `sysext-test guest build --arch {arch}`)"
+        )
+    })?;
+    let snapshots = target_dir().join("sysext-test").join("snapshots");
+    let snap = sysext_harness::snapshot::shared(&guest, &snapshots, &progress)
+        .map_err(|e| format!("booting the {arch} guest: {e}"))?;
+    let vm = sysext_harness::Vm::restore(&snap)
+        .map_err(|e| format!("restoring the {arch} guest: {e}"))?;
+    let result = vm::run(case, &vm, subject);
+    let expected = subject.manifest.expected_failure(case);
+    let artifacts = || {
+        vm.save_artifacts(&sysext_harness::artifacts::dir_for(&target_dir(), name))
+            .display()
+            .to_string()
+    };
+    match (result, expected) {
+        (Ok(()), None) => Ok(()),
+        (Err(msg), None) => Err(format!("{msg}\nartifacts: {}", artifacts()).into()),
+        (Err(msg), Some(exp)) => {
+            let missing: Vec<&String> = exp
+                .contains
+                .iter()
+                .filter(|c| !msg.contains(c.as_str()))
+                .collect();
+            if missing.is_empty() {
+                eprintln!("{name}: failed as expected: {msg}");
+                Ok(())
+            } else {
+                Err(format!("failed, but not for the expected reason (missing {missing:?}):\n{msg}\nartifacts: {}", artifacts()).into())
+            }
+        }
+        (Ok(()), Some(exp)) => Err(format!(
+            "expected the {case} case to fail with {:?}, but it passed\nartifacts: {}",
+            exp.contains,
+            artifacts()
+        )
+        .into()),
     }
 }

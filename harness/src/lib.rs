@@ -1,7 +1,15 @@
-//! Everything that talks to the outside world while a VM case runs: QEMU, QMP, SSH, the local
-//! sysupdate mirror, and the artifacts kept when a case fails.
-//!
-//! Today it holds the artifact layout shared by the lint and VM cases; the guest driver
-//! (one module per program we drive) lands with the VM cases.
+//! Everything that talks to the outside world while a VM case runs, one module per program
+//! we drive: QEMU (`qemu`), its QMP socket (`qmp`), the guest's sshd (`ssh`), plus the
+//! accelerator probe, the `Vm` API cases use, and the artifacts kept when a case fails.
 
+pub mod accel;
 pub mod artifacts;
+pub mod errors;
+pub mod qemu;
+pub mod qmp;
+pub mod snapshot;
+pub mod ssh;
+pub mod vm;
+
+pub use errors::HarnessError;
+pub use vm::{Snapshot, Vm};

@@ -79,6 +79,9 @@ enum Command {
         #[arg(long)]
         list_rules: bool,
     },
+    /// Build (or reuse) the cached Debian trixie guest images the VM cases boot.
+    #[command(subcommand)]
+    Guest(GuestCommand),
     /// Measure lint against unsquashfs-then-check, and build against mksquashfs.
     #[command(
         after_help = "Needs squashfs-tools and /usr/bin/time (bash .ci/setup installs them). Takes a few \
@@ -105,6 +108,20 @@ enum Command {
         tmpfs: PathBuf,
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
+    },
+}
+
+#[derive(Subcommand)]
+enum GuestCommand {
+    /// Build the guest for an arch, or print where the cached one is. Needs root.
+    #[command(
+        after_help = "Guests are cached under $XDG_CACHE_HOME/sysext-test/guests (or SYSEXT_TEST_CACHE) by a \
+                            hash of their recipe; a second build with the same recipe takes milliseconds."
+    )]
+    Build {
+        /// x86-64, arm64, or all.
+        #[arg(long, value_parser = parse_arch_choice, default_value = "x86-64")]
+        arch: ArchChoice,
     },
 }
 
@@ -168,6 +185,7 @@ fn main() -> ExitCode {
             arch,
             list_rules,
         } => run_lint(paths, format, target, host_os_release, arch, list_rules),
+        Command::Guest(GuestCommand::Build { arch }) => run_guest_build(arch),
         Command::Bench {
             source,
             files,
@@ -269,6 +287,26 @@ fn run_build(
         total.elapsed().as_secs_f64(),
         output.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_guest_build(arch: ArchChoice) -> anyhow::Result<ExitCode> {
+    let arches = match arch {
+        ArchChoice::All => Arch::ALL.to_vec(),
+        ArchChoice::One(a) => vec![a],
+    };
+    for a in arches {
+        let recipe = sysext_builder::guest::Recipe::debian(a);
+        let start = std::time::Instant::now();
+        let guest = sysext_builder::guest::build_or_reuse(&recipe, &|line| eprintln!("{line}"))
+            .map_err(|e| anyhow::anyhow!("building the {a} guest: {e}"))?;
+        println!(
+            "{a}\t{}\tkernel {}\t{:.1}s",
+            guest.dir.display(),
+            guest.kernel_version,
+            start.elapsed().as_secs_f64()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

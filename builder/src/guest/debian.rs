@@ -1,0 +1,215 @@
+//! The Debian root: mmdebstrap, then our changes written straight into the tree (no chroot),
+//! then an ext4 image made with `mke2fs -d` (no loop mount).
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::Command;
+
+use super::{Recipe, run};
+use crate::arch::Arch;
+use crate::errors::BuildError;
+
+/// Printed on the serial console once sshd and the network are up: the harness waits for
+/// this line, then logs in, instead of probing a port user-net accepts early.
+pub const READY_BEACON: &str = "SYSEXT-TEST-GUEST-READY";
+
+/// Units that only cost boot time in a throwaway VM (measured in guest-lab).
+const MASKED: &[&str] = &[
+    "getty@tty1.service",
+    "serial-getty@ttyS0.service",
+    "serial-getty@ttyAMA0.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "fstrim.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "systemd-pstore.service",
+    "systemd-hibernate-clear.service",
+    "proc-sys-fs-binfmt_misc.automount",
+    "sys-kernel-debug.mount",
+    "sys-kernel-tracing.mount",
+    "dev-hugepages.mount",
+    "dev-mqueue.mount",
+    "sys-fs-fuse-connections.mount",
+    "sys-kernel-config.mount",
+    "modprobe@drm.service",
+    "modprobe@configfs.service",
+    "modprobe@fuse.service",
+    "modprobe@efi_pstore.service",
+    "systemd-network-generator.service",
+    "systemd-networkd-wait-online.service",
+    "systemd-update-utmp.service",
+    "systemd-update-utmp-runlevel.service",
+    "systemd-random-seed.service",
+    "systemd-journal-flush.service",
+    "systemd-tpm2-setup-early.service",
+    "systemd-tpm2-setup.service",
+    "systemd-pcrmachine.service",
+    "systemd-pcrphase.service",
+    "systemd-pcrphase-sysinit.service",
+    "systemd-binfmt.service",
+];
+
+const MASKED_GENERATORS: &[&str] = &[
+    "systemd-gpt-auto-generator",
+    "systemd-hibernate-resume-generator",
+    "systemd-import-generator",
+    "systemd-rc-local-generator",
+    "systemd-run-generator",
+    "systemd-ssh-generator",
+    "systemd-system-update-generator",
+    "systemd-sysv-generator",
+    "systemd-tpm2-generator",
+    "systemd-getty-generator",
+];
+
+/// Files written into the root, as `(path, content)`; part of the recipe hash.
+pub fn customizations(arch: Arch) -> Vec<(&'static str, String)> {
+    let console = match arch {
+        Arch::X86_64 => "ttyS0",
+        Arch::Arm64 => "ttyAMA0",
+    };
+    vec![
+        ("etc/hostname", "sysext-guest\n".into()),
+        ("etc/hosts", "127.0.0.1 localhost\n127.0.1.1 sysext-guest\n".into()),
+        ("etc/fstab", "/dev/vda / ext4 rw,relatime 0 1\n".into()),
+        // A fixed machine id skips first-boot setup on every boot.
+        ("etc/machine-id", "5a7c9e2d0f3b4c1a8e6d2b9f0a1c3e5d\n".into()),
+        (
+            "etc/systemd/network/10-user-net.network",
+            "[Match]\nName=en* eth*\n\n[Network]\nAddress=10.0.2.15/24\nGateway=10.0.2.2\nDNS=10.0.2.3\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n".into(),
+        ),
+        (
+            "etc/ssh/sshd_config.d/10-sysext-test.conf",
+            "# The harness reconnects often; OpenSSH >= 9.8 would penalise it.\nPerSourcePenalties no\nUseDNS no\nPermitRootLogin prohibit-password\n".into(),
+        ),
+        ("etc/systemd/journald.conf.d/10-sysext-test.conf", "[Journal]\nStorage=volatile\n".into()),
+        (
+            "etc/systemd/system/sysext-test-ready.service",
+            format!(
+                "[Unit]\nDescription=Tell the sysext-test harness the guest is ready\nAfter=ssh.service systemd-networkd.service\nWants=ssh.service\n\n[Service]\nType=oneshot\nExecStart=/bin/echo {READY_BEACON}\nStandardOutput=tty\nTTYPath=/dev/{console}\n\n[Install]\nWantedBy=multi-user.target\n"
+            ),
+        ),
+        ("etc/extensions/.keep", String::new()),
+        ("opt/extensions/.keep", String::new()),
+    ]
+}
+
+/// Registers qemu-user for `arch` with binfmt_misc when the host cannot run it natively.
+fn ensure_binfmt(arch: Arch) -> Result<(), BuildError> {
+    if Arch::host() == Some(arch) {
+        return Ok(());
+    }
+    let qemu = match arch {
+        Arch::Arm64 => "qemu-aarch64",
+        Arch::X86_64 => "qemu-x86_64",
+    };
+    let misc = Path::new("/proc/sys/fs/binfmt_misc");
+    if !misc.join("register").exists() {
+        run(
+            Command::new("mount")
+                .args(["-t", "binfmt_misc", "binfmt_misc"])
+                .arg(misc),
+            "util-linux",
+        )?;
+    }
+    if misc.join(qemu).exists() {
+        return Ok(());
+    }
+    let conf = Path::new("/usr/lib/binfmt.d").join(format!("{qemu}.conf"));
+    let rule = std::fs::read_to_string(&conf).map_err(|_| BuildError::MissingTool {
+        tool: format!("{qemu} binfmt rule ({})", conf.display()),
+        package: "qemu-user-static".into(),
+    })?;
+    std::fs::write(misc.join("register"), rule.trim())
+        .map_err(|e| BuildError::io(&misc.join("register"), e))
+}
+
+pub fn bootstrap(recipe: &Recipe, root: &Path) -> Result<(), BuildError> {
+    ensure_binfmt(recipe.arch)?;
+    let mut cmd = Command::new("mmdebstrap");
+    cmd.args(["--variant=minbase", "--quiet"])
+        .arg(format!("--architectures={}", recipe.arch.debian_name()))
+        .arg(format!("--include={}", recipe.packages.join(",")));
+    for ex in [
+        "/usr/share/man/*",
+        "/usr/share/locale/*",
+        "/usr/share/doc/*",
+        "/usr/share/info/*",
+    ] {
+        cmd.arg(format!("--dpkgopt=path-exclude={ex}"));
+    }
+    cmd.arg("--dpkgopt=path-include=/usr/share/locale/locale.alias")
+        .arg(recipe.suite)
+        .arg(root)
+        .arg(crate::deb::mirror());
+    run(&mut cmd, "mmdebstrap")?;
+    Ok(())
+}
+
+pub fn customize(arch: Arch, root: &Path) -> Result<(), BuildError> {
+    let io = |p: &Path, e| BuildError::io(p, e);
+    for (path, content) in customizations(arch) {
+        let p = root.join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        }
+        let _ = std::fs::remove_file(&p);
+        std::fs::write(&p, content).map_err(|e| io(&p, e))?;
+    }
+    let systemctl = |args: &[&str]| {
+        let mut c = Command::new("systemctl");
+        c.arg(format!("--root={}", root.display())).args(args);
+        run(&mut c, "systemd")
+    };
+    systemctl(&[
+        "enable",
+        "systemd-networkd.service",
+        "systemd-sysext.service",
+        "sysext-test-ready.service",
+    ])?;
+    let mut mask = vec!["mask"];
+    mask.extend_from_slice(MASKED);
+    systemctl(&mask)?;
+    let gens = root.join("etc/systemd/system-generators");
+    std::fs::create_dir_all(&gens).map_err(|e| io(&gens, e))?;
+    for g in MASKED_GENERATORS {
+        let _ = std::fs::remove_file(gens.join(g));
+        symlink("/dev/null", gens.join(g)).map_err(|e| io(&gens, e))?;
+    }
+    // Skip ConditionNeedsUpdate= units (ldconfig, sysusers, hwdb) on every boot.
+    for d in ["etc/.updated", "var/.updated"] {
+        std::fs::write(root.join(d), b"").map_err(|e| io(root, e))?;
+        run(
+            Command::new("touch")
+                .arg("-r")
+                .arg(root.join("usr"))
+                .arg(root.join(d)),
+            "coreutils",
+        )?;
+    }
+    Ok(())
+}
+
+pub fn make_disk(root: &Path, image: &Path, mib: u64) -> Result<(), BuildError> {
+    run(
+        Command::new("mke2fs")
+            .args([
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-L",
+                "root",
+                "-E",
+                "root_owner=0:0",
+                "-d",
+            ])
+            .arg(root)
+            .arg(image)
+            .arg(format!("{mib}M")),
+        "e2fsprogs",
+    )?;
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! The guest kernel (Debian's cloud flavour, unpacked from its .deb rather than installed,
+//! which skips initramfs-tools) and a tiny busybox initramfs that loads virtio_blk, mounts
+//! the root and switches to it: 2 MB instead of 10, about 2 s less per cold boot.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::cpio::Cpio;
+use super::{Recipe, run};
+use crate::arch::Arch;
+use crate::errors::BuildError;
+
+/// Modules the initramfs needs to reach the root disk (ext4 and virtio_pci are built in).
+const INITRAMFS_MODULES: &[&str] = &["virtio_blk"];
+
+pub const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in $(cat /etc/modules.order); do
+  insmod "/lib/modules/$m" || echo "initramfs: insmod $m failed"
+done
+root=/dev/vda
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in root=*) root="${arg#root=}" ;; esac
+done
+i=0
+while [ ! -b "$root" ] && [ "$i" -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+if ! mount -t ext4 -o rw "$root" /newroot; then
+  echo "initramfs: cannot mount the root filesystem $root"
+  exit 1
+fi
+umount /proc /sys
+mount --move /dev /newroot/dev || umount /dev
+exec switch_root /newroot /sbin/init
+"#;
+
+pub struct Kernel {
+    pub version: String,
+    /// The unpacked package: `boot/vmlinuz-*` and `usr/lib/modules/VERSION`.
+    pub dir: PathBuf,
+    pub arch: Arch,
+}
+
+pub fn fetch(recipe: &Recipe) -> Result<Kernel, BuildError> {
+    let pkg = crate::deb::resolve_dependency(&recipe.kernel_package, recipe.arch, "linux-image-")?;
+    let dir = crate::deb::unpacked(&pkg, recipe.arch)?;
+    let modules = dir.join("usr/lib/modules");
+    let version = std::fs::read_dir(&modules)
+        .map_err(|e| BuildError::io(&modules, e))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .next()
+        .ok_or_else(|| BuildError::Fetch(format!("{pkg} has no modules directory")))?;
+    Ok(Kernel {
+        version,
+        dir,
+        arch: recipe.arch,
+    })
+}
+
+/// Puts the modules into the root, writes `vmlinuz`, `initrd.cpio` and `kernel-version`
+/// into `out`.
+pub fn install(k: &Kernel, root: &Path, out: &Path) -> Result<(), BuildError> {
+    let src = k.dir.join("usr/lib/modules").join(&k.version);
+    let dest_parent = root.join("usr/lib/modules");
+    std::fs::create_dir_all(&dest_parent).map_err(|e| BuildError::io(&dest_parent, e))?;
+    run(
+        Command::new("cp").arg("-a").arg(&src).arg(&dest_parent),
+        "coreutils",
+    )?;
+    run(
+        Command::new("depmod").arg("-b").arg(root).arg(&k.version),
+        "kmod",
+    )?;
+    let vmlinuz = k.dir.join("boot").join(format!("vmlinuz-{}", k.version));
+    std::fs::copy(&vmlinuz, out.join("vmlinuz")).map_err(|e| BuildError::io(&vmlinuz, e))?;
+    std::fs::write(out.join("kernel-version"), format!("{}\n", k.version))
+        .map_err(|e| BuildError::io(out, e))?;
+    let initrd = initramfs(k, &dest_parent.join(&k.version))?;
+    std::fs::write(out.join("initrd.cpio"), initrd).map_err(|e| BuildError::io(out, e))
+}
+
+/// Module paths (relative to the modules dir) for `wanted` and their dependencies, in an
+/// order insmod accepts (dependencies first).
+fn with_dependencies(modules_dep: &str, wanted: &[&str]) -> Vec<String> {
+    let mut deps: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in modules_dep.lines() {
+        if let Some((m, rest)) = line.split_once(':') {
+            deps.insert(
+                m.to_string(),
+                rest.split_whitespace().map(str::to_string).collect(),
+            );
+        }
+    }
+    let name_of = |p: &str| {
+        p.rsplit('/')
+            .next()
+            .unwrap_or(p)
+            .split('.')
+            .next()
+            .unwrap_or("")
+            .replace('-', "_")
+    };
+    let mut order = Vec::new();
+    let mut seen = HashSet::new();
+    fn visit(
+        m: &str,
+        deps: &BTreeMap<String, Vec<String>>,
+        seen: &mut HashSet<String>,
+        order: &mut Vec<String>,
+    ) {
+        if !seen.insert(m.to_string()) {
+            return;
+        }
+        for d in deps.get(m).into_iter().flatten() {
+            visit(d, deps, seen, order);
+        }
+        order.push(m.to_string());
+    }
+    for w in wanted {
+        if let Some(path) = deps.keys().find(|p| name_of(p) == *w).cloned() {
+            visit(&path, &deps, &mut seen, &mut order);
+        }
+    }
+    order
+}
+
+fn initramfs(k: &Kernel, modules_dir: &Path) -> Result<Vec<u8>, BuildError> {
+    let dep_file = modules_dir.join("modules.dep");
+    let dep = std::fs::read_to_string(&dep_file).map_err(|e| BuildError::io(&dep_file, e))?;
+    let modules = with_dependencies(&dep, INITRAMFS_MODULES);
+    let busybox = crate::deb::unpacked("busybox-static", k.arch)?.join("usr/bin/busybox");
+    let busybox_bytes = std::fs::read(&busybox).map_err(|e| BuildError::io(&busybox, e))?;
+    let cpio_err = |e| BuildError::io(Path::new("initramfs"), e);
+    let mut c = Cpio::new(Vec::new());
+    for d in [
+        "bin",
+        "dev",
+        "etc",
+        "lib",
+        "lib/modules",
+        "newroot",
+        "proc",
+        "sys",
+    ] {
+        c.dir(d).map_err(cpio_err)?;
+    }
+    c.file("bin/busybox", 0o755, &busybox_bytes)
+        .map_err(cpio_err)?;
+    c.file("init", 0o755, INIT_SCRIPT.as_bytes())
+        .map_err(cpio_err)?;
+    let mut order = String::new();
+    for m in &modules {
+        let src = modules_dir.join(m);
+        let bytes = if m.ends_with(".xz") {
+            run_bytes(Command::new("xz").arg("-dc").arg(&src), "xz-utils")?
+        } else if m.ends_with(".zst") {
+            run_bytes(Command::new("zstd").arg("-dc").arg(&src), "zstd")?
+        } else {
+            std::fs::read(&src).map_err(|e| BuildError::io(&src, e))?
+        };
+        let name = format!(
+            "{}.ko",
+            m.rsplit('/')
+                .next()
+                .unwrap_or(m)
+                .split(".ko")
+                .next()
+                .unwrap_or(m)
+        );
+        c.file(&format!("lib/modules/{name}"), 0o644, &bytes)
+            .map_err(cpio_err)?;
+        order.push_str(&name);
+        order.push('\n');
+    }
+    c.file("etc/modules.order", 0o644, order.as_bytes())
+        .map_err(cpio_err)?;
+    c.finish().map_err(cpio_err)
+}
+
+fn run_bytes(cmd: &mut Command, package: &str) -> Result<Vec<u8>, BuildError> {
+    let program = cmd.get_program().to_string_lossy().into_owned();
+    let out = cmd.output().map_err(|_| BuildError::MissingTool {
+        tool: program.clone(),
+        package: package.into(),
+    })?;
+    if !out.status.success() {
+        return Err(BuildError::ToolFailed {
+            tool: program,
+            message: String::from_utf8_lossy(&out.stderr).trim().into(),
+        });
+    }
+    Ok(out.stdout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependencies_come_first() {
+        let dep = "kernel/a.ko.xz: kernel/b.ko.xz\nkernel/b.ko.xz: kernel/c.ko.xz\nkernel/c.ko.xz:\nkernel/virtio-blk.ko.xz: kernel/a.ko.xz\n";
+        let order = with_dependencies(dep, &["virtio_blk"]);
+        assert_eq!(
+            order,
+            [
+                "kernel/c.ko.xz",
+                "kernel/b.ko.xz",
+                "kernel/a.ko.xz",
+                "kernel/virtio-blk.ko.xz"
+            ]
+        );
+    }
+}

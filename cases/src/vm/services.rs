@@ -1,0 +1,61 @@
+//! services: units the image enables become active after the merge, as they would at boot;
+//! the other shipped services start once without failing; nothing failed, and no unit of the
+//! extension logged an error.
+
+use std::time::Duration;
+
+use super::{CaseResult, Subject, h, install, merge_and_verify};
+use sysext_harness::Vm;
+
+pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
+    install(vm, s)?;
+    merge_and_verify(vm, s)?;
+    if !s.reload_manager {
+        // Without EXTENSION_RELOAD_MANAGER=1 systemd does not see the units until this.
+        vm.succeed("systemctl daemon-reload").map_err(h)?;
+    }
+    // Boot would start what the active targets now want (.wants links); Upholds= needs nothing.
+    vm.succeed("systemctl start multi-user.target sockets.target timers.target")
+        .map_err(h)?;
+    for unit in &s.enabled_services {
+        vm.wait_for_unit(unit, Duration::from_secs(15))
+            .map_err(|e| {
+                format!("expected {unit} (enabled by the image) to be active after the merge: {e}")
+            })?;
+    }
+    for unit in &s.other_services {
+        let out = vm
+            .execute(&format!(
+                "systemctl start {unit} 2>&1; sleep 1; systemctl is-failed {unit}"
+            ))
+            .map_err(h)?;
+        if out.stdout.lines().last().map(str::trim) == Some("failed") {
+            let status = vm
+                .execute(&format!("systemctl status --no-pager {unit}"))
+                .map(|o| o.combined())
+                .unwrap_or_default();
+            return Err(format!(
+                "expected {unit} to start (it needs no configuration per the manifest), it failed:\n{status}"
+            ));
+        }
+    }
+    let failed = vm
+        .succeed("systemctl --failed --no-legend --plain")
+        .map_err(h)?;
+    if !failed.trim().is_empty() {
+        return Err(format!(
+            "expected `systemctl --failed` to be empty, it lists:\n{failed}"
+        ));
+    }
+    for unit in &s.units {
+        let errors = vm
+            .succeed(&format!("journalctl -b --no-pager -o cat -p err -u {unit}"))
+            .map_err(h)?;
+        if !errors.trim().is_empty() && !errors.contains("-- No entries --") {
+            return Err(format!(
+                "expected no errors logged by {unit}, saw:\n{errors}"
+            ));
+        }
+    }
+    Ok(())
+}

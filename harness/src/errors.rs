@@ -1,0 +1,65 @@
+//! What can go wrong while driving a guest, named by the stage it went wrong in, so a
+//! failure says "SSH never became ready" rather than "timed out".
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    #[error("missing host tool '{tool}': apt-get install {package} (or run .ci/setup)")]
+    MissingTool { tool: String, package: String },
+    #[error("starting QEMU: {0}")]
+    Spawn(std::io::Error),
+    #[error(
+        "QEMU exited during {stage} ({status}); last console lines:\n{console}\nQEMU stderr:\n{stderr}"
+    )]
+    QemuExited {
+        stage: &'static str,
+        status: String,
+        console: String,
+        stderr: String,
+    },
+    #[error("{stage} did not finish within {timeout:?}; last console lines:\n{console}")]
+    Timeout {
+        stage: &'static str,
+        timeout: Duration,
+        console: String,
+    },
+    #[error("QMP: {0}")]
+    Qmp(String),
+    #[error("SSH: {0}")]
+    Ssh(String),
+    #[error("guest command `{cmd}` {what}\n--- output ---\n{output}")]
+    Command {
+        cmd: String,
+        what: String,
+        output: String,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("guest image: {0}")]
+    Guest(#[from] sysext_builder::BuildError),
+}
+
+impl HarnessError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> HarnessError {
+        HarnessError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// Boot-stage failures that a retry may fix (an early TCG oops, a guest that never got
+    /// its network); assertion failures are never retried.
+    pub fn is_boot_failure(&self) -> bool {
+        matches!(
+            self,
+            HarnessError::QemuExited { .. } | HarnessError::Timeout { stage: "boot", .. }
+        )
+    }
+}
+
+pub type Result<T> = std::result::Result<T, HarnessError>;

@@ -1,0 +1,185 @@
+//! The QEMU process: machine profiles per arch, the command line, and a child that cannot
+//! outlive the test (killed on drop, SIGKILLed if our process dies, in our process group so
+//! nextest's SIGTERM reaches it).
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use sysext_builder::Arch;
+use sysext_builder::guest::Guest;
+
+use crate::accel::Accel;
+use crate::errors::{HarnessError, Result};
+
+/// Per-arch machine settings (measured in guest-lab: `qemu64` boots faster than `max` on
+/// x86-64; arm64 `max` needs `pauth=off` or it crawls under TCG).
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    pub binary: &'static str,
+    pub machine: &'static str,
+    pub tcg_cpu: &'static str,
+    pub console: &'static str,
+}
+
+impl Profile {
+    pub fn for_arch(arch: Arch) -> Profile {
+        match arch {
+            Arch::X86_64 => Profile {
+                binary: "qemu-system-x86_64",
+                machine: "q35",
+                tcg_cpu: "qemu64",
+                console: "ttyS0",
+            },
+            Arch::Arm64 => Profile {
+                binary: "qemu-system-aarch64",
+                machine: "virt,gic-version=3",
+                tcg_cpu: "max,pauth=off",
+                console: "ttyAMA0",
+            },
+        }
+    }
+}
+
+/// Everything that makes one QEMU invocation; restoring a snapshot needs the exact same
+/// devices, so this is kept and reused.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub arch: Arch,
+    pub accel: Accel,
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub cmdline: String,
+    pub disk: PathBuf,
+    pub ssh_port: u16,
+    pub qmp_socket: PathBuf,
+    pub console_log: PathBuf,
+    pub memory_mib: u32,
+    pub cpus: u32,
+    /// `-incoming` URI when restoring a saved state.
+    pub incoming: Option<String>,
+}
+
+impl Launch {
+    pub fn new(
+        guest: &Guest,
+        accel: Accel,
+        run_dir: &Path,
+        disk: PathBuf,
+        ssh_port: u16,
+        extra_cmdline: &str,
+    ) -> Launch {
+        let p = Profile::for_arch(guest.arch);
+        Launch {
+            arch: guest.arch,
+            accel,
+            kernel: guest.kernel.clone(),
+            initrd: guest.initrd.clone(),
+            cmdline: format!(
+                "console={} root=/dev/vda rw panic=-1 quiet loglevel=3 systemd.show_status=0 {extra_cmdline}",
+                p.console
+            ),
+            disk,
+            ssh_port,
+            qmp_socket: run_dir.join("qmp.sock"),
+            console_log: run_dir.join("console.log"),
+            memory_mib: 1024,
+            cpus: 2,
+            incoming: None,
+        }
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        let p = Profile::for_arch(self.arch);
+        let cpu = match self.accel {
+            Accel::Kvm => "host",
+            Accel::Tcg => p.tcg_cpu,
+        };
+        let mut a: Vec<String> = vec![
+            "-accel".into(),
+            self.accel.name().into(),
+            "-machine".into(),
+            p.machine.into(),
+            "-cpu".into(),
+            cpu.into(),
+            "-smp".into(),
+            self.cpus.to_string(),
+            "-m".into(),
+            self.memory_mib.to_string(),
+            "-nodefaults".into(),
+            "-display".into(),
+            "none".into(),
+            "-no-reboot".into(),
+            "-kernel".into(),
+            self.kernel.display().to_string(),
+            "-initrd".into(),
+            self.initrd.display().to_string(),
+            "-append".into(),
+            self.cmdline.clone(),
+            "-drive".into(),
+            format!(
+                "file={},if=none,id=root,format=qcow2,cache=unsafe",
+                self.disk.display()
+            ),
+            "-device".into(),
+            "virtio-blk-pci,drive=root".into(),
+            "-netdev".into(),
+            format!("user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22", self.ssh_port),
+            "-device".into(),
+            "virtio-net-pci,netdev=net0".into(),
+            "-device".into(),
+            "virtio-rng-pci".into(),
+            "-serial".into(),
+            format!("file:{}", self.console_log.display()),
+            "-qmp".into(),
+            format!("unix:{},server=on,wait=off", self.qmp_socket.display()),
+        ];
+        if let Some(uri) = &self.incoming {
+            a.push("-incoming".into());
+            a.push(uri.clone());
+        }
+        a
+    }
+
+    /// Starts QEMU. Its stderr goes to `stderr_log` (a pipe would need draining).
+    pub fn spawn(&self, stderr_log: &Path) -> Result<tokio::process::Child> {
+        let p = Profile::for_arch(self.arch);
+        let stderr =
+            std::fs::File::create(stderr_log).map_err(|e| HarnessError::io(stderr_log, e))?;
+        let mut cmd = tokio::process::Command::new(p.binary);
+        cmd.args(self.args())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(stderr)
+            .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to SIGKILL QEMU when the
+        // thread that spawned it (our test) dies, so no QEMU outlives a killed test.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        cmd.spawn().map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => HarnessError::MissingTool {
+                tool: p.binary.into(),
+                package: match self.arch {
+                    Arch::X86_64 => "qemu-system-x86".into(),
+                    Arch::Arm64 => "qemu-system-arm".into(),
+                },
+            },
+            _ => HarnessError::Spawn(e),
+        })
+    }
+}
+
+/// A free TCP port on 127.0.0.1, chosen by the OS. (Between this and QEMU binding it another
+/// process could take it; QEMU then fails to start, which the caller reports.)
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| HarnessError::io("127.0.0.1:0", e))?;
+    let port = l
+        .local_addr()
+        .map_err(|e| HarnessError::io("127.0.0.1:0", e))?
+        .port();
+    Ok(port)
+}

@@ -1,0 +1,159 @@
+//! SSH into the guest through ssh2 (blocking; callers keep it off async worker threads).
+//!
+//! stdout and stderr are read interleaved in non-blocking mode: reading one to the end
+//! before the other deadlocks once the other fills its window (seen at ~2 MB).
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::errors::{HarnessError, Result};
+
+pub struct Ssh {
+    session: ssh2::Session,
+}
+
+/// What a guest command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// stdout then stderr, for failure messages.
+    pub fn combined(&self) -> String {
+        if self.stderr.is_empty() {
+            self.stdout.clone()
+        } else {
+            format!("{}{}", self.stdout, self.stderr)
+        }
+    }
+}
+
+fn ssh_err(stage: &str, e: impl std::fmt::Display) -> HarnessError {
+    HarnessError::Ssh(format!("{stage}: {e}"))
+}
+
+impl Ssh {
+    /// One connection attempt: TCP, banner, key exchange, public-key login as root.
+    pub fn connect(addr: SocketAddr, key_pem: &str) -> Result<Ssh> {
+        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
+            .map_err(|e| ssh_err("connect", e))?;
+        let mut session = ssh2::Session::new().map_err(|e| ssh_err("session", e))?;
+        session.set_timeout(15_000);
+        session.set_tcp_stream(tcp);
+        session.handshake().map_err(|e| ssh_err("handshake", e))?;
+        session
+            .userauth_pubkey_memory("root", None, key_pem, None)
+            .map_err(|e| ssh_err("login", e))?;
+        if !session.authenticated() {
+            return Err(ssh_err("login", "not authenticated"));
+        }
+        Ok(Ssh { session })
+    }
+
+    /// Runs `cmd` under `sh -c` with a deadline; a command still running then is an error.
+    pub fn exec(&self, cmd: &str, timeout: Duration) -> Result<Output> {
+        let s = &self.session;
+        s.set_blocking(true);
+        let mut ch = s
+            .channel_session()
+            .map_err(|e| ssh_err("open channel", e))?;
+        ch.exec(cmd).map_err(|e| ssh_err("exec", e))?;
+        s.set_blocking(false);
+        let deadline = Instant::now() + timeout;
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let mut buf = [0u8; 32 * 1024];
+        let result = loop {
+            let mut progressed = false;
+            match ch.read(&mut buf) {
+                Ok(0) => {}
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    progressed = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => break Err(ssh_err("read stdout", e)),
+            }
+            match ch.stderr().read(&mut buf) {
+                Ok(0) => {}
+                Ok(n) => {
+                    err.extend_from_slice(&buf[..n]);
+                    progressed = true;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+                Err(e) => break Err(ssh_err("read stderr", e)),
+            }
+            if !progressed {
+                if ch.eof() {
+                    break Ok(());
+                }
+                if Instant::now() >= deadline {
+                    break Err(HarnessError::Command {
+                        cmd: cmd.into(),
+                        what: format!("did not finish within {timeout:?}"),
+                        output: String::from_utf8_lossy(&out).into_owned()
+                            + &String::from_utf8_lossy(&err),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        s.set_blocking(true);
+        result?;
+        ch.wait_close().map_err(|e| ssh_err("close", e))?;
+        if let Ok(sig) = ch.exit_signal()
+            && let Some(name) = sig.exit_signal
+        {
+            return Ok(Output {
+                status: 128,
+                stdout: lossy(out),
+                stderr: format!("{}killed by signal {name}\n", lossy(err)),
+            });
+        }
+        let status = ch.exit_status().map_err(|e| ssh_err("exit status", e))?;
+        Ok(Output {
+            status,
+            stdout: lossy(out),
+            stderr: lossy(err),
+        })
+    }
+
+    /// Copies a host file into the guest with the given mode.
+    pub fn upload(&self, local: &Path, remote: &str, mode: i32) -> Result<()> {
+        let data = std::fs::read(local).map_err(|e| HarnessError::io(local, e))?;
+        self.session.set_blocking(true);
+        let mut ch = self
+            .session
+            .scp_send(Path::new(remote), mode, data.len() as u64, None)
+            .map_err(|e| ssh_err(&format!("scp to {remote}"), e))?;
+        ch.write_all(&data).map_err(|e| ssh_err("scp write", e))?;
+        ch.send_eof().map_err(|e| ssh_err("scp eof", e))?;
+        ch.wait_eof().map_err(|e| ssh_err("scp wait eof", e))?;
+        ch.close().map_err(|e| ssh_err("scp close", e))?;
+        ch.wait_close().map_err(|e| ssh_err("scp wait close", e))?;
+        Ok(())
+    }
+}
+
+fn lossy(b: Vec<u8>) -> String {
+    String::from_utf8_lossy(&b).into_owned()
+}
+
+/// A fresh ed25519 key pair: (private key in OpenSSH PEM, public key line).
+pub fn ephemeral_key() -> Result<(String, String)> {
+    let key =
+        ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)
+            .map_err(|e| ssh_err("key generation", e))?;
+    let pem = key
+        .to_openssh(ssh_key::LineEnding::LF)
+        .map_err(|e| ssh_err("key encoding", e))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| ssh_err("key encoding", e))?;
+    Ok((pem.to_string(), format!("{public} sysext-test\n")))
+}

@@ -1,0 +1,490 @@
+//! `Vm`: a running guest, and everything a case does with it. Modelled on the NixOS test
+//! driver's vocabulary (`succeed`, `fail`, `wait_until_succeeds`, `wait_for_unit`), with every
+//! wait bounded and scaled by how slow the accelerator is.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use sysext_builder::Arch;
+use sysext_builder::guest::Guest;
+
+use crate::accel::{self, Accel};
+use crate::errors::{HarnessError, Result};
+use crate::qemu::{self, Launch};
+use crate::qmp::Qmp;
+use crate::ssh::{Output, Ssh};
+
+/// Printed by the guest once sshd and the network are up.
+pub const READY_BEACON: &str = "SYSEXT-TEST-GUEST-READY";
+
+pub struct Vm {
+    rt: tokio::runtime::Runtime,
+    child: Option<tokio::process::Child>,
+    qmp: Option<Qmp>,
+    ssh: Option<Ssh>,
+    launch: Launch,
+    run_dir: tempfile::TempDir,
+    key_pem: String,
+    pub arch: Arch,
+    pub accel: Accel,
+    /// How long the cold boot or the restore took, to SSH login.
+    pub startup: Duration,
+}
+
+/// A guest's saved state: boot once, restore per case on its own overlay.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub dir: PathBuf,
+    pub launch: Launch,
+    pub key_pem: String,
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| HarnessError::io("tokio runtime", e))
+}
+
+fn run_dir() -> Result<tempfile::TempDir> {
+    // Under /tmp: the QMP socket path must stay below 108 bytes.
+    tempfile::Builder::new()
+        .prefix("sxt-")
+        .tempdir_in("/tmp")
+        .map_err(|e| HarnessError::io("/tmp", e))
+}
+
+fn overlay(backing: &Path, backing_format: &str, dest: &Path) -> Result<()> {
+    let out = std::process::Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-F", backing_format, "-b"])
+        .arg(backing)
+        .arg(dest)
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => HarnessError::MissingTool {
+                tool: "qemu-img".into(),
+                package: "qemu-utils".into(),
+            },
+            _ => HarnessError::io(dest, e),
+        })?;
+    if !out.status.success() {
+        return Err(HarnessError::io(
+            dest,
+            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+        ));
+    }
+    Ok(())
+}
+
+impl Vm {
+    /// Boots `guest` cold on a fresh overlay, with a new ephemeral SSH key handed to the
+    /// guest as a systemd credential.
+    pub fn boot(guest: &Guest) -> Result<Vm> {
+        let (key_pem, public) = crate::ssh::ephemeral_key()?;
+        let accel = accel::choose(guest.arch, &guest.kernel);
+        let dir = run_dir()?;
+        let disk = dir.path().join("disk.qcow2");
+        overlay(&guest.disk, "raw", &disk)?;
+        let cred = base64::engine::general_purpose::STANDARD.encode(public.as_bytes());
+        let launch = Launch::new(
+            guest,
+            accel,
+            dir.path(),
+            disk,
+            qemu::free_port()?,
+            &format!("systemd.set_credential_binary=ssh.authorized_keys.root:{cred}"),
+        );
+        Vm::start(launch, dir, key_pem, false)
+    }
+
+    /// Starts a guest from `snap` on its own overlay: about 2 s instead of a cold boot.
+    pub fn restore(snap: &Snapshot) -> Result<Vm> {
+        let dir = run_dir()?;
+        let disk = dir.path().join("disk.qcow2");
+        overlay(&snap.dir.join("disk.qcow2"), "qcow2", &disk)?;
+        let mut launch = snap.launch.clone();
+        launch.disk = disk;
+        launch.qmp_socket = dir.path().join("qmp.sock");
+        launch.console_log = dir.path().join("console.log");
+        launch.ssh_port = qemu::free_port()?;
+        launch.incoming = Some(format!("exec:cat {}", snap.dir.join("state").display()));
+        Vm::start(launch, dir, snap.key_pem.clone(), true)
+    }
+
+    fn start(
+        launch: Launch,
+        run_dir: tempfile::TempDir,
+        key_pem: String,
+        restoring: bool,
+    ) -> Result<Vm> {
+        let start = Instant::now();
+        let rt = runtime()?;
+        let stderr_log = run_dir.path().join("qemu.stderr");
+        let child = {
+            let _guard = rt.enter();
+            launch.spawn(&stderr_log)?
+        };
+        let mut vm = Vm {
+            rt,
+            child: Some(child),
+            qmp: None,
+            ssh: None,
+            arch: launch.arch,
+            accel: launch.accel,
+            launch,
+            run_dir,
+            key_pem,
+            startup: Duration::ZERO,
+        };
+        let slow = vm.accel.slowdown(vm.arch);
+        let qmp_deadline = Instant::now() + Duration::from_secs(10 * u64::from(slow));
+        let socket = vm.launch.qmp_socket.clone();
+        let qmp = {
+            let child = &mut vm.child;
+            let alive = || {
+                child
+                    .as_mut()
+                    .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+            };
+            vm.rt.block_on(Qmp::connect(&socket, qmp_deadline, alive))
+        };
+        let qmp = match qmp {
+            Ok(q) => q,
+            Err(e) => return Err(vm.exited_or("QMP connect", e)),
+        };
+        if restoring {
+            let deadline = Instant::now() + Duration::from_secs(15 * u64::from(slow));
+            loop {
+                let status = vm.rt.block_on(qmp.status())?;
+                if status != "inmigrate" {
+                    break;
+                }
+                if let Some(e) = vm.check_exit("restore") {
+                    return Err(e);
+                }
+                if Instant::now() > deadline {
+                    return Err(HarnessError::Timeout {
+                        stage: "restore",
+                        timeout: deadline - start,
+                        console: vm.console_tail(20),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            vm.rt.block_on(qmp.cont())?;
+        }
+        vm.qmp = Some(qmp);
+        if !restoring {
+            vm.wait_for_console(
+                READY_BEACON,
+                Duration::from_secs(45 * u64::from(slow)),
+                "boot",
+            )?;
+        }
+        vm.ssh = Some(vm.connect_ssh(Duration::from_secs(15 * u64::from(slow)))?);
+        vm.startup = start.elapsed();
+        Ok(vm)
+    }
+
+    fn connect_ssh(&mut self, timeout: Duration) -> Result<Ssh> {
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.launch.ssh_port));
+        let deadline = Instant::now() + timeout;
+        loop {
+            match Ssh::connect(addr, &self.key_pem) {
+                Ok(s) => return Ok(s),
+                Err(e) => {
+                    if let Some(exit) = self.check_exit("SSH login") {
+                        return Err(exit);
+                    }
+                    if Instant::now() > deadline {
+                        return Err(HarnessError::Timeout {
+                            stage: "SSH login",
+                            timeout,
+                            console: format!("{e}\n{}", self.console_tail(20)),
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+        }
+    }
+
+    /// If QEMU has exited, the error that says so (with console and stderr).
+    fn check_exit(&mut self, stage: &'static str) -> Option<HarnessError> {
+        let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        Some(HarnessError::QemuExited {
+            stage,
+            status: status.to_string(),
+            console: self.console_tail(30),
+            stderr: std::fs::read_to_string(self.run_dir.path().join("qemu.stderr"))
+                .unwrap_or_default(),
+        })
+    }
+
+    fn exited_or(&mut self, stage: &'static str, e: HarnessError) -> HarnessError {
+        std::thread::sleep(Duration::from_millis(100));
+        self.check_exit(stage).unwrap_or(e)
+    }
+
+    /// Waits until the serial console shows `pattern`, failing early if QEMU exits.
+    pub fn wait_for_console(
+        &mut self,
+        pattern: &str,
+        timeout: Duration,
+        stage: &'static str,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.console_contains(pattern) {
+                return Ok(());
+            }
+            if let Some(e) = self.check_exit(stage) {
+                return Err(e);
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Timeout {
+                    stage,
+                    timeout,
+                    console: self.console_tail(30),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn console(&self) -> String {
+        std::fs::read(&self.launch.console_log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn console_contains(&self, pattern: &str) -> bool {
+        self.console().contains(pattern)
+    }
+
+    fn console_tail(&self, n: usize) -> String {
+        let c = self.console();
+        let lines: Vec<&str> = c.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    /// The default per-command timeout: 60 s of KVM time, scaled.
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(15 * u64::from(self.accel.slowdown(self.arch)))
+    }
+
+    fn ssh(&self) -> Result<&Ssh> {
+        self.ssh
+            .as_ref()
+            .ok_or_else(|| HarnessError::Ssh("not connected".into()))
+    }
+
+    /// Runs `cmd` in the guest and returns what it did, whatever its exit status.
+    pub fn execute(&self, cmd: &str) -> Result<Output> {
+        self.ssh()?.exec(cmd, self.command_timeout())
+    }
+
+    /// Runs `cmd`; non-zero exit is an error carrying the output. Returns stdout.
+    pub fn succeed(&self, cmd: &str) -> Result<String> {
+        let out = self.execute(cmd)?;
+        if out.status != 0 {
+            return Err(HarnessError::Command {
+                cmd: cmd.into(),
+                what: format!("exited {}", out.status),
+                output: out.combined(),
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    /// Runs `cmd`, which must fail. Returns its combined output (the error message).
+    pub fn fail(&self, cmd: &str) -> Result<String> {
+        let out = self.execute(cmd)?;
+        if out.status == 0 {
+            return Err(HarnessError::Command {
+                cmd: cmd.into(),
+                what: "succeeded but was expected to fail".into(),
+                output: out.combined(),
+            });
+        }
+        Ok(out.combined())
+    }
+
+    /// Retries `cmd` once a second until it succeeds or `timeout` (scaled) passes.
+    pub fn wait_until_succeeds(&self, cmd: &str, timeout: Duration) -> Result<String> {
+        let timeout = timeout * self.accel.slowdown(self.arch);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let out = self.execute(cmd)?;
+            if out.status == 0 {
+                return Ok(out.stdout);
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Command {
+                    cmd: cmd.into(),
+                    what: format!("kept failing for {timeout:?}"),
+                    output: out.combined(),
+                });
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    }
+
+    /// Waits until `unit` is active; fails at once when it is `failed`, and when it is
+    /// inactive with no job queued (nothing will start it).
+    pub fn wait_for_unit(&self, unit: &str, timeout: Duration) -> Result<()> {
+        let timeout = timeout * self.accel.slowdown(self.arch);
+        let deadline = Instant::now() + timeout;
+        let q = format!(
+            "systemctl show -P ActiveState {unit}; systemctl list-jobs --no-legend {unit} | wc -l"
+        );
+        loop {
+            let out = self.succeed(&q)?;
+            let mut lines = out.lines();
+            let state = lines.next().unwrap_or("").trim().to_string();
+            let jobs: u32 = lines
+                .next()
+                .and_then(|l| l.trim().parse().ok())
+                .unwrap_or(0);
+            match state.as_str() {
+                "active" => return Ok(()),
+                "failed" => {
+                    let status = self.execute(&format!("systemctl status --no-pager -l {unit}; journalctl -b --no-pager -n 30 -u {unit}"))?;
+                    return Err(HarnessError::Command {
+                        cmd: format!("wait_for_unit {unit}"),
+                        what: "unit failed".into(),
+                        output: status.combined(),
+                    });
+                }
+                "inactive" if jobs == 0 && Instant::now() > deadline - timeout / 2 => {
+                    return Err(HarnessError::Command {
+                        cmd: format!("wait_for_unit {unit}"),
+                        what: "unit is inactive and nothing is starting it".into(),
+                        output: self
+                            .execute(&format!("systemctl status --no-pager {unit}"))?
+                            .combined(),
+                    });
+                }
+                _ => {}
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Command {
+                    cmd: format!("wait_for_unit {unit}"),
+                    what: format!("still {state} after {timeout:?}"),
+                    output: String::new(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    pub fn upload(&self, local: &Path, remote: &str) -> Result<()> {
+        self.ssh()?.upload(local, remote, 0o644)
+    }
+
+    /// `journalctl -b` of the current boot.
+    pub fn journal(&self) -> Result<String> {
+        Ok(self
+            .execute("journalctl -b --no-pager -o short-monotonic")?
+            .combined())
+    }
+
+    /// Writes console, QEMU stderr, journal, sysext status and failed units into `dir`.
+    /// Best effort: a dead guest still leaves its console and stderr.
+    pub fn save_artifacts(&self, dir: &Path) -> PathBuf {
+        let _ = std::fs::create_dir_all(dir);
+        let _ = std::fs::copy(&self.launch.console_log, dir.join("console.log"));
+        let _ = std::fs::copy(
+            self.run_dir.path().join("qemu.stderr"),
+            dir.join("qemu-stderr.log"),
+        );
+        for (file, cmd) in [
+            ("journal.log", "journalctl -b --no-pager -o short-monotonic"),
+            (
+                "sysext-status.json",
+                "systemd-sysext status --json=pretty; systemd-sysext list --json=pretty",
+            ),
+            (
+                "systemctl-failed.txt",
+                "systemctl --failed --no-pager --all",
+            ),
+        ] {
+            let text = match self
+                .ssh
+                .as_ref()
+                .map(|s| s.exec(cmd, Duration::from_secs(60)))
+            {
+                Some(Ok(o)) => o.combined(),
+                Some(Err(e)) => format!("could not collect: {e}\n"),
+                None => "no SSH session\n".into(),
+            };
+            let _ = std::fs::write(dir.join(file), text);
+        }
+        dir.to_path_buf()
+    }
+
+    /// Saves the running guest into `dir` (state + frozen disk + key) and stops it.
+    pub fn save(mut self, dir: &Path) -> Result<Snapshot> {
+        std::fs::create_dir_all(dir).map_err(|e| HarnessError::io(dir, e))?;
+        self.ssh = None;
+        let state = dir.join("state");
+        let qmp = self
+            .qmp
+            .take()
+            .ok_or_else(|| HarnessError::Qmp("not connected".into()))?;
+        self.rt.block_on(qmp.stop())?;
+        self.rt.block_on(qmp.hmp(
+            &format!("migrate \"exec:cat > {}\"", state.display()),
+            Duration::from_secs(10),
+        ))?;
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let info = self
+                .rt
+                .block_on(qmp.hmp("info migrate", Duration::from_secs(10)))?;
+            if info.contains("Migration status: completed") {
+                break;
+            }
+            if info.contains("Migration status: failed") || Instant::now() > deadline {
+                return Err(HarnessError::Qmp(format!(
+                    "saving the guest state failed: {info}"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.rt.block_on(qmp.quit());
+        if let Some(mut child) = self.child.take() {
+            let _ = self.rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(10), child.wait()).await
+            });
+        }
+        let disk = dir.join("disk.qcow2");
+        std::fs::rename(&self.launch.disk, &disk)
+            .or_else(|_| std::fs::copy(&self.launch.disk, &disk).map(|_| ()))
+            .map_err(|e| HarnessError::io(&disk, e))?;
+        let key = dir.join("key");
+        std::fs::write(&key, &self.key_pem).map_err(|e| HarnessError::io(&key, e))?;
+        let mut launch = self.launch.clone();
+        launch.disk = disk;
+        Ok(Snapshot {
+            dir: dir.to_path_buf(),
+            launch,
+            key_pem: self.key_pem.clone(),
+        })
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.ssh = None;
+        if let Some(mut child) = self.child.take() {
+            let _ = child.start_kill();
+            let _ = self.rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(5), child.wait()).await
+            });
+        }
+    }
+}
