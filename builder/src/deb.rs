@@ -124,8 +124,7 @@ pub fn unpacked(package: &str, arch: Arch) -> Result<PathBuf, BuildError> {
     apt.prepare()?;
     let debs = apt.state().join("debs");
     run(
-        apt
-            .command("apt-get", &["download", package])
+        apt.command("apt-get", &["download", package])
             .current_dir(&debs),
         "apt-get download",
         "apt",

@@ -4,6 +4,7 @@
 
 pub mod accel;
 pub mod artifacts;
+pub mod cleanup;
 pub mod errors;
 pub mod qemu;
 pub mod qmp;

@@ -50,11 +50,14 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 }
 
 fn run_dir() -> Result<tempfile::TempDir> {
+    crate::cleanup::install();
     // Under /tmp: the QMP socket path must stay below 108 bytes.
-    tempfile::Builder::new()
+    let dir = tempfile::Builder::new()
         .prefix("sxt-")
         .tempdir_in("/tmp")
-        .map_err(|e| HarnessError::io("/tmp", e))
+        .map_err(|e| HarnessError::io("/tmp", e))?;
+    crate::cleanup::register_dir(dir.path());
+    Ok(dir)
 }
 
 fn overlay(backing: &Path, backing_format: &str, dest: &Path) -> Result<()> {
@@ -127,6 +130,9 @@ impl Vm {
             let _guard = rt.enter();
             launch.spawn(&stderr_log)?
         };
+        if let Some(pid) = child.id() {
+            crate::cleanup::register_pid(pid);
+        }
         let mut vm = Vm {
             rt,
             child: Some(child),
@@ -477,14 +483,31 @@ impl Vm {
     }
 }
 
+impl Vm {
+    /// QEMU's process id while it runs.
+    pub fn qemu_pid(&self) -> Option<u32> {
+        self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// The per-VM temp directory (overlay disk, console log, QMP socket).
+    pub fn run_dir(&self) -> &Path {
+        self.run_dir.path()
+    }
+}
+
 impl Drop for Vm {
     fn drop(&mut self) {
         self.ssh = None;
         if let Some(mut child) = self.child.take() {
+            let pid = child.id();
             let _ = child.start_kill();
             let _ = self.rt.block_on(async {
                 tokio::time::timeout(Duration::from_secs(5), child.wait()).await
             });
+            if let Some(pid) = pid {
+                crate::cleanup::unregister_pid(pid);
+            }
         }
+        crate::cleanup::unregister_dir(self.run_dir.path());
     }
 }
