@@ -240,48 +240,16 @@ fn vm_fixture(
 
 fn run_vm_case(name: &str, subject: &Subject, arch: Arch, case: &str) -> Result<(), Failed> {
     let progress = |l: &str| eprintln!("{name}: {l}");
-    let guest = sysext_builder::guest::build_or_reuse(
-        &sysext_builder::guest::Recipe::debian(arch),
-        &progress,
-    )
-    .map_err(|e| {
-        format!(
-            "guest image for {arch}: {e} (build it with `sysext-test guest build --arch {arch}`)"
-        )
-    })?;
-    let snapshots = target_dir().join("sysext-test").join("snapshots");
-    let snap = sysext_harness::snapshot::shared(&guest, &snapshots, &progress)
-        .map_err(|e| format!("booting the {arch} guest: {e}"))?;
-    let vm = sysext_harness::Vm::restore(&snap)
-        .map_err(|e| format!("restoring the {arch} guest: {e}"))?;
-    let result = vm::run(case, &vm, subject);
-    let expected = subject.manifest.expected_failure(case);
-    let artifacts = || {
-        vm.save_artifacts(&sysext_harness::artifacts::dir_for(&target_dir(), name))
-            .display()
-            .to_string()
-    };
-    match (result, expected) {
-        (Ok(()), None) => Ok(()),
-        (Err(msg), None) => Err(format!("{msg}\nartifacts: {}", artifacts()).into()),
-        (Err(msg), Some(exp)) => {
-            let missing: Vec<&String> = exp
-                .contains
-                .iter()
-                .filter(|c| !msg.contains(c.as_str()))
-                .collect();
-            if missing.is_empty() {
-                eprintln!("{name}: failed as expected: {msg}");
-                Ok(())
-            } else {
-                Err(format!("failed, but not for the expected reason (missing {missing:?}):\n{msg}\nartifacts: {}", artifacts()).into())
+    let target = target_dir();
+    let snapshots = target.join("sysext-test").join("snapshots");
+    let outcome = vm::runner::run_case(name, subject, arch, case, &target, &snapshots, &progress);
+    match outcome.result {
+        Ok(note) => {
+            if let Some(n) = note {
+                eprintln!("{name}: {n}");
             }
+            Ok(())
         }
-        (Ok(()), Some(exp)) => Err(format!(
-            "expected the {case} case to fail with {:?}, but it passed\nartifacts: {}",
-            exp.contains,
-            artifacts()
-        )
-        .into()),
+        Err(msg) => Err(msg.into()),
     }
 }

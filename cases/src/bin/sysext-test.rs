@@ -79,6 +79,29 @@ enum Command {
         #[arg(long)]
         list_rules: bool,
     },
+    /// Boot guests and run the VM cases (merge, binaries, services, unmerge) on your images.
+    #[command(
+        after_help = "Each case restores a snapshot of a Debian trixie guest (systemd 257), installs the image \
+                            the bakery way (/opt/extensions/NAME/FILE plus /etc/extensions/NAME.raw) and checks it. \
+                            A failed case keeps console, journal and sysext status under \
+                            target/sysext-test/artifacts/. Needs root, QEMU and the guest (bash .ci/setup)."
+    )]
+    Run {
+        /// Extension images (.raw).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Guest architecture; default: from the bakery-style file name, else x86-64.
+        #[arg(long, value_parser = parse_arch)]
+        arch: Option<Arch>,
+        /// A test manifest (TOML: commands = [{ run, expect }], services, needs-config, ...).
+        #[arg(long, value_name = "FILE")]
+        manifest: Option<PathBuf>,
+        /// Run only these cases (merge, binaries, services, unmerge); default: all.
+        #[arg(long = "case", value_name = "CASE")]
+        cases: Vec<String>,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
     /// Build (or reuse) the cached Debian trixie guest images the VM cases boot.
     #[command(subcommand)]
     Guest(GuestCommand),
@@ -103,6 +126,9 @@ enum Command {
         /// Scratch directory for the staged tree and images.
         #[arg(long, default_value = "target/sysext-test/bench")]
         workdir: PathBuf,
+        /// Measure guests instead: cold boot to SSH and snapshot restore to SSH, per arch.
+        #[arg(long)]
+        vm: bool,
         /// Where the peer extracts to (a tmpfs).
         #[arg(long, default_value = "/dev/shm")]
         tmpfs: PathBuf,
@@ -186,6 +212,14 @@ fn main() -> ExitCode {
             list_rules,
         } => run_lint(paths, format, target, host_os_release, arch, list_rules),
         Command::Guest(GuestCommand::Build { arch }) => run_guest_build(arch),
+        Command::Run {
+            images,
+            arch,
+            manifest,
+            cases,
+            format,
+        } => run_vm(images, arch, manifest, cases, format),
+        Command::Bench { vm: true, runs, .. } => run_vm_bench(runs.max(1)),
         Command::Bench {
             source,
             files,
@@ -194,6 +228,7 @@ fn main() -> ExitCode {
             workdir,
             tmpfs,
             format,
+            vm: false,
         } => {
             let opts = sysext_cases::bench::Options {
                 source,
@@ -287,6 +322,180 @@ fn run_build(
         total.elapsed().as_secs_f64(),
         output.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_vm(
+    images: Vec<PathBuf>,
+    arch: Option<Arch>,
+    manifest: Option<PathBuf>,
+    cases: Vec<String>,
+    format: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    use sysext_cases::vm;
+    for c in &cases {
+        if !vm::CASES.contains(&c.as_str()) {
+            anyhow::bail!("unknown case '{c}': use {}", vm::CASES.join(", "));
+        }
+    }
+    let manifest = match &manifest {
+        Some(p) => sysext_cases::manifest::Manifest::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => Default::default(),
+    };
+    let cases: Vec<&str> = if cases.is_empty() {
+        vm::CASES.to_vec()
+    } else {
+        cases.iter().map(String::as_str).collect()
+    };
+    let mut plan = Vec::new();
+    for img in &images {
+        if !img.is_file() {
+            anyhow::bail!("{}: no such image file", img.display());
+        }
+        let subject = vm::Subject::from_image(img, manifest.clone())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", img.display()))?;
+        let a = arch
+            .or_else(|| {
+                sysext_cases::lint::rules::naming::triple(&subject.file_name, &[])
+                    .and_then(|t| t.arch.parse().ok())
+            })
+            .unwrap_or(Arch::X86_64);
+        plan.push((subject, a));
+    }
+    for (_, a) in &plan {
+        sysext_builder::guest::build_or_reuse(&sysext_builder::guest::Recipe::debian(*a), &|l| {
+            eprintln!("{l}")
+        })
+        .map_err(|e| anyhow::anyhow!("the {a} guest: {e}"))?;
+    }
+    let target = std::env::current_dir()?.join("target");
+    let snapshots = sysext_builder::cache::root().join("snapshots");
+    let mut rows = Vec::new();
+    for (subject, a) in &plan {
+        for case in &cases {
+            let name = format!("vm::{a}::{}::{case}", subject.name);
+            eprintln!("{name} ...");
+            let o = vm::runner::run_case(&name, subject, *a, case, &target, &snapshots, &|l| {
+                eprintln!("  {l}")
+            });
+            eprintln!(
+                "{name}: {} in {:.1}s",
+                if o.result.is_ok() { "pass" } else { "FAIL" },
+                o.duration.as_secs_f64()
+            );
+            rows.push((case.to_string(), *a, subject.file_name.clone(), o));
+        }
+    }
+    // This process's snapshot is useless once it exits (its SSH key dies with it).
+    let _ = std::fs::remove_dir_all(sysext_harness::snapshot::run_dir(&snapshots));
+    let failed = rows.iter().filter(|r| r.3.result.is_err()).count();
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Json => {
+            let v: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(case, a, img, o)| {
+                    serde_json::json!({
+                        "image": img, "arch": a.systemd_name(), "case": case,
+                        "result": if o.result.is_ok() { "pass" } else { "fail" },
+                        "seconds": (o.duration.as_secs_f64() * 10.0).round() / 10.0,
+                        "message": match &o.result { Ok(n) => n.clone(), Err(e) => Some(e.clone()) },
+                    })
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        }
+        OutputFormat::Human => {
+            writeln!(
+                out,
+                "{:<10} {:<7} {:<6} {:>7}  IMAGE",
+                "CASE", "ARCH", "RESULT", "TIME"
+            )?;
+            for (case, a, img, o) in &rows {
+                let r = if o.result.is_ok() { "pass" } else { "FAIL" };
+                writeln!(
+                    out,
+                    "{case:<10} {:<7} {r:<6} {:>6.1}s  {img}",
+                    a.systemd_name(),
+                    o.duration.as_secs_f64()
+                )?;
+            }
+            for (case, a, img, o) in &rows {
+                if let Err(e) = &o.result {
+                    writeln!(out, "\n{case} on {a} for {img} failed:\n{e}")?;
+                }
+            }
+            writeln!(
+                out,
+                "{} case(s): {} passed, {failed} failed",
+                rows.len(),
+                rows.len() - failed
+            )?;
+        }
+    }
+    Ok(if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn run_vm_bench(runs: usize) -> anyhow::Result<ExitCode> {
+    let mut out = String::from(
+        "| arch | accel | cold boot to SSH login | restore to SSH login |\n|---|---|---|---|\n",
+    );
+    for a in Arch::ALL {
+        let guest = sysext_builder::guest::build_or_reuse(
+            &sysext_builder::guest::Recipe::debian(a),
+            &|l| eprintln!("{l}"),
+        )
+        .map_err(|e| anyhow::anyhow!("the {a} guest: {e}"))?;
+        let mut cold = Vec::new();
+        let mut snap = None;
+        let dir = tempfile::tempdir()?;
+        for i in 0..runs.min(2) {
+            let vm = sysext_harness::Vm::boot(&guest).map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!(
+                "bench: {a} cold boot {}: {:.1}s ({})",
+                i + 1,
+                vm.startup.as_secs_f64(),
+                vm.accel.name()
+            );
+            cold.push((vm.startup.as_secs_f64(), vm.accel.name()));
+            if snap.is_none() {
+                snap = Some(
+                    vm.save(&dir.path().join("snap"))
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                );
+            }
+        }
+        let snap = snap.ok_or_else(|| anyhow::anyhow!("no snapshot"))?;
+        let mut restore = Vec::new();
+        for i in 0..runs {
+            let vm = sysext_harness::Vm::restore(&snap).map_err(|e| anyhow::anyhow!("{e}"))?;
+            vm.succeed("true").map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!(
+                "bench: {a} restore {}: {:.2}s",
+                i + 1,
+                vm.startup.as_secs_f64()
+            );
+            restore.push(vm.startup.as_secs_f64());
+        }
+        let fmt = |v: &[f64]| {
+            v.iter()
+                .map(|t| format!("{t:.1} s"))
+                .collect::<Vec<_>>()
+                .join(" / ")
+        };
+        let cold_s: Vec<f64> = cold.iter().map(|c| c.0).collect();
+        out.push_str(&format!(
+            "| {a} | {} | {} | {} |\n",
+            cold.first().map(|c| c.1).unwrap_or("?"),
+            fmt(&cold_s),
+            fmt(&restore)
+        ));
+    }
+    print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,6 +4,7 @@
 
 mod binaries;
 mod merge;
+pub mod runner;
 mod services;
 pub mod subject;
 mod unmerge;
