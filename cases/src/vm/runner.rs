@@ -28,72 +28,48 @@ pub fn run_case(
     progress: &dyn Fn(&str),
 ) -> Outcome {
     let start = Instant::now();
-    let result = run_inner(
-        name,
-        subject,
-        arch,
-        case,
-        target_dir,
-        snapshot_base,
-        progress,
-    );
+    let result = (|| {
+        let guest = sysext_builder::guest::build_or_reuse(&sysext_builder::guest::Recipe::debian(arch), progress)
+            .map_err(|e| format!("guest image for {arch}: {e} (build it with `sysext-test guest build --arch {arch}`)"))?;
+        let snap = sysext_harness::snapshot::shared(&guest, snapshot_base, progress)
+            .map_err(|e| format!("booting the {arch} guest: {e}"))?;
+        let vm = sysext_harness::Vm::restore(&snap)
+            .map_err(|e| format!("restoring the {arch} guest: {e}"))?;
+        let artifacts = || {
+            vm.save_artifacts(&sysext_harness::artifacts::dir_for(target_dir, name))
+                .display()
+                .to_string()
+        };
+        match (
+            super::run(case, &vm, subject),
+            subject.manifest.expected_failure(case),
+        ) {
+            (Ok(()), None) => Ok(None),
+            (Err(msg), None) => Err(format!("{msg}\nartifacts: {}", artifacts())),
+            (Err(msg), Some(exp)) => {
+                let missing: Vec<&String> = exp
+                    .contains
+                    .iter()
+                    .filter(|c| !msg.contains(c.as_str()))
+                    .collect();
+                if missing.is_empty() {
+                    Ok(Some(format!("failed as expected: {msg}")))
+                } else {
+                    Err(format!(
+                        "failed, but not for the expected reason (missing {missing:?}):\n{msg}\nartifacts: {}",
+                        artifacts()
+                    ))
+                }
+            }
+            (Ok(()), Some(exp)) => Err(format!(
+                "expected the {case} case to fail with {:?}, but it passed\nartifacts: {}",
+                exp.contains,
+                artifacts()
+            )),
+        }
+    })();
     Outcome {
         result,
         duration: start.elapsed(),
-    }
-}
-
-fn run_inner(
-    name: &str,
-    subject: &Subject,
-    arch: Arch,
-    case: &str,
-    target_dir: &Path,
-    snapshot_base: &Path,
-    progress: &dyn Fn(&str),
-) -> Result<Option<String>, String> {
-    let guest = sysext_builder::guest::build_or_reuse(
-        &sysext_builder::guest::Recipe::debian(arch),
-        progress,
-    )
-    .map_err(|e| {
-        format!(
-            "guest image for {arch}: {e} (build it with `sysext-test guest build --arch {arch}`)"
-        )
-    })?;
-    let snap = sysext_harness::snapshot::shared(&guest, snapshot_base, progress)
-        .map_err(|e| format!("booting the {arch} guest: {e}"))?;
-    let vm = sysext_harness::Vm::restore(&snap)
-        .map_err(|e| format!("restoring the {arch} guest: {e}"))?;
-    let result = super::run(case, &vm, subject);
-    let expected = subject.manifest.expected_failure(case);
-    let artifacts = || {
-        vm.save_artifacts(&sysext_harness::artifacts::dir_for(target_dir, name))
-            .display()
-            .to_string()
-    };
-    match (result, expected) {
-        (Ok(()), None) => Ok(None),
-        (Err(msg), None) => Err(format!("{msg}\nartifacts: {}", artifacts())),
-        (Err(msg), Some(exp)) => {
-            let missing: Vec<&String> = exp
-                .contains
-                .iter()
-                .filter(|c| !msg.contains(c.as_str()))
-                .collect();
-            if missing.is_empty() {
-                Ok(Some(format!("failed as expected: {msg}")))
-            } else {
-                Err(format!(
-                    "failed, but not for the expected reason (missing {missing:?}):\n{msg}\nartifacts: {}",
-                    artifacts()
-                ))
-            }
-        }
-        (Ok(()), Some(exp)) => Err(format!(
-            "expected the {case} case to fail with {:?}, but it passed\nartifacts: {}",
-            exp.contains,
-            artifacts()
-        )),
     }
 }
