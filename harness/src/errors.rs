@@ -57,7 +57,11 @@ impl HarnessError {
     pub fn is_boot_failure(&self) -> bool {
         matches!(
             self,
-            HarnessError::QemuExited { .. } | HarnessError::Timeout { stage: "boot", .. }
+            HarnessError::QemuExited { .. }
+                | HarnessError::Timeout {
+                    stage: "boot" | "restore" | "SSH login",
+                    ..
+                }
         )
     }
 }

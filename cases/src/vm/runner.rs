@@ -33,8 +33,21 @@ pub fn run_case(
             .map_err(|e| format!("guest image for {arch}: {e} (build it with `sysext-test guest build --arch {arch}`)"))?;
         let snap = sysext_harness::snapshot::shared(&guest, snapshot_base, progress)
             .map_err(|e| format!("booting the {arch} guest: {e}"))?;
-        let vm = sysext_harness::Vm::restore(&snap)
-            .map_err(|e| format!("restoring the {arch} guest: {e}"))?;
+        // A guest that never reached SSH is retried once (an early TCG oops is not the
+        // extension's fault), and the note says so; a case's assertions never are.
+        let vm = match sysext_harness::Vm::restore(&snap) {
+            Ok(vm) => vm,
+            Err(e) if e.is_boot_failure() => {
+                progress(&format!(
+                    "the restored guest never reached SSH ({e}); retrying the restore once"
+                ));
+                let vm = sysext_harness::Vm::restore(&snap)
+                    .map_err(|e| format!("restoring the {arch} guest (second try): {e}"))?;
+                eprintln!("{name}: note: this case ran after retrying a failed boot: {e}");
+                vm
+            }
+            Err(e) => return Err(format!("restoring the {arch} guest: {e}")),
+        };
         let artifacts = || {
             vm.save_artifacts(&sysext_harness::artifacts::dir_for(target_dir, name))
                 .display()
