@@ -66,7 +66,11 @@ pub fn run_case(
                     .filter(|c| !msg.contains(c.as_str()))
                     .collect();
                 if missing.is_empty() {
-                    Ok(Some(format!("failed as expected: {msg}")))
+                    // An expected failure still leaves its evidence, as a real one would.
+                    Ok(Some(format!(
+                        "failed as expected: {msg}\nartifacts: {}",
+                        artifacts()
+                    )))
                 } else {
                     Err(format!(
                         "failed, but not for the expected reason (missing {missing:?}):\n{msg}\nartifacts: {}",
