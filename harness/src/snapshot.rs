@@ -41,7 +41,20 @@ pub fn shared(guest: &Guest, base: &Path, progress: &dyn Fn(&str)) -> Result<Sna
         "cold-booting the {} guest for this run's snapshot",
         guest.arch
     ));
-    let vm = Vm::boot(guest)?;
+    // A guest that died before SSH (an early TCG oops, QEMU exiting) is booted once more:
+    // one flaky cold boot must not fail every case of the run. The second failure stands.
+    let vm = match Vm::boot(guest) {
+        Ok(vm) => vm,
+        Err(e) if e.is_boot_failure() => {
+            progress(&format!(
+                "the {} guest died during its cold boot; booting it once more. First failure: {}",
+                guest.arch,
+                first_line(&e.to_string())
+            ));
+            Vm::boot(guest)?
+        }
+        Err(e) => return Err(e),
+    };
     let boot = vm.startup;
     let tmp = run.join(format!(".{name}.saving"));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -101,4 +114,8 @@ fn remove_stale(base: &Path, keep: &Path) {
             let _ = std::fs::remove_dir_all(&p);
         }
     }
+}
+
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or_default()
 }
