@@ -139,6 +139,20 @@ pub fn render(digests: &BTreeMap<String, String>) -> String {
 /// must not drop the other's line. An unreadable existing manifest is an error rather than
 /// something we silently overwrite.
 pub fn upsert(manifest: &Path, file: &str, digest: &str) -> io::Result<()> {
+    edit(manifest, |digests| {
+        digests.insert(file.to_string(), digest.to_string());
+    })
+}
+
+/// Drops `file`'s line from the manifest at `manifest` (a withdrawn release), keeping the
+/// others; a manifest without that line is left as it is.
+pub fn remove(manifest: &Path, file: &str) -> io::Result<()> {
+    edit(manifest, |digests| {
+        digests.remove(file);
+    })
+}
+
+fn edit(manifest: &Path, change: impl FnOnce(&mut BTreeMap<String, String>)) -> io::Result<()> {
     let mut digests = BTreeMap::new();
     match std::fs::read(manifest) {
         Ok(bytes) => {
@@ -161,7 +175,7 @@ pub fn upsert(manifest: &Path, file: &str, digest: &str) -> io::Result<()> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    digests.insert(file.to_string(), digest.to_string());
+    change(&mut digests);
     crate::atomic::write_bytes(manifest, render(&digests).as_bytes())
 }
 
@@ -214,6 +228,20 @@ mod tests {
         assert_eq!(
             text,
             format!("{D}  x-1-arm64.raw\n{other}  x-1-x86-64.raw\n")
+        );
+    }
+
+    #[test]
+    fn remove_drops_only_that_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = dir.path().join("SHA256SUMS");
+        upsert(&m, "x-1-x86-64.raw", D).unwrap();
+        upsert(&m, "x-2-x86-64.raw", D).unwrap();
+        remove(&m, "x-2-x86-64.raw").unwrap();
+        remove(&m, "x-3-x86-64.raw").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&m).unwrap(),
+            format!("{D}  x-1-x86-64.raw\n")
         );
     }
 

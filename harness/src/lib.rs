@@ -6,6 +6,7 @@ pub mod accel;
 pub mod artifacts;
 pub mod cleanup;
 pub mod errors;
+pub mod mirror;
 pub mod qemu;
 pub mod qmp;
 pub mod snapshot;
@@ -13,4 +14,5 @@ pub mod ssh;
 pub mod vm;
 
 pub use errors::HarnessError;
+pub use mirror::Mirror;
 pub use vm::{Snapshot, Vm};
