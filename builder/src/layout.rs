@@ -119,7 +119,7 @@ impl Layout {
         }
         for f in &spec.files {
             let content = if let Some(t) = &f.text {
-                Content::Inline(t.as_bytes().to_vec())
+                Content::Inline(with_version(t, spec).into_bytes())
             } else if let Some(p) = &f.from {
                 let p = spec_dir.join(p);
                 if !p.is_file() {
@@ -180,7 +180,7 @@ impl Layout {
             l.insert(
                 &format!("{dir}/{}", u.name),
                 Node::File {
-                    content: Content::Inline(u.text.as_bytes().to_vec()),
+                    content: Content::Inline(with_version(&u.text, spec).into_bytes()),
                     mode: 0o644,
                 },
             )?;
@@ -260,4 +260,9 @@ pub fn release_file(spec: &Spec, arch: Arch) -> String {
         }
     }
     out
+}
+/// Inline text with `@VERSION@` replaced by the spec's version, so one spec can build the
+/// successive releases an update cycle needs, each binary reporting its own version.
+fn with_version(text: &str, spec: &Spec) -> String {
+    text.replace("@VERSION@", &spec.version)
 }

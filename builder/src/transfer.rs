@@ -3,6 +3,17 @@
 /// Where the bakery's redirector serves releases; a transfer's `Source Path` is under it.
 pub const BAKERY_HUB: &str = "https://extensions.flatcar.org/extensions";
 
+/// The bakery's `noop.conf` (served at `/extensions/noop.conf`): a transfer that never
+/// matches anything, so `systemd-sysupdate.service` finds at least one definition in
+/// `/etc/sysupdate.d/` instead of failing with "No transfer definitions found" (bakery #88).
+pub const NOOP: &str = "[Source]\n\
+                        Type=regular-file\n\
+                        Path=/\n\
+                        MatchPattern=invalid@v.raw\n\
+                        [Target]\n\
+                        Type=regular-file\n\
+                        Path=/\n";
+
 /// Renders the bakery's transfer for extension `name` (lib/sysupdate.conf.tmpl), with the
 /// `[Target] MatchPattern` spelled out: sysupdate would copy it from `[Source]` anyway, and
 /// being explicit avoids its "Assuming same value" notice.

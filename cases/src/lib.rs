@@ -6,4 +6,5 @@ pub mod fixtures;
 pub mod lint;
 pub mod manifest;
 pub mod report;
+pub mod update;
 pub mod vm;

@@ -21,6 +21,25 @@ pub struct Manifest {
     /// For negative fixtures: the case that must fail and what its message must contain.
     #[serde(default)]
     pub expect_failure: Vec<ExpectedFailure>,
+    /// `[test.update]`: the subject takes part in the sysupdate cycles.
+    pub update: Option<UpdatePlan>,
+}
+
+/// How to release a subject again and again for the sysupdate cycles: the spec is rebuilt at
+/// each version, with `@VERSION@` in its texts replaced, so each release reports its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct UpdatePlan {
+    /// Versions released after the spec's own, oldest first; retention needs three.
+    pub versions: Vec<String>,
+    /// A guest command whose stdout contains the live version.
+    pub version_command: String,
+    /// A service that must run the new version once the update is active.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// A version sysupdate cannot parse (e.g. with `~`), released to show it stays invisible.
+    #[serde(default)]
+    pub unparsable_version: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -7,6 +7,9 @@
 //! plus any images named by `SYSEXT_TEST_SUBJECTS` (a directory or a comma-separated list of
 //! files), which must lint without errors (`lint::subject::<file>`).
 //!
+//! sysupdate cycles: `update::<arch>::<fixture>::<cycle>` for every fixture with a
+//! `[test.update]` plan, each against a mirror of its own (see `sysext_cases::update`).
+//!
 //! VM cases: `vm::<arch>::<fixture>::<case>` for every fixture with a `[test]` manifest, on
 //! each arch it builds for. A fixture that lists `expect-failure` runs only those cases, and
 //! passes when they fail for the stated reason (the negative tests). Each case restores the
@@ -20,6 +23,8 @@ use sysext_builder::build;
 use sysext_cases::fixtures::{self, Fixture};
 use sysext_cases::lint::{ImageReport, Linter, Options, Severity};
 use sysext_cases::manifest::Manifest;
+use sysext_cases::manifest::UpdatePlan;
+use sysext_cases::update;
 use sysext_cases::vm::{self, Subject};
 
 fn main() {
@@ -59,6 +64,17 @@ fn main() {
                     .filter(|c| manifest.expected_failure(c).is_some())
                     .collect()
             };
+            if let Some(plan) = manifest.update.clone() {
+                for arch in arches(&fx) {
+                    for cycle in update::cycles_for(arch) {
+                        let (fx, plan, cycle) = (fx.clone(), plan.clone(), cycle.to_string());
+                        let name = format!("update::{arch}::{}::{cycle}", fx.name);
+                        trials.push(Trial::test(name.clone(), move || {
+                            update_fixture(&name, &fx, &plan, arch, &cycle)
+                        }));
+                    }
+                }
+            }
             for arch in arches(&fx) {
                 for case in &cases {
                     let (fx, manifest, case) = (fx.clone(), manifest.clone(), case.to_string());
@@ -252,4 +268,25 @@ fn run_vm_case(name: &str, subject: &Subject, arch: Arch, case: &str) -> Result<
         }
         Err(msg) => Err(msg.into()),
     }
+}
+
+fn update_fixture(
+    name: &str,
+    fx: &Fixture,
+    plan: &UpdatePlan,
+    arch: Arch,
+    cycle: &str,
+) -> Result<(), Failed> {
+    let progress = |l: &str| eprintln!("{name}: {l}");
+    let target = target_dir();
+    let snapshots = target.join("sysext-test").join("snapshots");
+    let place = vm::runner::Place {
+        arch,
+        target_dir: &target,
+        snapshot_base: &snapshots,
+    };
+    let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
+    let outcome = update::run_cycle(name, &fx.spec, spec_dir, plan, cycle, &place, &progress);
+    eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
+    outcome.result.map(|_| ()).map_err(Failed::from)
 }

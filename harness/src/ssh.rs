@@ -125,12 +125,17 @@ impl Ssh {
     /// Copies a host file into the guest with the given mode.
     pub fn upload(&self, local: &Path, remote: &str, mode: i32) -> Result<()> {
         let data = std::fs::read(local).map_err(|e| HarnessError::io(local, e))?;
+        self.write_file(remote, &data, mode)
+    }
+
+    /// Creates or replaces a guest file with `data`.
+    pub fn write_file(&self, remote: &str, data: &[u8], mode: i32) -> Result<()> {
         self.session.set_blocking(true);
         let mut ch = self
             .session
             .scp_send(Path::new(remote), mode, data.len() as u64, None)
             .map_err(|e| ssh_err(&format!("scp to {remote}"), e))?;
-        ch.write_all(&data).map_err(|e| ssh_err("scp write", e))?;
+        ch.write_all(data).map_err(|e| ssh_err("scp write", e))?;
         ch.send_eof().map_err(|e| ssh_err("scp eof", e))?;
         ch.wait_eof().map_err(|e| ssh_err("scp wait eof", e))?;
         ch.close().map_err(|e| ssh_err("scp close", e))?;

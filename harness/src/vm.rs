@@ -293,6 +293,13 @@ impl Vm {
         self.ssh()?.exec(cmd, self.command_timeout())
     }
 
+    /// Like [`Vm::execute`], for the few commands that legitimately run longer than the
+    /// default (a download that must hit the client's own timeout); `timeout` is scaled.
+    pub fn execute_for(&self, cmd: &str, timeout: Duration) -> Result<Output> {
+        self.ssh()?
+            .exec(cmd, timeout * self.accel.slowdown(self.arch))
+    }
+
     /// Runs `cmd`; non-zero exit is an error carrying the output. Returns stdout.
     pub fn succeed(&self, cmd: &str) -> Result<String> {
         let out = self.execute(cmd)?;
@@ -389,6 +396,11 @@ impl Vm {
 
     pub fn upload(&self, local: &Path, remote: &str) -> Result<()> {
         self.ssh()?.upload(local, remote, 0o644)
+    }
+
+    /// Writes `text` to a guest file (mode 0644): config files, drop-ins.
+    pub fn write_file(&self, remote: &str, text: &str) -> Result<()> {
+        self.ssh()?.write_file(remote, text.as_bytes(), 0o644)
     }
 
     /// `journalctl -b` of the current boot.

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use sysext_builder::Arch;
 
 use super::Subject;
+use crate::manifest::ExpectedFailure;
 
 /// How one case went.
 #[derive(Debug, Clone)]
@@ -14,6 +15,14 @@ pub struct Outcome {
     /// `Ok(note)` when the case passed (the note says why for expected failures).
     pub result: Result<Option<String>, String>,
     pub duration: Duration,
+}
+
+/// Where a case runs: the arch, and the directories for artifacts and snapshots.
+pub struct Place<'a> {
+    pub arch: Arch,
+    /// Artifacts go under `target_dir/sysext-test/artifacts/<name>/`.
+    pub target_dir: &'a Path,
+    pub snapshot_base: &'a Path,
 }
 
 /// Runs `case` for `subject` on `arch`. `name` names the artifact directory under
@@ -27,11 +36,37 @@ pub fn run_case(
     snapshot_base: &Path,
     progress: &dyn Fn(&str),
 ) -> Outcome {
+    let place = Place {
+        arch,
+        target_dir,
+        snapshot_base,
+    };
+    run_in_guest(
+        name,
+        &place,
+        case,
+        subject.manifest.expected_failure(case),
+        progress,
+        |vm| super::run(case, vm, subject),
+    )
+}
+
+/// Restores a guest from the run's snapshot and runs `body` in it, judging the result
+/// against `expected` (a negative test) and keeping artifacts of every failure.
+pub fn run_in_guest(
+    name: &str,
+    place: &Place,
+    case: &str,
+    expected: Option<&ExpectedFailure>,
+    progress: &dyn Fn(&str),
+    body: impl FnOnce(&sysext_harness::Vm) -> super::CaseResult,
+) -> Outcome {
     let start = Instant::now();
+    let (arch, target_dir) = (place.arch, place.target_dir);
     let result = (|| {
         let guest = sysext_builder::guest::build_or_reuse(&sysext_builder::guest::Recipe::debian(arch), progress)
             .map_err(|e| format!("guest image for {arch}: {e} (build it with `sysext-test guest build --arch {arch}`)"))?;
-        let snap = sysext_harness::snapshot::shared(&guest, snapshot_base, progress)
+        let snap = sysext_harness::snapshot::shared(&guest, place.snapshot_base, progress)
             .map_err(|e| format!("booting the {arch} guest: {e}"))?;
         // A guest that never reached SSH is retried once (an early TCG oops is not the
         // extension's fault), and the note says so; a case's assertions never are.
@@ -53,10 +88,7 @@ pub fn run_case(
                 .display()
                 .to_string()
         };
-        match (
-            super::run(case, &vm, subject),
-            subject.manifest.expected_failure(case),
-        ) {
+        match (body(&vm), expected) {
             (Ok(()), None) => Ok(None),
             (Err(msg), None) => Err(format!("{msg}\nartifacts: {}", artifacts())),
             (Err(msg), Some(exp)) => {

@@ -1,0 +1,127 @@
+//! One cycle per server fault: the update must fail (or do nothing) with a message that
+//! names the problem, leave no partial file, keep the symlink and the live version, and the
+//! next update after the fault is cleared must succeed. The mirror's log proves each fault
+//! was hit.
+
+use std::time::Duration;
+
+use sysext_harness::mirror::Fault;
+
+use super::{Ctx, h};
+use crate::vm::CaseResult;
+
+/// How long a stalled download hangs: longer than systemd-pull's own limit (libcurl's
+/// low-speed abort after 60 s), so the client gives up first.
+const STALL: Duration = Duration::from_secs(150);
+
+/// A fault, where it is injected, and what systemd says about it (any of the phrases).
+struct Plan {
+    fault: Fault,
+    on_manifest: bool,
+    says: &'static [&'static str],
+}
+
+fn plan(ctx: &Ctx, name: &str, next: &str) -> Option<Plan> {
+    let (fault, on_manifest, says): (Fault, bool, &[&str]) = match name {
+        "not-found" => (Fault::NotFound, false, &["404"]),
+        "server-error" => (Fault::ServerError, true, &["500"]),
+        "cut-short" => (
+            Fault::CutShort,
+            false,
+            &["Transferred a partial file", "Premature", "partial"],
+        ),
+        "corrupt" => (Fault::Corrupt, false, &["Checksum", "checksum"]),
+        "stall" => (
+            Fault::Stall(STALL),
+            false,
+            &["too slow", "Timeout", "timed out"],
+        ),
+        "wrong-digest" => (
+            Fault::WrongDigest(ctx.file(next)),
+            true,
+            &["Checksum", "checksum"],
+        ),
+        "malformed-sums" => (Fault::MalformedSums, true, &["manifest", "Manifest"]),
+        _ => return None,
+    };
+    Some(Plan {
+        fault,
+        on_manifest,
+        says,
+    })
+}
+
+pub fn run(ctx: &Ctx, name: &str) -> CaseResult {
+    let v1 = ctx.versions.first().ok_or("no versions")?.clone();
+    let v2 = ctx
+        .versions
+        .get(1)
+        .ok_or("[test.update] needs a second version")?
+        .clone();
+    let p = plan(ctx, name, &v2).ok_or_else(|| format!("unknown fault {name}"))?;
+    let path = if p.on_manifest {
+        ctx.sums_path()
+    } else {
+        ctx.image_path(&v2)
+    };
+    ctx.publish(&v2)?;
+    ctx.mirror.inject(&path, p.fault.clone());
+    let cmd = ctx.sysupdate("update 2>&1");
+    let timeout = if matches!(p.fault, Fault::Stall(_)) {
+        STALL + Duration::from_secs(60)
+    } else {
+        Duration::from_secs(60)
+    };
+    let out = ctx.vm.execute_for(&cmd, timeout).map_err(h)?;
+    let said = out.combined();
+    let when = format!("after `update` against a {name} fault on {path}");
+    if out.status == 0 {
+        return Err(format!(
+            "{when}: expected `update` to fail, it exited 0:\n{}\nmirror log:{}",
+            said.trim(),
+            ctx.log()
+        ));
+    }
+    if !p.says.iter().any(|s| said.contains(s)) {
+        return Err(format!(
+            "{when}: expected systemd to say one of {:?}, it said:\n{}",
+            p.says,
+            said.trim()
+        ));
+    }
+    let hit = ctx
+        .mirror
+        .requests()
+        .iter()
+        .any(|r| r.path == path && r.fault == Some(p.fault.name()));
+    if !hit {
+        return Err(format!(
+            "{when}: the mirror's log shows the fault was never hit:{}",
+            ctx.log()
+        ));
+    }
+    ctx.expect_no_partial_files(&when)?;
+    let files = ctx.target_files()?;
+    if files.contains(&ctx.file(&v2)) {
+        return Err(format!("{when}: {} is on disk: {files:?}", ctx.file(&v2)));
+    }
+    ctx.expect_linked(&v1, &when)?;
+    ctx.expect_live(&v1, &when)?;
+
+    // The fault is gone: the same command now succeeds.
+    ctx.mirror.clear_faults();
+    ctx.mirror.clear_requests();
+    ctx.update(None)
+        .map_err(|e| format!("after the {name} fault was cleared: {e}"))?;
+    ctx.expect_downloaded(&v2)?;
+    ctx.expect_linked(&v2, &format!("after the {name} fault was cleared"))?;
+    ctx.expect_no_partial_files(&format!("after the {name} fault was cleared"))?;
+    eprintln!(
+        "{name}: systemd said: {}",
+        said.lines()
+            .filter(|l| p.says.iter().any(|s| l.contains(s)))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    Ok(())
+}

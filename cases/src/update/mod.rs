@@ -1,0 +1,393 @@
+//! sysupdate cycles: what bakery users do to stay current, driven against the local mirror.
+//!
+//! Every cycle starts from a guest with the subject's first release installed the bakery
+//! way (the image under `/opt/extensions/NAME/`, the `/etc/extensions/NAME.raw` symlink,
+//! `NAME.conf` in `/etc/sysupdate.NAME.d/`, `noop.conf` in `/etc/sysupdate.d/`), with its
+//! `Source Path` pointing at a mirror this case serves. The mirror then publishes newer
+//! releases, or misbehaves, and the cycle checks what a user would: which file the symlink
+//! names, which version answers, what systemd said, and what was downloaded.
+
+mod cycles;
+mod faults;
+pub mod release;
+mod seed;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use sysext_builder::Arch;
+use sysext_harness::{Mirror, Vm};
+
+use crate::manifest::UpdatePlan;
+use crate::vm::CaseResult;
+
+/// Every cycle, in the order they are listed.
+pub const CYCLES: &[&str] = &[
+    "update",
+    "rollback",
+    "retention",
+    "timer",
+    "version-rules",
+    "fault-not-found",
+    "fault-server-error",
+    "fault-cut-short",
+    "fault-corrupt",
+    "fault-stall",
+    "fault-wrong-digest",
+    "fault-malformed-sums",
+];
+
+/// The cycles arm64 runs: it is emulated at a sixth of x86-64's speed here, so it proves
+/// the two paths every user takes and leaves the fault matrix to x86-64.
+pub const ARM64_CYCLES: &[&str] = &["update", "rollback"];
+
+/// The cycles to run on `arch`.
+pub fn cycles_for(arch: Arch) -> &'static [&'static str] {
+    match arch {
+        Arch::X86_64 => CYCLES,
+        Arch::Arm64 => ARM64_CYCLES,
+    }
+}
+
+/// Where systemd-sysupdate lives on Debian (it is not on PATH).
+const SYSUPDATE: &str = "/usr/lib/systemd/systemd-sysupdate";
+
+/// What a cycle works with.
+pub struct Ctx<'a> {
+    pub vm: &'a Vm,
+    pub mirror: &'a Mirror,
+    pub name: String,
+    pub arch: Arch,
+    pub plan: &'a UpdatePlan,
+    /// Built images by version, the first release included.
+    pub releases: &'a BTreeMap<String, PathBuf>,
+    /// The versions in release order: the spec's own, then the plan's.
+    pub versions: Vec<String>,
+}
+
+impl Ctx<'_> {
+    fn file(&self, version: &str) -> String {
+        format!("{}-{version}-{}.raw", self.name, self.arch.systemd_name())
+    }
+
+    fn target_dir(&self) -> String {
+        format!("/opt/extensions/{}", self.name)
+    }
+
+    fn link(&self) -> String {
+        format!("/etc/extensions/{}.raw", self.name)
+    }
+
+    /// `systemd-sysupdate -C NAME <args>` as a guest command line.
+    fn sysupdate(&self, args: &str) -> String {
+        format!("{SYSUPDATE} -C {} {args}", self.name)
+    }
+
+    fn publish(&self, version: &str) -> CaseResult {
+        let image = self
+            .releases
+            .get(version)
+            .ok_or_else(|| format!("no release {version} was built"))?;
+        self.mirror.publish(image).map_err(h)
+    }
+
+    /// The file the `CurrentSymlink` resolves to (empty when it dangles).
+    fn linked_file(&self) -> Result<String, String> {
+        let out = self
+            .vm
+            .succeed(&format!("readlink -e {} || true", self.link()))
+            .map_err(h)?;
+        Ok(out
+            .trim()
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Files in the target directory, hidden ones (sysupdate's temp files) included.
+    fn target_files(&self) -> Result<Vec<String>, String> {
+        let out = self
+            .vm
+            .succeed(&format!("ls -A {} 2>/dev/null || true", self.target_dir()))
+            .map_err(h)?;
+        Ok(out.lines().map(str::to_string).collect())
+    }
+
+    /// Checks the version the extension's command reports is `version`.
+    fn expect_live(&self, version: &str, when: &str) -> CaseResult {
+        let out = self
+            .vm
+            .execute(&self.plan.version_command)
+            .map_err(h)?
+            .combined();
+        if !out.split_whitespace().any(|w| w == version) {
+            return Err(format!(
+                "{when}: expected `{}` to report {version}, it printed: {}",
+                self.plan.version_command,
+                out.trim()
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the symlink names `version`'s file and nothing half-downloaded is left.
+    fn expect_linked(&self, version: &str, when: &str) -> CaseResult {
+        let linked = self.linked_file()?;
+        if linked != self.file(version) {
+            return Err(format!(
+                "{when}: expected {} -> {}, it resolves to '{linked}'; files: {:?}",
+                self.link(),
+                self.file(version),
+                self.target_files()?
+            ));
+        }
+        Ok(())
+    }
+
+    /// No sysupdate temp file (`.#sysupdate…` in 257, `.sysupdate.partial.…` later) stays.
+    fn expect_no_partial_files(&self, when: &str) -> CaseResult {
+        let files = self.target_files()?;
+        let partial: Vec<&String> = files.iter().filter(|f| f.starts_with('.')).collect();
+        if !partial.is_empty() {
+            return Err(format!(
+                "{when}: partial files left in {}: {partial:?}",
+                self.target_dir()
+            ));
+        }
+        Ok(())
+    }
+
+    /// `systemd-sysext refresh`, which must exit 0.
+    fn refresh(&self) -> CaseResult {
+        self.vm
+            .succeed("systemd-sysext refresh 2>&1")
+            .map(|_| ())
+            .map_err(h)
+    }
+
+    /// The extension's service, if the plan names one, runs `version` once restarted.
+    ///
+    /// `systemd-sysext refresh` swaps the files and reloads units but restarts nothing: the
+    /// old process keeps running from the unmerged image. Users must restart the service
+    /// (or reboot); the case says so, restarts it as they would, and checks the new release
+    /// is what runs and which unit file systemd loaded.
+    fn expect_service_runs(&self, version: &str) -> CaseResult {
+        let Some(service) = &self.plan.service else {
+            return Ok(());
+        };
+        let running = self.service_version_line(service)?;
+        if !running.split_whitespace().any(|w| w == version) {
+            eprintln!(
+                "note: after the refresh {service} still runs the old release ({}); restarting it as a user must",
+                running.trim()
+            );
+            self.vm
+                .succeed(&format!("systemctl restart {service}"))
+                .map_err(h)?;
+        }
+        let running = self.service_version_line(service)?;
+        let unit = self
+            .vm
+            .succeed(&format!("systemctl show -P Description {service}"))
+            .map_err(h)?;
+        if !running.split_whitespace().any(|w| w == version)
+            || !unit.split_whitespace().any(|w| w == version)
+        {
+            return Err(format!(
+                "expected {service} to run {version} after a restart; its main process logged '{}' and its unit says '{}'",
+                running.trim(),
+                unit.trim()
+            ));
+        }
+        Ok(())
+    }
+
+    /// What the service's current main process logged first (it announces its version).
+    fn service_version_line(&self, service: &str) -> Result<String, String> {
+        self.vm
+            .wait_for_unit(service, std::time::Duration::from_secs(30))
+            .map_err(h)?;
+        let cmd = format!(
+            "pid=$(systemctl show -P MainPID {service}); for i in $(seq 50); do line=$(journalctl -b -o cat _PID=$pid | head -n 1); [ -n \"$line\" ] && break; sleep 0.2; done; echo \"$line\""
+        );
+        self.vm.succeed(&cmd).map_err(h)
+    }
+
+    /// Requests for `path` the mirror answered with `status`.
+    fn served(&self, path: &str, status: u16) -> usize {
+        self.mirror
+            .requests()
+            .iter()
+            .filter(|r| r.path == path && r.status == status && r.method == "GET")
+            .count()
+    }
+
+    fn image_path(&self, version: &str) -> String {
+        format!("/extensions/{}/{}", self.name, self.file(version))
+    }
+
+    fn sums_path(&self) -> String {
+        format!("/extensions/{}/SHA256SUMS", self.name)
+    }
+
+    /// Proves from the request log that `version`'s image was downloaded whole.
+    fn expect_downloaded(&self, version: &str) -> CaseResult {
+        let path = self.image_path(version);
+        let size = self
+            .releases
+            .get(version)
+            .and_then(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let whole = self
+            .mirror
+            .requests()
+            .iter()
+            .any(|r| r.path == path && r.status == 200 && r.bytes == size);
+        if !whole {
+            return Err(format!(
+                "the mirror never served {path} whole ({size} bytes); log: {}",
+                self.log()
+            ));
+        }
+        Ok(())
+    }
+
+    /// The mirror's request log, one line per request, for failure messages.
+    fn log(&self) -> String {
+        let lines: Vec<String> = self
+            .mirror
+            .requests()
+            .iter()
+            .map(|r| {
+                format!(
+                    "\n  {} {} -> {} ({} bytes{})",
+                    r.method,
+                    r.path,
+                    r.status,
+                    r.bytes,
+                    r.fault.map(|f| format!(", fault {f}")).unwrap_or_default()
+                )
+            })
+            .collect();
+        lines.concat()
+    }
+
+    /// Runs `systemd-sysupdate update` (optionally for one version) and returns its output.
+    fn update(&self, version: Option<&str>) -> Result<String, String> {
+        let cmd = self.sysupdate(&format!("update {} 2>&1", version.unwrap_or("")));
+        let out = self.vm.execute(&cmd).map_err(h)?;
+        if out.status != 0 {
+            return Err(format!(
+                "`{cmd}` exited {}:\n{}\nmirror log:{}",
+                out.status,
+                out.combined().trim(),
+                self.log()
+            ));
+        }
+        Ok(out.combined())
+    }
+
+    /// `list --json=short`: (current, all versions).
+    fn list(&self) -> Result<(Option<String>, Vec<String>), String> {
+        let out = self
+            .vm
+            .succeed(&self.sysupdate("list --json=short"))
+            .map_err(h)?;
+        let v: serde_json::Value =
+            serde_json::from_str(out.trim()).map_err(|e| format!("list --json: {e}: {out}"))?;
+        let current = v.get("current").and_then(|c| c.as_str()).map(String::from);
+        let all = v
+            .get("all")
+            .and_then(|a| a.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|x| x.as_str().map(String::from))
+            .collect();
+        Ok((current, all))
+    }
+}
+
+fn h(e: sysext_harness::HarnessError) -> String {
+    e.to_string()
+}
+
+/// Seeds the guest with the first release, then runs `cycle`.
+pub fn run(cycle: &str, ctx: &Ctx) -> CaseResult {
+    seed::install_first_release(ctx)?;
+    match cycle {
+        "update" => cycles::update(ctx),
+        "rollback" => cycles::rollback(ctx),
+        "retention" => cycles::retention(ctx),
+        "timer" => cycles::timer(ctx),
+        "version-rules" => cycles::version_rules(ctx),
+        other => match other.strip_prefix("fault-") {
+            Some(fault) => faults::run(ctx, fault),
+            None => Err(format!("unknown cycle {other}")),
+        },
+    }
+}
+
+/// Runs one cycle end to end for a fixture: builds its releases, serves a mirror for this
+/// case alone, restores a guest, seeds it and runs the cycle.
+pub fn run_cycle(
+    name: &str,
+    spec: &sysext_builder::spec::Spec,
+    spec_dir: &std::path::Path,
+    plan: &UpdatePlan,
+    cycle: &str,
+    place: &crate::vm::runner::Place,
+    progress: &dyn Fn(&str),
+) -> crate::vm::runner::Outcome {
+    let started = std::time::Instant::now();
+    let prepared = (|| {
+        let work = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let (releases, versions) = release::build_all(
+            spec,
+            spec_dir,
+            plan,
+            place.arch,
+            &work.path().join("builds"),
+        )?;
+        let store = work.path().join("store");
+        std::fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+        let mirror = Mirror::serve(&store).map_err(h)?;
+        mirror
+            .publish_transfer(
+                &format!("{}.conf", spec.name),
+                &sysext_builder::transfer::render_bakery(&spec.name, &mirror.guest_url()),
+            )
+            .map_err(h)?;
+        mirror
+            .publish_transfer("noop.conf", sysext_builder::transfer::NOOP)
+            .map_err(h)?;
+        progress(&format!(
+            "mirror serving {} at {}",
+            store.display(),
+            mirror.url()
+        ));
+        Ok::<_, String>((work, releases, versions, mirror))
+    })();
+    let (_work, releases, versions, mirror) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            return crate::vm::runner::Outcome {
+                result: Err(e),
+                duration: started.elapsed(),
+            };
+        }
+    };
+    crate::vm::runner::run_in_guest(name, place, cycle, None, progress, |vm| {
+        let ctx = Ctx {
+            vm,
+            mirror: &mirror,
+            name: spec.name.clone(),
+            arch: place.arch,
+            plan,
+            releases: &releases,
+            versions,
+        };
+        run(cycle, &ctx)
+    })
+}
