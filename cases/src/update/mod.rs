@@ -27,6 +27,7 @@ pub const CYCLES: &[&str] = &[
     "rollback",
     "retention",
     "timer",
+    "timer-refresh",
     "version-rules",
     "fault-not-found",
     "fault-server-error",
@@ -321,6 +322,7 @@ pub fn run(cycle: &str, ctx: &Ctx) -> CaseResult {
         "rollback" => cycles::rollback(ctx),
         "retention" => cycles::retention(ctx),
         "timer" => cycles::timer(ctx),
+        "timer-refresh" => cycles::timer_refresh(ctx),
         "version-rules" => cycles::version_rules(ctx),
         other => match other.strip_prefix("fault-") {
             Some(fault) => faults::run(ctx, fault),
