@@ -54,6 +54,13 @@ fn mirror_serves_bakery_paths_with_digests_that_match() {
         &sysext_builder::transfer::render_bakery("hello", &m.guest_url()),
     )
     .unwrap();
+    // Every bakery extension releases its NAME.conf; that is how the mirror tells
+    // hello-tools' releases from hello's.
+    m.publish_transfer(
+        "hello-tools.conf",
+        &sysext_builder::transfer::render_bakery("hello-tools", &m.guest_url()),
+    )
+    .unwrap();
     let c = client();
 
     let sums = c

@@ -19,7 +19,7 @@ use sysext_builder::osrelease::OsRelease;
 
 use context::Context;
 pub use finding::{Finding, Rule, Severity};
-use rules::{binaries, content, matching, naming, release_dir, release_file, units};
+use rules::{binaries, content, matching, naming, release_dir, release_file, served, units};
 pub use target::{Target, TargetKind};
 
 /// A file systemd would refuse outright: empty, garbage, truncated, or an unknown format.
@@ -139,7 +139,11 @@ impl Linter {
             name: None,
             kind: "release-dir",
             format: None,
-            findings: sorted(release_dir::check(&rd)),
+            findings: sorted({
+                let mut f = release_dir::check(&rd);
+                f.extend(served::check(dir, &release_dir::transfer_files(dir)));
+                f
+            }),
         });
         Ok(reports)
     }

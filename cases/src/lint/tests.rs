@@ -433,6 +433,18 @@ fn add_image(dir: &Path, name: &str, listed: bool) {
 #[case::transfer_symlink_dir("transfer/current-symlink", |d: &Path| edit(d, "x.conf", |t| t.replace("/etc/extensions/x.raw", "/opt/extensions/x.raw")))]
 #[case::transfer_instances("transfer/instances-max", |d: &Path| edit(d, "x.conf", |t| t.replace("InstancesMax=3", "InstancesMax=1")))]
 #[case::transfer_verify("transfer/verify-without-signature", |d: &Path| edit(d, "x.conf", |t| t.replace("Verify=false", "Verify=yes")))]
+#[case::served_sums("served/sums", |d: &Path| edit(d, "x.conf", |t| t.replace("/extensions/x/", "/extensions/x-v1/")))]
+#[case::served_no_match("served/no-match", |d: &Path| {
+    // Path names another extension's directory: its manifest has none of x's images.
+    add_image(d, "y-1.0-x86-64.raw", true);
+    edit(d, "x.conf", |t| t.replace("/extensions/x/", "/extensions/y/"));
+})]
+#[case::served_image("served/image", |d: &Path| {
+    // Pointed at the hub root: the global manifest lists a name no redirect rule routes.
+    add_image(d, "x-1.1.raw", true);
+    edit(d, "x.conf", |t| t.replace("/extensions/x/", "/extensions/").replacen("MatchPattern=x-@v-%a.raw", "MatchPattern=x-@v.raw", 1));
+})]
+#[case::served_not_checked("served/not-checked", |d: &Path| edit(d, "x.conf", |t| t.replace("https://extensions.flatcar.org/extensions/x/", "https://example.org/x/")))]
 fn release_dir_rule_fires_when_broken_and_not_on_the_built_dir(
     #[case] rule: &str,
     #[case] mutate: fn(&Path),

@@ -267,6 +267,7 @@ fn body_for(state: &State, route: &Route) -> Option<Body> {
         }
         Route::ExtensionSums(name) => {
             let text = std::fs::read_to_string(store.join("SHA256SUMS")).ok()?;
+            let others = known_extensions(store);
             let lines: String = text
                 .lines()
                 .filter(|l| {
@@ -274,7 +275,7 @@ fn body_for(state: &State, route: &Route) -> Option<Body> {
                         .get(66..)
                         .unwrap_or_default()
                         .trim_start_matches([' ', '*']);
-                    split_image_name(file).is_some_and(|(n, _, _)| n == name)
+                    belongs_to(file, name, &others)
                 })
                 .map(|l| format!("{l}\n"))
                 .collect();
@@ -283,6 +284,41 @@ fn body_for(state: &State, route: &Route) -> Option<Body> {
         }
         Route::Unknown => None,
     }
+}
+
+/// Extension names with a transfer file (`NAME.conf`) in the store.
+fn known_extensions(store: &Path) -> Vec<String> {
+    std::fs::read_dir(store)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .strip_suffix(".conf")
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Whether image `file` is one of extension `name`'s releases. The bakery's per-extension
+/// manifest is the concatenation of that extension's releases, whatever their versions look
+/// like; a flat store only has names, so a file is `name`'s when it is `name-…-ARCH.raw`
+/// and no longer known extension name (docker-compose for docker) claims it.
+fn belongs_to(file: &str, name: &str, known: &[String]) -> bool {
+    let Some(rest) = file.strip_prefix(name).and_then(|r| r.strip_prefix('-')) else {
+        return false;
+    };
+    let routable = ["-x86-64.raw", "-arm64.raw"]
+        .iter()
+        .any(|a| rest.strip_suffix(a).is_some_and(|v| !v.is_empty()));
+    let claimed = known.iter().any(|k| {
+        k.len() > name.len()
+            && file
+                .strip_prefix(k.as_str())
+                .is_some_and(|r| r.starts_with('-'))
+    });
+    routable && !claimed
 }
 
 async fn answer(mut stream: TcpStream, state: &State) -> Option<Logged> {
@@ -376,6 +412,24 @@ async fn answer(mut stream: TcpStream, state: &State) -> Option<Logged> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn releases_belong_to_the_longest_known_extension_name() {
+        let known = vec!["docker".to_string(), "docker-compose".to_string()];
+        assert!(belongs_to("docker-28.0-x86-64.raw", "docker", &known));
+        assert!(!belongs_to(
+            "docker-compose-2.3-x86-64.raw",
+            "docker",
+            &known
+        ));
+        assert!(belongs_to(
+            "docker-compose-2.3-x86-64.raw",
+            "docker-compose",
+            &known
+        ));
+        assert!(belongs_to("x-1.0-1-arm64.raw", "x", &known));
+        assert!(!belongs_to("x-1.0.raw", "x", &known));
+    }
 
     #[test]
     fn publish_rejects_names_the_redirector_cannot_route() {

@@ -6,6 +6,7 @@ pub mod matching;
 pub mod naming;
 pub mod release_dir;
 pub mod release_file;
+pub mod served;
 pub mod units;
 
 use super::finding::Rule;
@@ -20,6 +21,7 @@ pub fn all() -> Vec<&'static Rule> {
     v.extend_from_slice(binaries::RULES);
     v.extend_from_slice(units::RULES);
     v.extend_from_slice(release_dir::RULES);
+    v.extend_from_slice(served::RULES);
     v.push(&super::UNREADABLE);
     v
 }
