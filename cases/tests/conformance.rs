@@ -5,7 +5,9 @@
 //!
 //! Subjects: the bundled fixtures (`lint::<fixture>`, with the verdict in their `[expect]`),
 //! plus any images named by `SYSEXT_TEST_SUBJECTS` (a directory or a comma-separated list of
-//! files), which must lint without errors (`lint::subject::<file>`).
+//! files), which must lint without errors (`lint::subject::<file>`) and pass every VM case
+//! (`vm::<arch>::subject::<file>::<case>`, the arch from a bakery-style name, else x86-64,
+//! with the manifest `<file without .raw>.toml` beside the image when there is one).
 //!
 //! sysupdate cycles: `update::<arch>::<fixture>::<cycle>` for every fixture with a
 //! `[test.update]` plan, each against a mirror of its own (see `sysext_cases::update`).
@@ -91,9 +93,18 @@ fn main() {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let image = subject.clone();
         trials.push(Trial::test(format!("lint::subject::{name}"), move || {
-            lint_subject(&subject)
+            lint_subject(&image)
         }));
+        let arch = subject_arch(&name);
+        for case in vm::CASES {
+            let (image, case) = (subject.clone(), case.to_string());
+            let trial = format!("vm::{arch}::subject::{name}::{case}");
+            trials.push(Trial::test(trial.clone(), move || {
+                vm_subject(&trial, &image, arch, &case)
+            }));
+        }
     }
     libtest_mimic::run(&args, trials).exit();
 }
@@ -289,4 +300,24 @@ fn update_fixture(
     let outcome = update::run_cycle(name, &fx.spec, spec_dir, plan, cycle, &place, &progress);
     eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
     outcome.result.map(|_| ()).map_err(Failed::from)
+}
+
+/// The arch of a bakery-style file name (`NAME-VERSION-ARCH.raw`), else x86-64.
+fn subject_arch(file: &str) -> Arch {
+    if file.ends_with("-arm64.raw") {
+        Arch::Arm64
+    } else {
+        Arch::X86_64
+    }
+}
+
+fn vm_subject(name: &str, image: &Path, arch: Arch, case: &str) -> Result<(), Failed> {
+    let manifest_path = image.with_extension("toml");
+    let manifest = if manifest_path.is_file() {
+        Manifest::load(&manifest_path)?
+    } else {
+        Manifest::default()
+    };
+    let subject = Subject::from_image(image, manifest)?;
+    run_vm_case(name, &subject, arch, case)
 }

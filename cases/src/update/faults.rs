@@ -41,7 +41,11 @@ fn plan(ctx: &Ctx, name: &str, next: &str) -> Option<Plan> {
             true,
             &["Checksum", "checksum"],
         ),
-        "malformed-sums" => (Fault::MalformedSums, true, &["manifest", "Manifest"]),
+        "malformed-sums" => (
+            Fault::MalformedSums,
+            true,
+            &["at manifest line", "Corrupt manifest", "Truncated manifest"],
+        ),
         _ => return None,
     };
     Some(Plan {
