@@ -1,0 +1,16 @@
+#!/bin/sh
+# nextest setup script (see nextest.toml): build or reuse the cached guest for one arch and
+# probe the accelerator, before the first VM case of that arch.
+#
+# It runs the sysext-test binary the test build just produced: `cargo run` would rebuild
+# every dependency with the non-test feature set, minutes on 2 cores. If that binary is
+# older than the sources (a --release test run), the first VM case builds the guest itself.
+set -eu
+arch="$1"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="${CARGO_TARGET_DIR:-$root/target}/debug/sysext-test"
+if [ -x "$bin" ]; then
+  exec "$bin" guest build --arch "$arch"
+fi
+cd "$root"
+exec cargo run -q --bin sysext-test -- guest build --arch "$arch"
