@@ -155,6 +155,11 @@ fn mirror_answers_byte_ranges() {
         .send()
         .unwrap();
     assert_eq!(past.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        past.headers()["content-range"].to_str().unwrap(),
+        "bytes */10000"
+    );
+    assert!(past.bytes().unwrap().is_empty());
 }
 
 #[test]

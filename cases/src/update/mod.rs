@@ -381,7 +381,7 @@ pub fn run_cycle(
             };
         }
     };
-    crate::vm::runner::run_in_guest(name, place, cycle, None, progress, |vm| {
+    let outcome = crate::vm::runner::run_in_guest(name, place, cycle, None, progress, |vm| {
         let ctx = Ctx {
             vm,
             mirror: &mirror,
@@ -392,5 +392,18 @@ pub fn run_cycle(
             versions,
         };
         run(cycle, &ctx)
-    })
+    });
+    if outcome.result.is_err() {
+        // The guest's side is in the artifacts already; the server's side goes next to it.
+        let dir = sysext_harness::artifacts::dir_for(place.target_dir, name);
+        if std::fs::create_dir_all(&dir).is_ok()
+            && let Ok(json) = serde_json::to_string_pretty(&mirror.requests())
+        {
+            let _ = sysext_builder::atomic::write_bytes(
+                &dir.join("mirror-requests.json"),
+                json.as_bytes(),
+            );
+        }
+    }
+    outcome
 }

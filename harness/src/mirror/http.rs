@@ -124,10 +124,16 @@ pub async fn write_head(
             end.saturating_sub(1)
         ));
     }
-    if status == 416 {
-        head.push_str(&format!("Content-Range: bytes */{content_length}\r\n"));
-    }
     head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await
+}
+
+/// A 416 for a file of `total` bytes: no body, and the size the client may ask within.
+pub async fn write_unsatisfiable(stream: &mut TcpStream, total: u64) -> std::io::Result<()> {
+    let head = format!(
+        "HTTP/1.1 416 {}\r\nContent-Length: 0\r\nContent-Range: bytes */{total}\r\nConnection: close\r\n\r\n",
+        reason(416)
+    );
     stream.write_all(head.as_bytes()).await
 }
 

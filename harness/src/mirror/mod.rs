@@ -370,7 +370,7 @@ async fn answer(mut stream: TcpStream, state: &State) -> Option<Logged> {
         Ok(None) => (0, len, 200, None),
         Err(()) => {
             logged.status = 416;
-            let _ = http::write_head(&mut stream, 416, len, None).await;
+            let _ = http::write_unsatisfiable(&mut stream, len).await;
             return Some(logged);
         }
     };
