@@ -23,6 +23,9 @@ pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
                 format!("expected {unit} (enabled by the image) to be active after the merge: {e}")
             })?;
     }
+    for unit in &s.enabled_services {
+        stays_up(vm, unit)?;
+    }
     for unit in &s.other_services {
         let out = vm
             .execute(&format!(
@@ -58,4 +61,27 @@ pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
         }
     }
     Ok(())
+}
+
+/// A `Type=simple` service is "active" the moment its process is forked, so one look can
+/// catch a daemon that is about to exit 1. Up means still active, in the same activation
+/// (`InvocationID`), two seconds later; anything else is reported as the failure it is.
+fn stays_up(vm: &Vm, unit: &str) -> CaseResult {
+    let look =
+        format!("systemctl show -P ActiveState {unit}; systemctl show -P InvocationID {unit}");
+    let before = vm.succeed(&look).map_err(h)?;
+    let after = vm.succeed(&format!("sleep 2; {look}")).map_err(h)?;
+    if after.lines().next().map(str::trim) == Some("active") && before == after {
+        return Ok(());
+    }
+    let status = vm
+        .execute(&format!(
+            "systemctl status --no-pager -l {unit}; journalctl -b --no-pager -n 20 -o cat -u {unit}"
+        ))
+        .map(|o| o.combined())
+        .unwrap_or_default();
+    Err(format!(
+        "expected {unit} (enabled by the image) to stay up after the merge; it failed or was restarted within 2 s (state then: {}):\n{status}",
+        after.lines().next().unwrap_or("?").trim()
+    ))
 }
