@@ -1,6 +1,7 @@
 #!/bin/sh
-# nextest setup script (see nextest.toml): build or reuse the cached guest for one arch and
-# probe the accelerator, before the first VM case of that arch.
+# nextest setup script (see nextest.toml): build or reuse the cached guest for one arch,
+# probe the accelerator and save (or reuse) the booted guest's state, before the first VM
+# case of that arch.
 #
 # It runs the sysext-test binary the test build just produced: `cargo run` would rebuild
 # every dependency with the non-test feature set, minutes on 2 cores. If that binary is
@@ -10,7 +11,7 @@ arch="$1"
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/sysext-test"
 if [ -x "$bin" ]; then
-  exec "$bin" guest build --arch "$arch"
+  exec "$bin" guest build --arch "$arch" --save-state
 fi
 cd "$root"
-exec cargo run -q --bin sysext-test -- guest build --arch "$arch"
+exec cargo run -q --bin sysext-test -- guest build --arch "$arch" --save-state

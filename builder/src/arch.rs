@@ -7,8 +7,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// The architectures the bakery builds and this suite boots.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// The architectures the bakery builds and this suite boots. Serialized as systemd's name.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub enum Arch {
     X86_64,
     Arm64,
@@ -40,6 +43,19 @@ impl Arch {
             "aarch64" => Some(Arch::Arm64),
             _ => None,
         }
+    }
+}
+
+impl TryFrom<String> for Arch {
+    type Error = UnknownArch;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Arch> for String {
+    fn from(a: Arch) -> String {
+        a.systemd_name().to_string()
     }
 }
 

@@ -1366,8 +1366,6 @@ mod tests {
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
     mod host {
         use super::*;
-        use std::path::{Path, PathBuf};
-        use std::process::Command;
 
         const LS: &str = "/bin/ls";
         const LIBC: &str = "/lib/x86_64-linux-gnu/libc.so.6";
@@ -1416,71 +1414,41 @@ mod tests {
             assert!(calls < 64, "{calls} read calls");
         }
 
-        /// Builds `main` with the given linker flag; None (with a printed reason)
-        /// when the host toolchain cannot.
-        fn build_c(flag: &str) -> Option<PathBuf> {
-            let dir = std::env::temp_dir().join(format!(
-                "helper-elf-{}-{}",
-                flag.trim_start_matches('-'),
-                std::process::id()
-            ));
-            std::fs::create_dir_all(&dir).ok()?;
-            let src = dir.join("main.c");
-            std::fs::write(&src, "int main(void) { return 0; }\n").ok()?;
-            let out = dir.join("main");
-            match Command::new("cc")
-                .arg(flag)
-                .arg("-o")
-                .arg(&out)
-                .arg(&src)
-                .output()
-            {
-                Ok(o) if o.status.success() => Some(out),
-                Ok(o) => {
-                    eprintln!(
-                        "SKIP: `cc {flag}` failed (no static libc?): {}",
-                        String::from_utf8_lossy(&o.stderr).trim()
-                    );
-                    None
-                }
-                Err(e) => {
-                    eprintln!("SKIP: cannot run cc: {e}");
-                    None
-                }
-            }
-        }
-
-        fn file_says(path: &Path) -> Option<String> {
-            let o = Command::new("file").arg(path).output().ok()?;
-            o.status
-                .success()
-                .then(|| String::from_utf8_lossy(&o.stdout).into_owned())
+        /// A binary out of a Debian package (fetched once, cached like every fixture
+        /// binary), so these tests never depend on the host's toolchain.
+        fn from_deb(package: &str, arch: crate::Arch, paths: &[&str]) -> Vec<u8> {
+            let dir = crate::deb::unpacked(package, arch)
+                .unwrap_or_else(|e| panic!("fetching {package} ({arch}): {e}"));
+            paths
+                .iter()
+                .find_map(|p| std::fs::read(dir.join(p)).ok())
+                .unwrap_or_else(|| panic!("{package} ships none of {paths:?}"))
         }
 
         #[test]
         fn static_binary_is_not_dynamic() {
-            let Some(bin) = build_c("-static") else {
-                return;
-            };
-            if let Some(desc) = file_says(&bin) {
-                assert!(desc.contains("statically linked"), "{desc}");
+            // busybox-static: a classic static executable (ET_EXEC, no PT_INTERP).
+            for (arch, machine) in [(crate::Arch::X86_64, EM_X86_64), (crate::Arch::Arm64, EM_AARCH64)] {
+                let data = from_deb("busybox-static", arch, &["usr/bin/busybox", "bin/busybox"]);
+                let info = inspect(&data).unwrap();
+                assert_eq!(info.machine, machine, "{arch}");
+                assert_eq!(info.elf_type, ET_EXEC, "{arch}");
+                assert_eq!(info.interpreter, None, "{arch}");
+                assert!(info.needed.is_empty(), "{arch}");
+                assert!(!info.is_dynamic(), "{arch}");
             }
-            let info = inspect(&read(bin.to_str().unwrap())).unwrap();
-            let _ = std::fs::remove_dir_all(bin.parent().unwrap());
-            assert_eq!(info.machine, EM_X86_64);
-            assert_eq!(info.elf_type, ET_EXEC);
-            assert_eq!(info.interpreter, None);
-            assert!(info.needed.is_empty());
-            assert!(!info.is_dynamic());
         }
 
         #[test]
         fn static_pie_binary_is_not_dynamic() {
-            let Some(bin) = build_c("-static-pie") else {
-                return;
-            };
-            let info = inspect(&read(bin.to_str().unwrap())).unwrap();
-            let _ = std::fs::remove_dir_all(bin.parent().unwrap());
+            // glibc's ldconfig is static-pie: ET_DYN like a library, yet no loader and no
+            // DT_NEEDED, the shape a naive "ET_DYN means dynamic" check gets wrong.
+            let data = from_deb(
+                "libc-bin",
+                crate::Arch::X86_64,
+                &["usr/sbin/ldconfig", "sbin/ldconfig"],
+            );
+            let info = inspect(&data).unwrap();
             assert_eq!(info.elf_type, ET_DYN);
             assert_eq!(info.interpreter, None);
             assert!(info.needed.is_empty());

@@ -131,11 +131,7 @@ impl Layout {
                 }
                 Content::Host(p)
             } else if let Some(deb) = &f.deb {
-                let deb_arch = deb
-                    .arch
-                    .as_deref()
-                    .and_then(|a| a.parse().ok())
-                    .unwrap_or(arch);
+                let deb_arch = deb.arch.unwrap_or(arch);
                 let root = crate::deb::unpacked(&deb.package, deb_arch)?;
                 let p = root.join(deb.path.trim_start_matches('/'));
                 if !p.is_file() {

@@ -14,6 +14,7 @@ pub mod errors;
 pub mod guest;
 pub mod image;
 pub mod layout;
+pub mod naming;
 pub mod osrelease;
 pub mod pattern;
 pub mod sha256sums;

@@ -45,7 +45,7 @@ pub struct Spec {
     /// `NAME-VERSION-ARCH.raw`.
     pub name: String,
     pub version: String,
-    pub arch: Option<String>,
+    pub arch: Option<Arch>,
     pub description: Option<String>,
     #[serde(default)]
     pub compression: Compression,
@@ -100,7 +100,7 @@ pub struct DebSource {
     pub package: String,
     pub path: String,
     /// Take the package for this arch instead of the build arch (for wrong-arch fixtures).
-    pub arch: Option<String>,
+    pub arch: Option<Arch>,
 }
 
 /// A host directory copied recursively to `path`, keeping modes and symlinks; every inode
@@ -182,9 +182,6 @@ impl Spec {
                 self.version
             ));
         }
-        if let Some(a) = &self.arch {
-            a.parse::<Arch>().map_err(|e| e.to_string())?;
-        }
         for f in &self.files {
             let sources = [f.text.is_some(), f.from.is_some(), f.deb.is_some()]
                 .iter()
@@ -195,10 +192,6 @@ impl Spec {
                     "[[file]] {}: give exactly one of text, from or deb",
                     f.path
                 ));
-            }
-            if let Some(a) = f.deb.as_ref().and_then(|d| d.arch.as_ref()) {
-                a.parse::<Arch>()
-                    .map_err(|e| format!("[[file]] {}: {e}", f.path))?;
             }
             check_path(&f.path)?;
         }
@@ -225,7 +218,7 @@ impl Spec {
 
     /// The arch to build: the command line wins, then the spec, then x86-64.
     pub fn arch(&self, cli: Option<Arch>) -> Arch {
-        cli.or_else(|| self.arch.as_ref().and_then(|a| a.parse().ok()))
+        cli.or(self.arch)
             .unwrap_or(Arch::X86_64)
     }
 

@@ -288,3 +288,101 @@ pub fn markdown(r: &Results) -> String {
     ));
     s
 }
+
+/// `sysext-test bench --vm`: one arch's guest timings, in seconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmBench {
+    pub arch: sysext_builder::Arch,
+    pub accel: &'static str,
+    /// QEMU start to the ready line on the console, per cold boot.
+    pub beacon: Vec<f64>,
+    /// QEMU start to a working SSH login, per cold boot.
+    pub login: Vec<f64>,
+    /// QEMU start (restoring a saved state) to a working SSH login.
+    pub restore_login: Vec<f64>,
+    /// QEMU start (restoring) to the result of the first command (`true`).
+    pub restore_first_command: Vec<f64>,
+}
+
+/// Cold-boots each arch's guest twice (the first boot's state is saved in a temp dir) and
+/// restores it `runs` times, timing each stage. Guests are built or reused first.
+pub fn vm(runs: usize, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<VmBench>> {
+    let mut rows = Vec::new();
+    for arch in sysext_builder::Arch::ALL {
+        let guest = sysext_builder::guest::build_or_reuse(
+            &sysext_builder::guest::Recipe::debian(arch),
+            progress,
+        )
+        .map_err(|e| anyhow::anyhow!("the {arch} guest: {e}"))?;
+        let dir = tempfile::tempdir()?;
+        let mut row = VmBench {
+            arch,
+            accel: "",
+            beacon: Vec::new(),
+            login: Vec::new(),
+            restore_login: Vec::new(),
+            restore_first_command: Vec::new(),
+        };
+        let mut snap = None;
+        for i in 0..runs.clamp(1, 2) {
+            let vm = sysext_harness::Vm::boot(&guest).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let beacon = vm.beacon.map(|d| d.as_secs_f64()).unwrap_or(f64::NAN);
+            progress(&format!(
+                "{arch} cold boot {}: ready line {beacon:.1}s, login {:.1}s ({})",
+                i + 1,
+                vm.startup.as_secs_f64(),
+                vm.accel.name()
+            ));
+            row.accel = vm.accel.name();
+            row.beacon.push(beacon);
+            row.login.push(vm.startup.as_secs_f64());
+            if snap.is_none() {
+                snap = Some(
+                    vm.save(&dir.path().join("snap"))
+                        .map_err(|e| anyhow::anyhow!("{e}"))?,
+                );
+            }
+        }
+        let snap = snap.ok_or_else(|| anyhow::anyhow!("no saved state"))?;
+        for i in 0..runs {
+            let start = Instant::now();
+            let vm = sysext_harness::Vm::restore(&snap).map_err(|e| anyhow::anyhow!("{e}"))?;
+            vm.succeed("true").map_err(|e| anyhow::anyhow!("{e}"))?;
+            let first = start.elapsed().as_secs_f64();
+            progress(&format!(
+                "{arch} restore {}: login {:.2}s, first command {first:.2}s",
+                i + 1,
+                vm.startup.as_secs_f64()
+            ));
+            row.restore_login.push(vm.startup.as_secs_f64());
+            row.restore_first_command.push(first);
+        }
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+/// The README's table for [`vm`].
+pub fn vm_table(rows: &[VmBench]) -> String {
+    let fmt = |v: &[f64]| {
+        v.iter()
+            .map(|t| format!("{t:.1} s"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    };
+    let mut out = String::from(
+        "| arch | accel | cold boot: ready line | cold boot: SSH login | restore: SSH login | restore: first command |\n|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} |\n",
+            r.arch,
+            r.accel,
+            fmt(&r.beacon),
+            fmt(&r.login),
+            fmt(&r.restore_login),
+            fmt(&r.restore_first_command)
+        ));
+    }
+    out
+}

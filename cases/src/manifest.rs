@@ -3,6 +3,8 @@
 
 use serde::Deserialize;
 
+use crate::vm::Case;
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Manifest {
@@ -18,7 +20,7 @@ pub struct Manifest {
     /// ELF paths (in the image) not to prove loadable, e.g. helpers for another host.
     #[serde(default)]
     pub exclude_binaries: Vec<String>,
-    /// For negative fixtures: the case that must fail and what its message must contain.
+    /// For negative fixtures: the case that must fail and the words the guest must say.
     #[serde(default)]
     pub expect_failure: Vec<ExpectedFailure>,
     /// `[test.update]`: the subject takes part in the sysupdate cycles.
@@ -51,36 +53,118 @@ pub struct CommandCheck {
     pub expect: String,
 }
 
+/// A negative test: `case` must fail an assertion, and the guest's own words (systemd's
+/// journal lines and properties, a command's stderr; never our explanation) must contain
+/// every string of `systemd`. A harness error never satisfies it.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExpectedFailure {
-    pub case: String,
-    /// Substrings the failure message must contain (the cause, in systemd's words).
-    pub contains: Vec<String>,
+    pub case: Case,
+    pub systemd: Vec<String>,
 }
 
 impl Manifest {
     pub fn from_table(t: &toml::Table) -> Result<Manifest, String> {
-        t.clone()
+        let m: Manifest = t
+            .clone()
             .try_into()
-            .map_err(|e: toml::de::Error| format!("[test]: {e}"))
+            .map_err(|e: toml::de::Error| format!("[test]: {}", one_line(&e.to_string())))?;
+        m.validate().map_err(|e| format!("[test]: {e}"))?;
+        Ok(m)
     }
 
     pub fn load(path: &std::path::Path) -> Result<Manifest, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        toml::from_str(&text).map_err(|e| {
-            format!(
-                "{}: {}",
-                path.display(),
-                e.to_string()
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            )
-        })
+        let m: Manifest = toml::from_str(&text)
+            .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?;
+        m.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(m)
     }
 
-    pub fn expected_failure(&self, case: &str) -> Option<&ExpectedFailure> {
+    /// What serde cannot check: an expected failure must pin at least one non-empty string
+    /// (an empty list would accept any failure), once per case.
+    fn validate(&self) -> Result<(), String> {
+        if let Some(plan) = &self.update {
+            // sysupdate offers the highest version in systemd's order (UAPI.10), so a plan
+            // must release in that order or its cycles test something else.
+            for pair in plan.versions.windows(2) {
+                if sysext_builder::version::compare(&pair[0], &pair[1])
+                    != std::cmp::Ordering::Less
+                {
+                    return Err(format!(
+                        "[test.update] versions must increase in systemd's version order, but {} comes after {}: reorder them",
+                        pair[0], pair[1]
+                    ));
+                }
+            }
+        }
+        for (i, f) in self.expect_failure.iter().enumerate() {
+            if f.systemd.is_empty() || f.systemd.iter().any(|s| s.trim().is_empty()) {
+                return Err(format!(
+                    "expect-failure for case '{}' needs systemd = [\"...\"]: the words the guest says for the failure it exists for (an empty list would accept any failure)",
+                    f.case
+                ));
+            }
+            if self.expect_failure[..i].iter().any(|g| g.case == f.case) {
+                return Err(format!(
+                    "expect-failure lists case '{}' twice: merge the two entries",
+                    f.case
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn expected_failure(&self, case: Case) -> Option<&ExpectedFailure> {
         self.expect_failure.iter().find(|f| f.case == case)
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(text: &str) -> toml::Table {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn expected_failures_name_a_known_case_and_pin_words() {
+        let ok = Manifest::from_table(&table(
+            r#"expect-failure = [{ case = "services", systemd = ["status=203/EXEC"] }]"#,
+        ))
+        .unwrap();
+        assert!(ok.expected_failure(Case::Services).is_some());
+        let typo = Manifest::from_table(&table(
+            r#"expect-failure = [{ case = "service", systemd = ["x"] }]"#,
+        ))
+        .unwrap_err();
+        assert!(typo.contains("unknown variant `service`"), "{typo}");
+        let empty =
+            Manifest::from_table(&table(r#"expect-failure = [{ case = "merge", systemd = [] }]"#))
+                .unwrap_err();
+        assert!(empty.contains("needs systemd"), "{empty}");
+        let old = Manifest::from_table(&table(
+            r#"expect-failure = [{ case = "merge", contains = ["x"] }]"#,
+        ))
+        .unwrap_err();
+        assert!(old.contains("contains"), "{old}");
+    }
+
+    #[test]
+    fn update_plans_release_in_systemds_order() {
+        let ok = table(
+            "[update]\nversions = [\"9.0\", \"10.0\"]\nversion-command = \"x\"\n",
+        );
+        assert!(Manifest::from_table(&ok).is_ok());
+        let bad = table(
+            "[update]\nversions = [\"10.0\", \"9.0\"]\nversion-command = \"x\"\n",
+        );
+        let e = Manifest::from_table(&bad).unwrap_err();
+        assert!(e.contains("9.0 comes after 10.0") || e.contains("10.0"), "{e}");
     }
 }

@@ -82,3 +82,78 @@ pub fn human(out: &mut dyn Write, reports: &[ImageReport], color: bool) -> io::R
         s.images, s.errors, s.warnings, s.info
     )
 }
+
+/// `sysext-test run` for machines: one object per case; a failed case's `assertion` keeps
+/// our `explanation` apart from the guest's `evidence`.
+pub fn vm_json(out: &mut dyn Write, rows: &[crate::vm::runner::Row]) -> io::Result<()> {
+    let v: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            let mut o = serde_json::json!({
+                "image": r.image,
+                "arch": r.arch,
+                "case": r.case,
+                "seconds": (r.outcome.duration.as_secs_f64() * 10.0).round() / 10.0,
+            });
+            if let (Some(map), Ok(serde_json::Value::Object(verdict))) =
+                (o.as_object_mut(), serde_json::to_value(&r.outcome.verdict))
+            {
+                map.extend(verdict);
+            }
+            o
+        })
+        .collect();
+    writeln!(out, "{}", serde_json::to_string_pretty(&v)?)
+}
+
+/// `sysext-test run` for people: a table, then each case that did not pass, once.
+pub fn vm_human(out: &mut dyn Write, rows: &[crate::vm::runner::Row]) -> io::Result<()> {
+    use crate::vm::Verdict;
+    writeln!(
+        out,
+        "{:<10} {:<7} {:<8} {:>7}  IMAGE",
+        "CASE", "ARCH", "RESULT", "TIME"
+    )?;
+    for r in rows {
+        writeln!(
+            out,
+            "{:<10} {:<7} {:<8} {:>6.1}s  {}",
+            r.case.name(),
+            r.arch.systemd_name(),
+            r.outcome.verdict.word(),
+            r.outcome.duration.as_secs_f64(),
+            r.image
+        )?;
+    }
+    for r in rows {
+        let head = format!("{} on {} for {}", r.case, r.arch, r.image);
+        match &r.outcome.verdict {
+            Verdict::Pass {
+                expected_failure: Some(a),
+                ..
+            } => writeln!(out, "\n{head} failed as expected:\n{a}")?,
+            Verdict::Pass { .. } => {}
+            Verdict::Fail { assertion, notes } => {
+                writeln!(out, "\n{head} failed:\n{assertion}")?;
+                for n in notes {
+                    writeln!(out, "{n}")?;
+                }
+            }
+            Verdict::Error { stage, message } => writeln!(
+                out,
+                "\n{head}: harness error at {stage} (not a verdict on the image):\n{message}"
+            )?,
+            Verdict::NotRun { reason } => writeln!(out, "\n{head}: not run: {reason}")?,
+        }
+    }
+    let passed = rows.iter().filter(|r| r.outcome.verdict.is_pass()).count();
+    let count = |w: &str| rows.iter().filter(|r| r.outcome.verdict.word() == w).count();
+    writeln!(
+        out,
+        "{} case(s): {passed} passed, {} failed, {} not run, {} harness errors",
+        rows.len(),
+        count("FAIL"),
+        count("not run"),
+        count("ERROR")
+    )
+}

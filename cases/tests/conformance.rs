@@ -27,7 +27,8 @@ use sysext_cases::lint::{ImageReport, Linter, Options, Severity};
 use sysext_cases::manifest::Manifest;
 use sysext_cases::manifest::UpdatePlan;
 use sysext_cases::update;
-use sysext_cases::vm::{self, Subject};
+use sysext_cases::vm::{Case, Subject};
+use sysext_harness::Place;
 
 fn main() {
     let args = Arguments::from_args();
@@ -57,14 +58,10 @@ fn main() {
                     continue;
                 }
             };
-            let cases: Vec<&str> = if manifest.expect_failure.is_empty() {
-                vm::CASES.to_vec()
+            let cases: Vec<Case> = if manifest.expect_failure.is_empty() {
+                Case::ALL.to_vec()
             } else {
-                vm::CASES
-                    .iter()
-                    .copied()
-                    .filter(|c| manifest.expected_failure(c).is_some())
-                    .collect()
+                manifest.expect_failure.iter().map(|f| f.case).collect()
             };
             if let Some(plan) = manifest.update.clone() {
                 for arch in arches(&fx) {
@@ -78,11 +75,11 @@ fn main() {
                 }
             }
             for arch in arches(&fx) {
-                for case in &cases {
-                    let (fx, manifest, case) = (fx.clone(), manifest.clone(), case.to_string());
+                for &case in &cases {
+                    let (fx, manifest) = (fx.clone(), manifest.clone());
                     let name = format!("vm::{arch}::{}::{case}", fx.name);
                     trials.push(Trial::test(name.clone(), move || {
-                        vm_fixture(&name, &fx, &manifest, arch, &case)
+                        vm_fixture(&name, &fx, &manifest, arch, case)
                     }));
                 }
             }
@@ -97,12 +94,12 @@ fn main() {
         trials.push(Trial::test(format!("lint::subject::{name}"), move || {
             lint_subject(&image)
         }));
-        let arch = subject_arch(&name);
-        for case in vm::CASES {
-            let (image, case) = (subject.clone(), case.to_string());
+        let arch = sysext_builder::naming::arch_of(&name).unwrap_or(Arch::X86_64);
+        for case in Case::ALL {
+            let image = subject.clone();
             let trial = format!("vm::{arch}::subject::{name}::{case}");
             trials.push(Trial::test(trial.clone(), move || {
-                vm_subject(&trial, &image, arch, &case)
+                vm_subject(&trial, &image, arch, case)
             }));
         }
     }
@@ -136,7 +133,7 @@ fn subjects() -> Vec<PathBuf> {
 }
 
 fn arches(fx: &Fixture) -> Vec<Arch> {
-    match fx.spec.arch.as_deref().and_then(|a| a.parse().ok()) {
+    match fx.spec.arch {
         Some(a) => vec![a],
         None => Arch::ALL.to_vec(),
     }
@@ -160,22 +157,33 @@ fn lint_fixture(fx: &Fixture) -> Result<(), Failed> {
         let linter = Linter::new(Options::default());
         let (report, _) = linter.lint_image(&built.image).map_err(|e| e.to_string())?;
         check_expectation(fx, arch, &report)?;
-        let dir: Vec<&'static str> = linter
-            .lint_path(&out)
-            .map_err(|e| e.to_string())?
+        let dir_reports = linter.lint_path(&out).map_err(|e| e.to_string())?;
+        let dir_findings: Vec<&sysext_cases::lint::Finding> = dir_reports
             .iter()
             .filter(|r| r.kind == "release-dir")
-            .flat_map(|r| r.findings.iter().map(|f| f.rule))
+            .flat_map(|r| r.findings.iter())
             .collect();
+        let dir: Vec<&'static str> = dir_findings.iter().map(|f| f.rule).collect();
         let missing: Vec<&String> = fx
             .expect
             .dir_findings
             .iter()
             .filter(|r| !dir.contains(&r.as_str()))
             .collect();
-        if !missing.is_empty() {
+        // Like image findings: with `only` (the default), a warning or error the fixture
+        // does not list is a failure too, so a new false alarm cannot slip in.
+        let unexpected: Vec<String> = dir_findings
+            .iter()
+            .filter(|f| {
+                fx.expect.only
+                    && f.severity >= Severity::Warning
+                    && !fx.expect.dir_findings.iter().any(|r| r == f.rule)
+            })
+            .map(|f| format!("{} {}: {}", f.severity.as_str(), f.rule, f.message))
+            .collect();
+        if !missing.is_empty() || !unexpected.is_empty() {
             return Err(format!(
-                "{} ({arch}): release directory lacks {missing:?}; got {dir:?}",
+                "{} ({arch}): release directory lacks {missing:?}, has unexpected {unexpected:#?}; got {dir:?}",
                 fx.path.display()
             )
             .into());
@@ -231,23 +239,12 @@ fn lint_subject(path: &Path) -> Result<(), Failed> {
     }
 }
 
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap_or(Path::new("."))
-                .join("target")
-        })
-}
-
 fn vm_fixture(
     name: &str,
     fx: &Fixture,
     manifest: &Manifest,
     arch: Arch,
-    case: &str,
+    case: Case,
 ) -> Result<(), Failed> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
@@ -265,20 +262,12 @@ fn vm_fixture(
     run_vm_case(name, &subject, arch, case)
 }
 
-fn run_vm_case(name: &str, subject: &Subject, arch: Arch, case: &str) -> Result<(), Failed> {
+fn run_vm_case(name: &str, subject: &Subject, arch: Arch, case: Case) -> Result<(), Failed> {
     let progress = |l: &str| eprintln!("{name}: {l}");
-    let target = target_dir();
-    let snapshots = target.join("sysext-test").join("snapshots");
-    let outcome = vm::runner::run_case(name, subject, arch, case, &target, &snapshots, &progress);
-    match outcome.result {
-        Ok(note) => {
-            if let Some(n) = note {
-                eprintln!("{name}: {n}");
-            }
-            Ok(())
-        }
-        Err(msg) => Err(msg.into()),
-    }
+    let outcome =
+        sysext_cases::vm::runner::run_case(name, subject, arch, case, &Place::from_env(), &progress);
+    eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
+    outcome.into_test_result(name).map_err(Failed::from)
 }
 
 fn update_fixture(
@@ -289,29 +278,22 @@ fn update_fixture(
     cycle: &str,
 ) -> Result<(), Failed> {
     let progress = |l: &str| eprintln!("{name}: {l}");
-    let target = target_dir();
-    let snapshots = target.join("sysext-test").join("snapshots");
-    let place = vm::runner::Place {
-        arch,
-        target_dir: &target,
-        snapshot_base: &snapshots,
-    };
     let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
-    let outcome = update::run_cycle(name, &fx.spec, spec_dir, plan, cycle, &place, &progress);
+    let outcome = update::run_cycle(
+        name,
+        &fx.spec,
+        spec_dir,
+        plan,
+        cycle,
+        arch,
+        &Place::from_env(),
+        &progress,
+    );
     eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
-    outcome.result.map(|_| ()).map_err(Failed::from)
+    outcome.into_test_result(name).map_err(Failed::from)
 }
 
-/// The arch of a bakery-style file name (`NAME-VERSION-ARCH.raw`), else x86-64.
-fn subject_arch(file: &str) -> Arch {
-    if file.ends_with("-arm64.raw") {
-        Arch::Arm64
-    } else {
-        Arch::X86_64
-    }
-}
-
-fn vm_subject(name: &str, image: &Path, arch: Arch, case: &str) -> Result<(), Failed> {
+fn vm_subject(name: &str, image: &Path, arch: Arch, case: Case) -> Result<(), Failed> {
     let manifest_path = image.with_extension("toml");
     let manifest = if manifest_path.is_file() {
         Manifest::load(&manifest_path)?

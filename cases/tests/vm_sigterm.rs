@@ -3,20 +3,13 @@
 
 mod vm {
     use std::io::{BufRead, BufReader};
-    use std::path::{Path, PathBuf};
+    use std::path::PathBuf;
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
 
     use sysext_builder::Arch;
 
     const NAME: &str = "vm::sigterm_leaves_no_qemu_and_no_temp_dir";
-
-    fn target_dir() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .unwrap_or(Path::new("."))
-            .join("target")
-    }
 
     /// The child side: restore a guest, say where it lives, and wait to be killed.
     fn victim() {
@@ -27,7 +20,7 @@ mod vm {
         .expect("x86-64 guest");
         let snap = sysext_harness::snapshot::shared(
             &guest,
-            &target_dir().join("sysext-test/snapshots"),
+            &sysext_harness::Place::from_env().snapshots(),
             &|l| eprintln!("{l}"),
         )
         .expect("snapshot");

@@ -52,6 +52,22 @@ impl HarnessError {
         }
     }
 
+    /// Where the harness broke, for a verdict that names the stage instead of blaming the
+    /// extension.
+    pub fn stage(&self) -> String {
+        match self {
+            HarnessError::MissingTool { .. } => "host tool".into(),
+            HarnessError::Spawn(_) => "starting QEMU".into(),
+            HarnessError::QemuExited { stage, .. } => format!("{stage} (QEMU exited)"),
+            HarnessError::Timeout { stage, .. } => format!("{stage} (timeout)"),
+            HarnessError::Qmp(_) => "QMP".into(),
+            HarnessError::Ssh(_) => "SSH".into(),
+            HarnessError::Command { .. } => "guest command".into(),
+            HarnessError::Io { .. } => "host I/O".into(),
+            HarnessError::Guest(_) => "guest image".into(),
+        }
+    }
+
     /// Boot-stage failures that a retry may fix (an early TCG oops, a guest that never got
     /// its network); assertion failures are never retried.
     pub fn is_boot_failure(&self) -> bool {

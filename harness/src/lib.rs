@@ -7,6 +7,7 @@ pub mod artifacts;
 pub mod cleanup;
 pub mod errors;
 pub mod mirror;
+pub mod place;
 pub mod qemu;
 pub mod qmp;
 pub mod snapshot;
@@ -15,4 +16,5 @@ pub mod vm;
 
 pub use errors::HarnessError;
 pub use mirror::Mirror;
+pub use place::Place;
 pub use vm::{Snapshot, Vm};

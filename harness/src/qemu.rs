@@ -19,6 +19,8 @@ pub struct Profile {
     pub machine: &'static str,
     pub tcg_cpu: &'static str,
     pub console: &'static str,
+    /// The Debian package that provides `binary`.
+    pub package: &'static str,
 }
 
 impl Profile {
@@ -29,12 +31,14 @@ impl Profile {
                 machine: "q35",
                 tcg_cpu: "qemu64",
                 console: "ttyS0",
+                package: "qemu-system-x86",
             },
             Arch::Arm64 => Profile {
                 binary: "qemu-system-aarch64",
                 machine: "virt,gic-version=3",
                 tcg_cpu: "max,pauth=off",
                 console: "ttyAMA0",
+                package: "qemu-system-arm",
             },
         }
     }
@@ -90,7 +94,7 @@ impl Launch {
             kernel: guest.kernel.clone(),
             initrd: guest.initrd.clone(),
             cmdline: format!(
-                "console={} root=/dev/vda rw panic=-1 quiet loglevel=3 systemd.show_status=0{workaround} {extra_cmdline}",
+                "console={} root=/dev/vda rw panic=-1 quiet loglevel=3 systemd.show_status=0 net.ifnames=0{workaround} {extra_cmdline}",
                 p.console
             ),
             disk,
@@ -155,6 +159,20 @@ impl Launch {
         a
     }
 
+    /// The command line with what differs per VM (disk, sockets, logs, port, incoming state)
+    /// left out: two launches with the same signature can load each other's saved state.
+    pub fn machine_signature(&self) -> String {
+        let mut l = self.clone();
+        l.disk = PathBuf::from("DISK");
+        l.qmp_socket = PathBuf::from("QMP");
+        l.console_log = PathBuf::from("CONSOLE");
+        l.ssh_port = 0;
+        l.incoming = None;
+        let mut args = vec![Profile::for_arch(self.arch).binary.to_string()];
+        args.extend(l.args());
+        args.join(" ")
+    }
+
     /// Starts QEMU. Its stderr goes to `stderr_log` (a pipe would need draining).
     pub fn spawn(&self, stderr_log: &Path) -> Result<tokio::process::Child> {
         let p = Profile::for_arch(self.arch);
@@ -177,10 +195,7 @@ impl Launch {
         cmd.spawn().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => HarnessError::MissingTool {
                 tool: p.binary.into(),
-                package: match self.arch {
-                    Arch::X86_64 => "qemu-system-x86".into(),
-                    Arch::Arm64 => "qemu-system-arm".into(),
-                },
+                package: p.package.into(),
             },
             _ => HarnessError::Spawn(e),
         })

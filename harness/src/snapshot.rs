@@ -1,121 +1,433 @@
-//! One cold boot per (guest, arch) per test run, shared by every VM case of that run.
+//! Saved guest states that outlive a run: boot each (guest, arch) cold once, save it, and
+//! restore every later case from it, in this run and the next ones, from the CLI and from
+//! nextest alike.
 //!
-//! nextest runs each test in its own process, so the snapshot lives on disk: the first case
-//! to need it boots the guest and saves it under a lock; the others wait for the lock and
-//! restore. The key is per run (`NEXTEST_RUN_ID`), so snapshots never outlive their run's
-//! SSH key for long: older run directories are removed when a new run starts.
+//! A saved state is only as good as everything that made it, so its directory is named by
+//! a hash of all of it: the guest recipe, the QEMU version, the accelerator, the machine
+//! command line (devices, kernel arguments) and the SSH key the guest trusts (a stable key
+//! per cached guest, `guests/<guest>.ssh/id_ed25519`, 0600 in a 0700 directory). Change any
+//! of them and the old state is simply not found; it is removed when a new one is saved.
+//! Concurrent processes create it under a lock; a state that fails to restore is removed
+//! with [`invalidate`] and the caller boots a new one once.
 
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde::{Deserialize, Serialize};
+use sysext_builder::Arch;
 use sysext_builder::guest::Guest;
 
+use crate::accel::{self, Accel};
 use crate::errors::{HarnessError, Result};
+use crate::qemu::{Launch, Profile};
 use crate::vm::{Snapshot, Vm};
 
-/// Where this run's snapshots live: `<base>/<run id>/`.
-pub fn run_dir(base: &Path) -> PathBuf {
-    let run =
-        std::env::var("NEXTEST_RUN_ID").unwrap_or_else(|_| format!("pid-{}", std::process::id()));
-    base.join(run)
+/// Everything that makes a saved state valid, kept beside it as `record.json` so
+/// `sysext-test guest status` can say why it is reused.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub arch: Arch,
+    /// The cached guest's directory name (recipe and its hash).
+    pub guest: String,
+    pub recipe_hash: String,
+    /// First line of `qemu-system-* --version`.
+    pub qemu: String,
+    pub accel: Accel,
+    /// The QEMU command line with the per-VM paths and ports left out.
+    pub machine: String,
+    /// The kernel command line the guest booted with (it carries the key credential).
+    pub kernel_cmdline: String,
+    /// SHA256 fingerprint of the public key the guest trusts.
+    pub key: String,
+    /// Seconds since the epoch when the state was saved.
+    pub saved_at: u64,
+    pub cold_boot_seconds: f64,
+    /// QEMU start to the guest's ready line on its console.
+    pub beacon_seconds: Option<f64>,
 }
 
-/// The snapshot of `guest` for this run, booting and saving it if no case did yet.
-/// `progress` gets a line when a cold boot happens.
+impl Record {
+    /// The directory name: the guest's name and a hash of every field that decides validity.
+    fn dir_name(&self) -> String {
+        let key = format!(
+            "{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+            self.guest,
+            self.recipe_hash,
+            self.qemu,
+            self.accel.name(),
+            self.machine,
+            self.kernel_cmdline,
+            self.key
+        );
+        format!("{}-{}", self.guest, &sha256_hex(key.as_bytes())[..16])
+    }
+}
+
+/// The SSH key a cached guest trusts: made once, kept beside the guest, root-only.
+pub struct GuestKey {
+    pub private_pem: String,
+    pub public: String,
+}
+
+impl GuestKey {
+    fn dir(guest: &Guest) -> PathBuf {
+        let name = guest.dir.file_name().unwrap_or_default().to_string_lossy();
+        guest
+            .dir
+            .with_file_name(format!("{name}.ssh"))
+    }
+
+    /// Loads the guest's key, creating it (under the caller's lock) when there is none.
+    pub fn for_guest(guest: &Guest) -> Result<GuestKey> {
+        let dir = Self::dir(guest);
+        let private = dir.join("id_ed25519");
+        let public = dir.join("id_ed25519.pub");
+        if let (Ok(private_pem), Ok(public)) = (
+            std::fs::read_to_string(&private),
+            std::fs::read_to_string(&public),
+        ) {
+            return Ok(GuestKey {
+                private_pem,
+                public,
+            });
+        }
+        let (private_pem, public_text) = crate::ssh::ephemeral_key()?;
+        std::fs::create_dir_all(&dir).map_err(|e| HarnessError::io(&dir, e))?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| HarnessError::io(&dir, e))?;
+        write_private(&private, private_pem.as_bytes())?;
+        write_private(&public, public_text.as_bytes())?;
+        Ok(GuestKey {
+            private_pem,
+            public: public_text,
+        })
+    }
+
+    fn fingerprint(&self) -> String {
+        self.public
+            .parse::<ssh_key::PublicKey>()
+            .map(|k| k.fingerprint(ssh_key::HashAlg::Sha256).to_string())
+            .unwrap_or_else(|_| format!("sha256:{}", sha256_hex(self.public.as_bytes())))
+    }
+}
+
+/// Writes a 0600 file through a temp name, so a reader never sees half a key.
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(|e| HarnessError::io(&tmp, e))?;
+    f.write_all(bytes).map_err(|e| HarnessError::io(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| HarnessError::io(path, e))
+}
+
+/// First line of `qemu-system-* --version`; a changed QEMU cannot load an older state.
+pub fn qemu_version(arch: Arch) -> Result<String> {
+    let p = Profile::for_arch(arch);
+    let out = Command::new(p.binary)
+        .arg("--version")
+        .output()
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => HarnessError::MissingTool {
+                tool: p.binary.into(),
+                package: p.package.into(),
+            },
+            _ => HarnessError::io(p.binary, e),
+        })?;
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string())
+}
+
+/// What a cold boot of `guest` would be: its record (without timings) and launch settings.
+fn expected(guest: &Guest, key: &GuestKey) -> Result<Record> {
+    let accel = accel::choose(guest.arch, &guest.kernel);
+    let launch = Launch::new(
+        guest,
+        accel,
+        Path::new("/"),
+        PathBuf::new(),
+        0,
+        &crate::vm::key_credential(&key.public),
+    );
+    Ok(Record {
+        arch: guest.arch,
+        guest: guest
+            .dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+        recipe_hash: std::fs::read_to_string(guest.dir.join("recipe-hash"))
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+        qemu: qemu_version(guest.arch)?,
+        accel,
+        machine: launch.machine_signature(),
+        kernel_cmdline: launch.cmdline.clone(),
+        key: key.fingerprint(),
+        saved_at: 0,
+        cold_boot_seconds: 0.0,
+        beacon_seconds: None,
+    })
+}
+
+/// The saved state of `guest`, booting and saving it first when none is valid. `progress`
+/// gets a line when a cold boot happens.
 pub fn shared(guest: &Guest, base: &Path, progress: &dyn Fn(&str)) -> Result<Snapshot> {
-    let run = run_dir(base);
-    std::fs::create_dir_all(&run).map_err(|e| HarnessError::io(&run, e))?;
-    remove_stale(base, &run);
-    let name = guest
-        .dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = run.join(&name);
+    std::fs::create_dir_all(base).map_err(|e| HarnessError::io(base, e))?;
+    let lock_dir = base.join(".locks").join(guest.arch.systemd_name());
     let _lock =
-        sysext_builder::cache::Lock::acquire(&run).map_err(|e| HarnessError::io(&run, e))?;
+        sysext_builder::cache::Lock::acquire(&lock_dir).map_err(|e| HarnessError::io(&lock_dir, e))?;
+    let key = GuestKey::for_guest(guest)?;
+    let mut want = expected(guest, &key)?;
+    let dir = base.join(want.dir_name());
     if dir.join(".complete").exists() {
-        return load(&dir, guest);
+        if let Ok(snap) = load(&dir, guest, &key) {
+            return Ok(snap);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
     progress(&format!(
-        "cold-booting the {} guest for this run's snapshot",
-        guest.arch
+        "cold-booting the {} guest to save its state (kept for later runs under {})",
+        guest.arch,
+        base.display()
     ));
     // A guest that died before SSH (an early TCG oops, QEMU exiting) is booted once more:
-    // one flaky cold boot must not fail every case of the run. The second failure stands.
-    let vm = match Vm::boot(guest) {
+    // one flaky cold boot must not fail every case. The second failure stands.
+    let vm = match Vm::boot_with_key(guest, &key.private_pem, &key.public) {
         Ok(vm) => vm,
         Err(e) if e.is_boot_failure() => {
             progress(&format!(
                 "the {} guest died during its cold boot; booting it once more. First failure: {}",
                 guest.arch,
-                first_line(&e.to_string())
+                e.to_string().lines().next().unwrap_or_default()
             ));
-            Vm::boot(guest)?
+            Vm::boot_with_key(guest, &key.private_pem, &key.public)?
         }
         Err(e) => return Err(e),
     };
-    let boot = vm.startup;
-    let tmp = run.join(format!(".{name}.saving"));
+    want.cold_boot_seconds = vm.startup.as_secs_f64();
+    want.beacon_seconds = vm.beacon.map(|d| d.as_secs_f64());
+    want.saved_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    progress(&format!(
+        "the {} guest reached its ready line in {} and a working SSH login in {:.1}s; saving it",
+        guest.arch,
+        want.beacon_seconds
+            .map(|s| format!("{s:.1}s"))
+            .unwrap_or_else(|| "?".into()),
+        want.cold_boot_seconds
+    ));
+    let tmp = base.join(format!(".{}.saving", want.dir_name()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let snap = vm.save(&tmp)?;
-    std::fs::write(tmp.join("launch"), serialize(&snap)).map_err(|e| HarnessError::io(&tmp, e))?;
-    std::fs::write(
-        tmp.join("cold-boot-seconds"),
-        format!("{:.2}\n", boot.as_secs_f64()),
-    )
-    .map_err(|e| HarnessError::io(&tmp, e))?;
-    std::fs::write(tmp.join(".complete"), b"").map_err(|e| HarnessError::io(&tmp, e))?;
-    std::fs::rename(&tmp, &dir).map_err(|e| HarnessError::io(&dir, e))?;
-    load(&dir, guest)
+    let saved = (|| {
+        vm.save(&tmp)?;
+        let json = serde_json::to_string_pretty(&want)
+            .map_err(|e| HarnessError::io(&tmp, std::io::Error::other(e)))?;
+        std::fs::write(tmp.join("record.json"), json).map_err(|e| HarnessError::io(&tmp, e))?;
+        std::fs::write(tmp.join(".complete"), b"").map_err(|e| HarnessError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &dir).map_err(|e| HarnessError::io(&dir, e))
+    })();
+    if let Err(e) = saved {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    remove_superseded(base, &want, &dir);
+    load(&dir, guest, &key)
 }
 
-/// The qcow2 overlay records its backing file by absolute path, and the state file is read by
-/// path; both move with the directory rename, so only those two fields are rewritten.
-fn load(dir: &Path, guest: &Guest) -> Result<Snapshot> {
-    let text = std::fs::read_to_string(dir.join("launch")).map_err(|e| HarnessError::io(dir, e))?;
-    let key_pem = std::fs::read_to_string(dir.join("key")).map_err(|e| HarnessError::io(dir, e))?;
-    let mut lines = text.lines();
-    let accel = match lines.next() {
-        Some("kvm") => crate::accel::Accel::Kvm,
-        _ => crate::accel::Accel::Tcg,
-    };
-    let cmdline = lines.next().unwrap_or_default().to_string();
-    let mut launch = crate::qemu::Launch::new(guest, accel, dir, dir.join("disk.qcow2"), 0, "");
-    launch.cmdline = cmdline;
+/// Removes a saved state that failed to restore, so the next [`shared`] boots a new one.
+pub fn invalidate(snap: &Snapshot) {
+    let base = snap.dir.parent().map(Path::to_path_buf);
+    let _lock = base.as_ref().map(|b| {
+        sysext_builder::cache::Lock::acquire(&b.join(".locks").join(snap.launch.arch.systemd_name()))
+    });
+    let _ = std::fs::remove_dir_all(&snap.dir);
+}
+
+fn load(dir: &Path, guest: &Guest, key: &GuestKey) -> Result<Snapshot> {
+    let record = read_record(dir)?;
+    let mut launch = Launch::new(guest, record.accel, dir, dir.join("disk.qcow2"), 0, "");
+    launch.cmdline = record.kernel_cmdline.clone();
     Ok(Snapshot {
         dir: dir.to_path_buf(),
         launch,
-        key_pem,
+        key_pem: key.private_pem.clone(),
     })
 }
 
-fn serialize(s: &Snapshot) -> String {
-    format!("{}\n{}\n", s.launch.accel.name(), s.launch.cmdline)
+/// A state's record; a missing or garbled one is an error, never a default.
+pub fn read_record(dir: &Path) -> Result<Record> {
+    let path = dir.join("record.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| HarnessError::io(&path, e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        HarnessError::io(
+            &path,
+            std::io::Error::other(format!("not a snapshot record ({e}); remove it with `sysext-test guest clean`")),
+        )
+    })
 }
 
-/// Removes other runs' snapshot directories older than an hour (each holds ~200 MB).
-fn remove_stale(base: &Path, keep: &Path) {
-    let Ok(rd) = std::fs::read_dir(base) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p == keep {
+/// States of the same arch that a new one replaces (another recipe, QEMU or key), left
+/// alone for a minute in case another process is just restoring from one.
+fn remove_superseded(base: &Path, current: &Record, keep: &Path) {
+    for entry in list(base) {
+        if entry.dir == keep {
             continue;
         }
-        let old = e
-            .metadata()
+        let same_arch = match &entry.record {
+            Ok(r) => r.arch == current.arch,
+            Err(_) => true,
+        };
+        let old = std::fs::metadata(&entry.dir)
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| SystemTime::now().duration_since(t).ok())
-            .is_some_and(|age| age > Duration::from_secs(3600));
-        if old {
-            let _ = std::fs::remove_dir_all(&p);
+            .is_some_and(|age| age > Duration::from_secs(60));
+        if same_arch && old {
+            let _ = std::fs::remove_dir_all(&entry.dir);
         }
     }
 }
 
-fn first_line(s: &str) -> &str {
-    s.lines().next().unwrap_or_default()
+/// One saved state on disk.
+pub struct Entry {
+    pub dir: PathBuf,
+    pub record: Result<Record>,
+    pub bytes: u64,
+}
+
+/// Every saved state under `base`, complete or not.
+pub fn list(base: &Path) -> Vec<Entry> {
+    let Ok(rd) = std::fs::read_dir(base) else {
+        return Vec::new();
+    };
+    let mut out: Vec<Entry> = rd
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".locks")))
+        .map(|dir| Entry {
+            record: read_record(&dir),
+            bytes: du(&dir),
+            dir,
+        })
+        .collect();
+    out.sort_by(|a, b| a.dir.cmp(&b.dir));
+    out
+}
+
+/// Why `entry` would or would not be restored for `guest` now: `Ok(())` when it is the
+/// state [`shared`] would use, else what differs.
+pub fn validity(entry: &Entry, guest: &Guest) -> std::result::Result<(), String> {
+    let record = entry.record.as_ref().map_err(|e| e.to_string())?;
+    if !entry.dir.join(".complete").exists() {
+        return Err("incomplete (a save was interrupted)".into());
+    }
+    let key = GuestKey::for_guest(guest).map_err(|e| e.to_string())?;
+    let want = expected(guest, &key).map_err(|e| e.to_string())?;
+    let mut diffs = Vec::new();
+    if record.guest != want.guest {
+        diffs.push(format!("guest recipe changed ({} → {})", record.guest, want.guest));
+    }
+    if record.qemu != want.qemu {
+        diffs.push(format!("QEMU changed ({} → {})", record.qemu, want.qemu));
+    }
+    if record.accel != want.accel {
+        diffs.push(format!("accelerator changed ({} → {})", record.accel.name(), want.accel.name()));
+    }
+    if record.machine != want.machine || record.kernel_cmdline != want.kernel_cmdline {
+        diffs.push("QEMU or kernel command line changed".into());
+    }
+    if record.key != want.key {
+        diffs.push("the guest's SSH key changed".into());
+    }
+    if diffs.is_empty() {
+        Ok(())
+    } else {
+        Err(diffs.join("; "))
+    }
+}
+
+/// Removes every saved state and guest key under the cache; returns the bytes freed.
+pub fn clean(base: &Path) -> Result<u64> {
+    let mut freed = 0;
+    for entry in list(base) {
+        freed += entry.bytes;
+        std::fs::remove_dir_all(&entry.dir).map_err(|e| HarnessError::io(&entry.dir, e))?;
+    }
+    Ok(freed)
+}
+
+fn du(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| if m.is_dir() { 0 } else { m.blocks() * 512 })
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record {
+            arch: Arch::X86_64,
+            guest: "debian-trixie-x86-64-0123".into(),
+            recipe_hash: "0123".into(),
+            qemu: "QEMU emulator version 7.2.19".into(),
+            accel: Accel::Tcg,
+            machine: "-machine q35".into(),
+            kernel_cmdline: "console=ttyS0".into(),
+            key: "SHA256:abc".into(),
+            saved_at: 1,
+            cold_boot_seconds: 10.0,
+            beacon_seconds: Some(9.0),
+        }
+    }
+
+    #[test]
+    fn a_changed_qemu_names_another_state() {
+        let a = record();
+        let mut b = record();
+        b.qemu = "QEMU emulator version 8.2.0".into();
+        assert_ne!(a.dir_name(), b.dir_name());
+        let mut c = record();
+        c.cold_boot_seconds = 99.0;
+        assert_eq!(a.dir_name(), c.dir_name(), "timings do not decide validity");
+    }
+
+    #[test]
+    fn a_garbled_record_is_an_error_not_tcg() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("record.json"), "kvm\n-cpu host\n").unwrap();
+        assert!(read_record(dir.path()).is_err());
+        let good = serde_json::to_string(&record()).unwrap();
+        std::fs::write(dir.path().join("record.json"), good).unwrap();
+        assert_eq!(read_record(dir.path()).unwrap(), record());
+    }
 }

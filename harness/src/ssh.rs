@@ -44,6 +44,20 @@ impl Ssh {
             .map_err(|e| ssh_err("connect", e))?;
         let mut session = ssh2::Session::new().map_err(|e| ssh_err("session", e))?;
         session.set_timeout(15_000);
+        // AES-GCM and curve25519 are the cheapest under TCG (guest-lab.md); the guest's sshd
+        // offers them first. A libssh2 without them keeps its defaults.
+        let _ = session.method_pref(
+            ssh2::MethodType::CryptCs,
+            "aes128-gcm@openssh.com,aes128-ctr,chacha20-poly1305@openssh.com",
+        );
+        let _ = session.method_pref(
+            ssh2::MethodType::CryptSc,
+            "aes128-gcm@openssh.com,aes128-ctr,chacha20-poly1305@openssh.com",
+        );
+        let _ = session.method_pref(
+            ssh2::MethodType::Kex,
+            "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256",
+        );
         session.set_tcp_stream(tcp);
         session.handshake().map_err(|e| ssh_err("handshake", e))?;
         session

@@ -31,6 +31,8 @@ pub struct Vm {
     pub accel: Accel,
     /// How long the cold boot or the restore took, to SSH login.
     pub startup: Duration,
+    /// Cold boots: QEMU start to the guest's ready line (the rest of `startup` is SSH).
+    pub beacon: Option<Duration>,
 }
 
 /// A guest's saved state: boot once, restore per case on its own overlay.
@@ -39,6 +41,13 @@ pub struct Snapshot {
     pub dir: PathBuf,
     pub launch: Launch,
     pub key_pem: String,
+}
+
+/// The kernel argument that hands root's authorized key to the guest's sshd (systemd's
+/// `ssh.authorized_keys.root` credential).
+pub fn key_credential(public: &str) -> String {
+    let cred = base64::engine::general_purpose::STANDARD.encode(public.as_bytes());
+    format!("systemd.set_credential_binary=ssh.authorized_keys.root:{cred}")
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -87,18 +96,23 @@ impl Vm {
     /// guest as a systemd credential.
     pub fn boot(guest: &Guest) -> Result<Vm> {
         let (key_pem, public) = crate::ssh::ephemeral_key()?;
+        Vm::boot_with_key(guest, &key_pem, &public)
+    }
+
+    /// Boots `guest` cold, trusting `public` (OpenSSH format) for root's login.
+    pub fn boot_with_key(guest: &Guest, key_pem: &str, public: &str) -> Result<Vm> {
+        let key_pem = key_pem.to_string();
         let accel = accel::choose(guest.arch, &guest.kernel);
         let dir = run_dir()?;
         let disk = dir.path().join("disk.qcow2");
         overlay(&guest.disk, "raw", &disk)?;
-        let cred = base64::engine::general_purpose::STANDARD.encode(public.as_bytes());
         let launch = Launch::new(
             guest,
             accel,
             dir.path(),
             disk,
             qemu::free_port()?,
-            &format!("systemd.set_credential_binary=ssh.authorized_keys.root:{cred}"),
+            &key_credential(public),
         );
         Vm::start(launch, dir, key_pem, false)
     }
@@ -144,6 +158,7 @@ impl Vm {
             run_dir,
             key_pem,
             startup: Duration::ZERO,
+            beacon: None,
         };
         let slow = vm.accel.slowdown(vm.arch);
         let qmp_deadline = Instant::now() + Duration::from_secs(10 * u64::from(slow));
@@ -189,6 +204,7 @@ impl Vm {
                 Duration::from_secs(45 * u64::from(slow)),
                 "boot",
             )?;
+            vm.beacon = Some(start.elapsed());
         }
         vm.ssh = Some(vm.connect_ssh(Duration::from_secs(15 * u64::from(slow)))?);
         vm.startup = start.elapsed();
@@ -212,7 +228,7 @@ impl Vm {
                             console: format!("{e}\n{}", self.console_tail(20)),
                         });
                     }
-                    std::thread::sleep(Duration::from_millis(250));
+                    std::thread::sleep(Duration::from_millis(100));
                 }
             }
         }
@@ -257,7 +273,7 @@ impl Vm {
                     console: self.console_tail(30),
                 });
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
@@ -298,6 +314,17 @@ impl Vm {
     pub fn execute_for(&self, cmd: &str, timeout: Duration) -> Result<Output> {
         self.ssh()?
             .exec(cmd, timeout * self.accel.slowdown(self.arch))
+    }
+
+    /// Runs several independent commands in one round trip (each SSH exec costs a TCG
+    /// guest tens of milliseconds) and returns each one's output, in order.
+    pub fn batch(&self, cmds: &[&str]) -> Result<Vec<Output>> {
+        let out = self.execute(&batch_script(cmds))?;
+        parse_batch(&out.stdout, cmds.len()).ok_or_else(|| HarnessError::Command {
+            cmd: format!("batch of {} commands", cmds.len()),
+            what: format!("printed no complete result (exit {})", out.status),
+            output: out.combined(),
+        })
     }
 
     /// Runs `cmd`; non-zero exit is an error carrying the output. Returns stdout.
@@ -346,14 +373,16 @@ impl Vm {
         }
     }
 
-    /// Waits until `unit` is active; fails at once when it is `failed`, and when it is
-    /// inactive with no job queued (nothing will start it).
+    /// Waits until `unit` is active; fails at once when it is `failed`, and as soon as it is
+    /// inactive with no job queued and nothing that would start it (or, when something
+    /// pulls it in, after three seconds of that).
     pub fn wait_for_unit(&self, unit: &str, timeout: Duration) -> Result<()> {
         let timeout = timeout * self.accel.slowdown(self.arch);
         let deadline = Instant::now() + timeout;
         let q = format!(
-            "systemctl show -P ActiveState {unit}; systemctl list-jobs --no-legend {unit} | wc -l"
+            "systemctl show -P ActiveState {unit}; systemctl list-jobs --no-legend {unit} | wc -l; systemctl show --value -p UpheldBy -p WantedBy -p RequiredBy -p TriggeredBy {unit} | tr -d '\\n '"
         );
+        let mut idle_since: Option<Instant> = None;
         loop {
             let out = self.succeed(&q)?;
             let mut lines = out.lines();
@@ -362,6 +391,7 @@ impl Vm {
                 .next()
                 .and_then(|l| l.trim().parse().ok())
                 .unwrap_or(0);
+            let pulled = lines.next().is_some_and(|l| !l.trim().is_empty());
             match state.as_str() {
                 "active" => return Ok(()),
                 "failed" => {
@@ -372,16 +402,19 @@ impl Vm {
                         output: status.combined(),
                     });
                 }
-                "inactive" if jobs == 0 && Instant::now() > deadline - timeout / 2 => {
-                    return Err(HarnessError::Command {
-                        cmd: format!("wait_for_unit {unit}"),
-                        what: "unit is inactive and nothing is starting it".into(),
-                        output: self
-                            .execute(&format!("systemctl status --no-pager {unit}"))?
-                            .combined(),
-                    });
+                "inactive" if jobs == 0 => {
+                    let since = *idle_since.get_or_insert_with(Instant::now);
+                    if !pulled || since.elapsed() > Duration::from_secs(3) {
+                        return Err(HarnessError::Command {
+                            cmd: format!("wait_for_unit {unit}"),
+                            what: "unit is inactive and nothing is starting it".into(),
+                            output: self
+                                .execute(&format!("systemctl status --no-pager {unit}"))?
+                                .combined(),
+                        });
+                    }
                 }
-                _ => {}
+                _ => idle_since = None,
             }
             if Instant::now() > deadline {
                 return Err(HarnessError::Command {
@@ -390,7 +423,7 @@ impl Vm {
                     output: String::new(),
                 });
             }
-            std::thread::sleep(Duration::from_millis(500));
+            std::thread::sleep(Duration::from_millis(300));
         }
     }
 
@@ -430,24 +463,26 @@ impl Vm {
                 "systemctl --failed --no-pager --all",
             ),
         ] {
-            let text = match self
-                .ssh
-                .as_ref()
-                .map(|s| s.exec(cmd, Duration::from_secs(60)))
-            {
+            let ssh = self.ssh.as_ref().filter(|_| self.qemu_alive());
+            let text = match ssh.map(|s| s.exec(cmd, Duration::from_secs(60))) {
                 Some(Ok(o)) => o.combined(),
                 Some(Err(e)) => format!("could not collect: {e}\n"),
-                None => "no SSH session\n".into(),
+                None => "no guest to ask (QEMU exited, or SSH never connected)\n".into(),
             };
             let _ = std::fs::write(dir.join(file), text);
         }
         dir.to_path_buf()
     }
 
-    /// Saves the running guest into `dir` (state + frozen disk + key) and stops it.
+    /// Saves the running guest into `dir` (state + frozen disk) and stops it. The key stays
+    /// with the caller: it is the guest's (`snapshot::GuestKey`) or dies with the process.
     pub fn save(mut self, dir: &Path) -> Result<Snapshot> {
         std::fs::create_dir_all(dir).map_err(|e| HarnessError::io(dir, e))?;
+        // Save an idle guest: no boot job still running that every restore would replay.
+        let _ = self.execute("systemctl is-system-running --wait >/dev/null 2>&1");
         self.ssh = None;
+        // Let sshd finish closing the session before the clock stops.
+        std::thread::sleep(Duration::from_millis(200));
         let state = dir.join("state");
         let qmp = self
             .qmp
@@ -483,8 +518,6 @@ impl Vm {
         std::fs::rename(&self.launch.disk, &disk)
             .or_else(|_| std::fs::copy(&self.launch.disk, &disk).map(|_| ()))
             .map_err(|e| HarnessError::io(&disk, e))?;
-        let key = dir.join("key");
-        std::fs::write(&key, &self.key_pem).map_err(|e| HarnessError::io(&key, e))?;
         let mut launch = self.launch.clone();
         launch.disk = disk;
         Ok(Snapshot {
@@ -495,10 +528,68 @@ impl Vm {
     }
 }
 
+const BATCH_MARK: &str = "\u{1e}sysext-test-batch";
+
+/// A shell script that runs each command with its own stdout, stderr and status, then
+/// prints them between marker lines.
+fn batch_script(cmds: &[&str]) -> String {
+    let mut s = String::from("d=$(mktemp -d)\n");
+    for (i, c) in cmds.iter().enumerate() {
+        s.push_str(&format!("( {c}\n) >\"$d/o{i}\" 2>\"$d/e{i}\" </dev/null; echo $? >\"$d/r{i}\"\n"));
+    }
+    for i in 0..cmds.len() {
+        s.push_str(&format!(
+            "printf '%s\\n' '{BATCH_MARK} {i} out'; cat \"$d/o{i}\"; printf '\\n%s\\n' '{BATCH_MARK} {i} err'; cat \"$d/e{i}\"; printf '\\n%s %s\\n' '{BATCH_MARK} {i} rc' \"$(cat \"$d/r{i}\")\"\n"
+        ));
+    }
+    s.push_str("rm -rf \"$d\"\n");
+    s
+}
+
+/// Splits what [`batch_script`] printed back into one [`Output`] per command.
+fn parse_batch(text: &str, n: usize) -> Option<Vec<Output>> {
+    let mut outs = Vec::with_capacity(n);
+    let mut rest = text;
+    for i in 0..n {
+        let open = format!("{BATCH_MARK} {i} out\n");
+        let mid = format!("\n{BATCH_MARK} {i} err\n");
+        let close = format!("\n{BATCH_MARK} {i} rc ");
+        rest = &rest[rest.find(&open)? + open.len()..];
+        let m = rest.find(&mid)?;
+        let stdout = rest[..m].to_string();
+        rest = &rest[m + mid.len()..];
+        let c = rest.find(&close)?;
+        let stderr = rest[..c].to_string();
+        rest = &rest[c + close.len()..];
+        let end = rest.find('\n').unwrap_or(rest.len());
+        let status = rest[..end].trim().parse().ok()?;
+        rest = &rest[end..];
+        outs.push(Output {
+            status,
+            stdout,
+            stderr,
+        });
+    }
+    Some(outs)
+}
+
 impl Vm {
     /// QEMU's process id while it runs.
     pub fn qemu_pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// Whether QEMU still runs (a dead child is a zombie until waited for).
+    pub fn qemu_alive(&self) -> bool {
+        self.qemu_pid().is_some_and(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| {
+                    s.rsplit_once(')')
+                        .and_then(|(_, rest)| rest.split_whitespace().next())
+                        .is_some_and(|state| state != "Z")
+                })
+                .unwrap_or(false)
+        })
     }
 
     /// The per-VM temp directory (overlay disk, console log, QMP socket).
@@ -521,5 +612,28 @@ impl Drop for Vm {
             }
         }
         crate::cleanup::unregister_dir(self.run_dir.path());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_runs_in_a_shell_and_splits_back() {
+        let cmds = ["echo one; echo err >&2", "printf 'no newline'; exit 3", "true"];
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(batch_script(&cmds))
+            .output()
+            .unwrap();
+        let parsed = parse_batch(&String::from_utf8_lossy(&out.stdout), 3).unwrap();
+        assert_eq!(parsed[0].stdout, "one\n");
+        assert_eq!(parsed[0].stderr, "err\n");
+        assert_eq!(parsed[0].status, 0);
+        assert_eq!(parsed[1].stdout, "no newline");
+        assert_eq!(parsed[1].status, 3);
+        assert_eq!(parsed[2].status, 0);
+        assert!(parse_batch("garbage", 1).is_none());
     }
 }

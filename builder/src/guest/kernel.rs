@@ -11,8 +11,9 @@ use super::{Recipe, run};
 use crate::arch::Arch;
 use crate::errors::BuildError;
 
-/// Modules the initramfs needs to reach the root disk (ext4 and virtio_pci are built in).
-const INITRAMFS_MODULES: &[&str] = &["virtio_blk"];
+/// Modules the initramfs loads: the root disk, and the NIC so its address is configured
+/// before systemd starts (ext4 and virtio_pci are built in).
+const INITRAMFS_MODULES: &[&str] = &["virtio_blk", "virtio_net"];
 
 pub const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -22,6 +23,16 @@ mount -t devtmpfs devtmpfs /dev
 for m in $(cat /etc/modules.order); do
   insmod "/lib/modules/$m" || echo "initramfs: insmod $m failed"
 done
+# QEMU user-net's fixed addresses, set here so the link is up before systemd starts: no
+# networkd, no interface rename, and no SSH connection held by user-net waiting for a link
+# (measured: 3-4 s of every cold boot; see guest-lab.md).
+ip link set lo up
+if ip link set eth0 up; then
+  ip addr add 10.0.2.15/24 dev eth0
+  ip route add default via 10.0.2.2
+else
+  echo "initramfs: no eth0"
+fi
 root=/dev/vda
 for arg in $(cat /proc/cmdline); do
   case "$arg" in root=*) root="${arg#root=}" ;; esac

@@ -18,7 +18,7 @@ use crate::cache;
 use crate::errors::BuildError;
 
 /// Bump when the build steps change in a way the recipe text below does not capture.
-const RECIPE_VERSION: u32 = 1;
+const RECIPE_VERSION: u32 = 2;
 
 /// Packages on top of mmdebstrap's minbase.
 pub const PACKAGES: &[&str] = &[

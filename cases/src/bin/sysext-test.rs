@@ -81,10 +81,16 @@ enum Command {
     },
     /// Boot guests and run the VM cases (merge, binaries, services, unmerge) on your images.
     #[command(
-        after_help = "Each case restores a snapshot of a Debian trixie guest (systemd 257), installs the image \
+        after_help = "Each case restores a saved Debian trixie guest (systemd 257), installs the image \
                             the bakery way (/opt/extensions/NAME/FILE plus /etc/extensions/NAME.raw) and checks it. \
-                            A failed case keeps console, journal and sysext status under \
-                            target/sysext-test/artifacts/. Needs root, QEMU and the guest (bash .ci/setup)."
+                            The first run builds the guest and saves its booted state under the cache \
+                            ($XDG_CACHE_HOME/sysext-test, or SYSEXT_TEST_CACHE); later runs restore it in about \
+                            2 s (`sysext-test guest status`). A failed case keeps console, journal and sysext status \
+                            under target/sysext-test/artifacts/. When the merge is refused, the other cases are \
+                            not run. Exit status: 0 all passed, 1 a case failed or did not run, 2 the harness \
+                            broke (no verdict). Needs root, QEMU and the guest (bash .ci/setup).\n\n\
+                            Examples:\n  sysext-test run docker-28.0.4-x86-64.raw --manifest docker-test.toml\n  \
+                            sysext-test run --arch arm64 --case merge --format json my.raw"
     )]
     Run {
         /// Extension images (.raw).
@@ -96,9 +102,9 @@ enum Command {
         /// A test manifest (TOML: commands = [{ run, expect }], services, needs-config, ...).
         #[arg(long, value_name = "FILE")]
         manifest: Option<PathBuf>,
-        /// Run only these cases (merge, binaries, services, unmerge); default: all.
-        #[arg(long = "case", value_name = "CASE")]
-        cases: Vec<String>,
+        /// Run only these cases: merge, binaries, services, unmerge (repeatable); default: all.
+        #[arg(long = "case", value_name = "CASE", value_parser = parse_case)]
+        cases: Vec<sysext_cases::vm::Case>,
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
@@ -160,6 +166,18 @@ enum Command {
 
 #[derive(Subcommand)]
 enum GuestCommand {
+    /// Show the cached guests' saved states and whether the next run would restore them.
+    #[command(
+        after_help = "A saved state is reused while the guest recipe, the QEMU version, the accelerator, \
+                            the QEMU and kernel command lines and the guest's SSH key are unchanged; any change \
+                            makes the next run cold-boot and save a new one."
+    )]
+    Status {
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// Remove every saved guest state (the guests themselves stay cached).
+    Clean,
     /// Build the guest for an arch, or print where the cached one is. Needs root.
     #[command(
         after_help = "Guests are cached under $XDG_CACHE_HOME/sysext-test/guests (or SYSEXT_TEST_CACHE) by a \
@@ -169,6 +187,9 @@ enum GuestCommand {
         /// x86-64, arm64, or all.
         #[arg(long, value_parser = parse_arch_choice, default_value = "x86-64")]
         arch: ArchChoice,
+        /// Also boot it once and save its state (what the first VM case would otherwise do).
+        #[arg(long)]
+        save_state: bool,
     },
 }
 
@@ -208,6 +229,11 @@ fn parse_arch_choice(s: &str) -> Result<ArchChoice, String> {
     }
 }
 
+fn parse_case(s: &str) -> Result<sysext_cases::vm::Case, String> {
+    s.parse()
+        .map_err(|e: sysext_cases::vm::outcome::UnknownCase| e.to_string())
+}
+
 fn parse_arch(s: &str) -> Result<Arch, String> {
     s.parse()
         .map_err(|e: sysext_builder::arch::UnknownArch| e.to_string())
@@ -232,7 +258,11 @@ fn main() -> ExitCode {
             arch,
             list_rules,
         } => run_lint(paths, format, target, host_os_release, arch, list_rules),
-        Command::Guest(GuestCommand::Build { arch }) => run_guest_build(arch),
+        Command::Guest(GuestCommand::Build { arch, save_state }) => {
+            run_guest_build(arch, save_state)
+        }
+        Command::Guest(GuestCommand::Status { format }) => run_guest_status(format),
+        Command::Guest(GuestCommand::Clean) => run_guest_clean(),
         Command::Mirror {
             dir,
             port,
@@ -246,7 +276,12 @@ fn main() -> ExitCode {
             cases,
             format,
         } => run_vm(images, arch, manifest, cases, format),
-        Command::Bench { vm: true, runs, .. } => run_vm_bench(runs.max(1)),
+        Command::Bench {
+            vm: true,
+            runs,
+            format,
+            ..
+        } => run_vm_bench(runs.max(1), format),
         Command::Bench {
             source,
             files,
@@ -311,7 +346,7 @@ fn run_build(
     for spec_path in &specs {
         let spec =
             sysext_builder::spec::Spec::load(spec_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let pinned = spec.arch.as_deref().and_then(|a| a.parse::<Arch>().ok());
+        let pinned = spec.arch;
         let arches: Vec<Option<Arch>> = match (arch, pinned) {
             (Some(ArchChoice::All), Some(p)) => vec![Some(p)],
             (Some(ArchChoice::All), None) => Arch::ALL.iter().copied().map(Some).collect(),
@@ -356,23 +391,18 @@ fn run_vm(
     images: Vec<PathBuf>,
     arch: Option<Arch>,
     manifest: Option<PathBuf>,
-    cases: Vec<String>,
+    cases: Vec<sysext_cases::vm::Case>,
     format: OutputFormat,
 ) -> anyhow::Result<ExitCode> {
     use sysext_cases::vm;
-    for c in &cases {
-        if !vm::CASES.contains(&c.as_str()) {
-            anyhow::bail!("unknown case '{c}': use {}", vm::CASES.join(", "));
-        }
-    }
     let manifest = match &manifest {
         Some(p) => sysext_cases::manifest::Manifest::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => Default::default(),
     };
-    let cases: Vec<&str> = if cases.is_empty() {
-        vm::CASES.to_vec()
+    let cases = if cases.is_empty() {
+        vm::Case::ALL.to_vec()
     } else {
-        cases.iter().map(String::as_str).collect()
+        cases
     };
     let mut plan = Vec::new();
     for img in &images {
@@ -382,147 +412,31 @@ fn run_vm(
         let subject = vm::Subject::from_image(img, manifest.clone())
             .map_err(|e| anyhow::anyhow!("{}: {e}", img.display()))?;
         let a = arch
-            .or_else(|| {
-                sysext_cases::lint::rules::naming::triple(&subject.file_name, &[])
-                    .and_then(|t| t.arch.parse().ok())
-            })
+            .or_else(|| sysext_builder::naming::arch_of(&subject.file_name))
             .unwrap_or(Arch::X86_64);
         plan.push((subject, a));
     }
-    for (_, a) in &plan {
-        sysext_builder::guest::build_or_reuse(&sysext_builder::guest::Recipe::debian(*a), &|l| {
-            eprintln!("{l}")
-        })
-        .map_err(|e| anyhow::anyhow!("the {a} guest: {e}"))?;
-    }
-    let target = std::env::current_dir()?.join("target");
-    let snapshots = sysext_builder::cache::root().join("snapshots");
-    let mut rows = Vec::new();
-    for (subject, a) in &plan {
-        for case in &cases {
-            let name = format!("vm::{a}::{}::{case}", subject.name);
-            eprintln!("{name} ...");
-            let o = vm::runner::run_case(&name, subject, *a, case, &target, &snapshots, &|l| {
-                eprintln!("  {l}")
-            });
-            eprintln!(
-                "{name}: {} in {:.1}s",
-                if o.result.is_ok() { "pass" } else { "FAIL" },
-                o.duration.as_secs_f64()
-            );
-            rows.push((case.to_string(), *a, subject.file_name.clone(), o));
-        }
-    }
-    // This process's snapshot is useless once it exits (its SSH key dies with it).
-    let _ = std::fs::remove_dir_all(sysext_harness::snapshot::run_dir(&snapshots));
-    let failed = rows.iter().filter(|r| r.3.result.is_err()).count();
+    let rows = vm::runner::run_session(
+        &plan,
+        &cases,
+        &sysext_harness::Place::from_env(),
+        &|l| eprintln!("{l}"),
+    );
     let mut out = std::io::stdout().lock();
     match format {
-        OutputFormat::Json => {
-            let v: Vec<serde_json::Value> = rows
-                .iter()
-                .map(|(case, a, img, o)| {
-                    serde_json::json!({
-                        "image": img, "arch": a.systemd_name(), "case": case,
-                        "result": if o.result.is_ok() { "pass" } else { "fail" },
-                        "seconds": (o.duration.as_secs_f64() * 10.0).round() / 10.0,
-                        "message": match &o.result { Ok(n) => n.clone(), Err(e) => Some(e.clone()) },
-                    })
-                })
-                .collect();
-            writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
-        }
-        OutputFormat::Human => {
-            writeln!(
-                out,
-                "{:<10} {:<7} {:<6} {:>7}  IMAGE",
-                "CASE", "ARCH", "RESULT", "TIME"
-            )?;
-            for (case, a, img, o) in &rows {
-                let r = if o.result.is_ok() { "pass" } else { "FAIL" };
-                writeln!(
-                    out,
-                    "{case:<10} {:<7} {r:<6} {:>6.1}s  {img}",
-                    a.systemd_name(),
-                    o.duration.as_secs_f64()
-                )?;
-            }
-            for (case, a, img, o) in &rows {
-                if let Err(e) = &o.result {
-                    writeln!(out, "\n{case} on {a} for {img} failed:\n{e}")?;
-                }
-            }
-            writeln!(
-                out,
-                "{} case(s): {} passed, {failed} failed",
-                rows.len(),
-                rows.len() - failed
-            )?;
-        }
+        OutputFormat::Json => report::vm_json(&mut out, &rows)?,
+        OutputFormat::Human => report::vm_human(&mut out, &rows)?,
     }
-    Ok(if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+    Ok(ExitCode::from(vm::runner::exit_status(&rows)))
 }
 
-fn run_vm_bench(runs: usize) -> anyhow::Result<ExitCode> {
-    let mut out = String::from(
-        "| arch | accel | cold boot to SSH login | restore to SSH login |\n|---|---|---|---|\n",
-    );
-    for a in Arch::ALL {
-        let guest = sysext_builder::guest::build_or_reuse(
-            &sysext_builder::guest::Recipe::debian(a),
-            &|l| eprintln!("{l}"),
-        )
-        .map_err(|e| anyhow::anyhow!("the {a} guest: {e}"))?;
-        let mut cold = Vec::new();
-        let mut snap = None;
-        let dir = tempfile::tempdir()?;
-        for i in 0..runs.min(2) {
-            let vm = sysext_harness::Vm::boot(&guest).map_err(|e| anyhow::anyhow!("{e}"))?;
-            eprintln!(
-                "bench: {a} cold boot {}: {:.1}s ({})",
-                i + 1,
-                vm.startup.as_secs_f64(),
-                vm.accel.name()
-            );
-            cold.push((vm.startup.as_secs_f64(), vm.accel.name()));
-            if snap.is_none() {
-                snap = Some(
-                    vm.save(&dir.path().join("snap"))
-                        .map_err(|e| anyhow::anyhow!("{e}"))?,
-                );
-            }
-        }
-        let snap = snap.ok_or_else(|| anyhow::anyhow!("no snapshot"))?;
-        let mut restore = Vec::new();
-        for i in 0..runs {
-            let vm = sysext_harness::Vm::restore(&snap).map_err(|e| anyhow::anyhow!("{e}"))?;
-            vm.succeed("true").map_err(|e| anyhow::anyhow!("{e}"))?;
-            eprintln!(
-                "bench: {a} restore {}: {:.2}s",
-                i + 1,
-                vm.startup.as_secs_f64()
-            );
-            restore.push(vm.startup.as_secs_f64());
-        }
-        let fmt = |v: &[f64]| {
-            v.iter()
-                .map(|t| format!("{t:.1} s"))
-                .collect::<Vec<_>>()
-                .join(" / ")
-        };
-        let cold_s: Vec<f64> = cold.iter().map(|c| c.0).collect();
-        out.push_str(&format!(
-            "| {a} | {} | {} | {} |\n",
-            cold.first().map(|c| c.1).unwrap_or("?"),
-            fmt(&cold_s),
-            fmt(&restore)
-        ));
+fn run_vm_bench(runs: usize, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    let rows = sysext_cases::bench::vm(runs, &|l| eprintln!("bench: {l}"))?;
+    let mut out = std::io::stdout().lock();
+    match format {
+        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?,
+        OutputFormat::Human => write!(out, "{}", sysext_cases::bench::vm_table(&rows))?,
     }
-    print!("{out}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -605,7 +519,7 @@ fn run_mirror(
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_guest_build(arch: ArchChoice) -> anyhow::Result<ExitCode> {
+fn run_guest_build(arch: ArchChoice, save_state: bool) -> anyhow::Result<ExitCode> {
     let arches = match arch {
         ArchChoice::All => Arch::ALL.to_vec(),
         ArchChoice::One(a) => vec![a],
@@ -625,7 +539,97 @@ fn run_guest_build(arch: ArchChoice) -> anyhow::Result<ExitCode> {
             accel.name(),
             start.elapsed().as_secs_f64()
         );
+        if save_state {
+            let place = sysext_harness::Place::from_env();
+            let snap = sysext_harness::snapshot::shared(&guest, &place.snapshots(), &|l| {
+                eprintln!("{l}")
+            })
+            .map_err(|e| anyhow::anyhow!("saving the {a} guest's state: {e}"))?;
+            println!("{a}	saved state	{}", snap.dir.display());
+        }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_guest_status(format: OutputFormat) -> anyhow::Result<ExitCode> {
+    use sysext_harness::snapshot;
+    let place = sysext_harness::Place::from_env();
+    let mut rows = Vec::new();
+    for entry in snapshot::list(&place.snapshots()) {
+        let (arch, record) = match &entry.record {
+            Ok(r) => (Some(r.arch), serde_json::to_value(r).ok()),
+            Err(_) => (None, None),
+        };
+        // Validity is judged against the guest the current recipe builds, if it is cached.
+        let validity = match arch.map(|a| {
+            let recipe = sysext_builder::guest::Recipe::debian(a);
+            (recipe.cache_dir().join(".complete").exists(), recipe)
+        }) {
+            Some((true, recipe)) => {
+                let guest = sysext_builder::guest::build_or_reuse(&recipe, &|_| {})
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+                snapshot::validity(&entry, &guest)
+            }
+            Some((false, _)) => Err("the current recipe's guest is not built (its recipe changed)".into()),
+            None => entry.record.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+        };
+        rows.push((entry, record, validity));
+    }
+    let mut out = std::io::stdout().lock();
+    if format == OutputFormat::Json {
+        let v: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(e, record, validity)| {
+                serde_json::json!({
+                    "dir": e.dir, "bytes": e.bytes, "record": record,
+                    "valid": validity.is_ok(),
+                    "reason": validity.as_ref().err(),
+                })
+            })
+            .collect();
+        writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    if rows.is_empty() {
+        writeln!(
+            out,
+            "no saved guest states under {} (the next VM case saves one)",
+            place.snapshots().display()
+        )?;
+    }
+    for (e, _, validity) in &rows {
+        writeln!(out, "{} ({} MB)", e.dir.display(), e.bytes / 1_000_000)?;
+        if let Ok(r) = &e.record {
+            writeln!(
+                out,
+                "  {} guest {}, {}, {}, key {}\n  cold boot {:.1}s (ready line {}), saved at {}",
+                r.arch,
+                r.guest,
+                r.qemu,
+                r.accel.name(),
+                r.key,
+                r.cold_boot_seconds,
+                r.beacon_seconds.map(|b| format!("{b:.1}s")).unwrap_or_else(|| "?".into()),
+                r.saved_at
+            )?;
+        }
+        match validity {
+            Ok(()) => writeln!(out, "  valid: recipe, QEMU, accelerator, command line and key all match; the next run restores it")?,
+            Err(why) => writeln!(out, "  stale: {why}; the next run boots and saves a new one")?,
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_guest_clean() -> anyhow::Result<ExitCode> {
+    let place = sysext_harness::Place::from_env();
+    let freed = sysext_harness::snapshot::clean(&place.snapshots())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    println!(
+        "removed saved guest states under {} ({} MB)",
+        place.snapshots().display(),
+        freed / 1_000_000
+    );
     Ok(ExitCode::SUCCESS)
 }
 

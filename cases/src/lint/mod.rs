@@ -191,7 +191,7 @@ impl Linter {
         findings.extend(f);
         let arch = self
             .arch
-            .or_else(|| triple.as_ref().and_then(|t| t.arch.parse().ok()));
+            .or_else(|| triple.as_ref().map(|t| t.arch));
         let ctx = Context {
             file_name,
             image_name: image_name.clone(),

@@ -231,82 +231,79 @@ fn svc(exec: &str) -> String {
 
 #[rstest]
 // naming
-#[case::not_raw("naming/not-raw", Fx::raw("x.img"), Fx::raw("x.raw"))]
-#[case::invalid_name("naming/invalid-image-name", Fx::raw(".#x.raw"), Fx::raw("x.raw"))]
-#[case::not_bakery_style("naming/not-bakery-style", Fx::raw("x.raw"), Fx::raw("x-1-x86-64.raw"))]
-#[case::install_via_symlink(
-    "naming/install-via-symlink",
+#[case::naming_not_raw("naming/not-raw", Fx::raw("x.img"), Fx::raw("x.raw"))]
+#[case::naming_invalid_image_name("naming/invalid-image-name", Fx::raw(".#x.raw"), Fx::raw("x.raw"))]
+#[case::naming_not_bakery_style("naming/not-bakery-style", Fx::raw("x.raw"), Fx::raw("x-1-x86-64.raw"))]
+#[case::naming_install_via_symlink("naming/install-via-symlink",
     Fx::raw("x-1-x86-64.raw"),
     Fx::raw("x.raw")
 )]
-#[case::name_arch(
-    "naming/arch-mismatch",
+#[case::naming_arch_mismatch("naming/arch-mismatch",
     Fx::raw("x-1-arm64.raw"),
     Fx::raw("x-1-x86-64.raw")
 )]
-#[case::tilde_version(
-    "naming/version-invisible-to-sysupdate",
+#[case::naming_version_invisible_to_sysupdate("naming/version-invisible-to-sysupdate",
     Fx::raw("x-2.0~rc1-x86-64.raw"),
     Fx::raw("x-2.0.rc1-x86-64.raw")
 )]
-#[case::dash_version("naming/version-has-dash", Fx::raw("x-1.0-rc1-x86-64.raw").release_name("x"), Fx::raw("x-1.0.rc1-x86-64.raw"))]
+#[case::naming_version_has_dash("naming/version-has-dash", Fx::raw("x-1.0-rc1-x86-64.raw").release_name("x"), Fx::raw("x-1.0.rc1-x86-64.raw"))]
 // release file
-#[case::missing("release/missing", Fx::raw("x.raw").no_release(), Fx::raw("x.raw"))]
-#[case::confext_only("release/confext-only", Fx::raw("x.raw").no_release().file("etc/extension-release.d/extension-release.x", "ID=_any\n"), Fx::raw("x.raw"))]
-#[case::name_mismatch("release/name-mismatch", Fx::raw("x.raw").release_name("y"), Fx::raw("x.raw"))]
-#[case::ambiguous("release/ambiguous", Fx::dir("a_1").release_name("b").with(Item::Xattr("user.extension-release.strict", "0")).file("usr/lib/extension-release.d/extension-release.a", ANY), Fx::dir("a_1").release_name("a"))]
-#[case::prefix_fallback("release/prefix-fallback", Fx::raw("a_1.raw").release_name("a"), Fx::raw("a.raw"))]
-#[case::xattr_fallback("release/strict-xattr-fallback", Fx::dir("renamed").release_name("other").with(Item::Xattr("user.extension-release.strict", "0")), Fx::dir("other"))]
-#[case::xattr_value("release/strict-xattr-value", Fx::dir("renamed").release_name("other").with(Item::Xattr("user.extension-release.strict", "false")), Fx::dir("renamed").release_name("other").with(Item::Xattr("user.extension-release.strict", "0")))]
-#[case::not_regular("release/not-regular-file", Fx::raw("x.raw").no_release().with(Item::Link("usr/lib/extension-release.d/extension-release.x", "nowhere")), Fx::raw("x.raw"))]
+#[case::release_missing("release/missing", Fx::raw("x.raw").no_release(), Fx::raw("x.raw"))]
+#[case::release_confext_only("release/confext-only", Fx::raw("x.raw").no_release().file("etc/extension-release.d/extension-release.x", "ID=_any\n"), Fx::raw("x.raw"))]
+#[case::release_name_mismatch("release/name-mismatch", Fx::raw("x.raw").release_name("y"), Fx::raw("x.raw"))]
+#[case::release_ambiguous("release/ambiguous", Fx::dir("a_1").release_name("b").with(Item::Xattr("user.extension-release.strict", "0")).file("usr/lib/extension-release.d/extension-release.a", ANY), Fx::dir("a_1").release_name("a"))]
+#[case::release_prefix_fallback("release/prefix-fallback", Fx::raw("a_1.raw").release_name("a"), Fx::raw("a.raw"))]
+#[case::release_strict_xattr_fallback("release/strict-xattr-fallback", Fx::dir("renamed").release_name("other").with(Item::Xattr("user.extension-release.strict", "0")), Fx::dir("other"))]
+#[case::release_strict_xattr_value("release/strict-xattr-value", Fx::dir("renamed").release_name("other").with(Item::Xattr("user.extension-release.strict", "false")), Fx::dir("renamed").release_name("other").with(Item::Xattr("user.extension-release.strict", "0")))]
+#[case::release_not_regular_file("release/not-regular-file", Fx::raw("x.raw").no_release().with(Item::Link("usr/lib/extension-release.d/extension-release.x", "nowhere")), Fx::raw("x.raw"))]
 #[case::release_syntax("release/syntax", Fx::raw("x.raw").release("ID=_any\nthis is not an assignment\n"), Fx::raw("x.raw"))]
-#[case::field_format("release/field-format", Fx::raw("x.raw").release("ID=Flatcar\nSYSEXT_LEVEL=1.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
-#[case::image_id("release/image-id", Fx::raw("x.raw").release("ID=_any\nIMAGE_ID=x\n"), Fx::raw("x.raw").release("ID=_any\nSYSEXT_IMAGE_ID=x\n"))]
-#[case::reload_value("release/reload-manager-value", Fx::raw("x.raw").release("ID=_any\nEXTENSION_RELOAD_MANAGER=maybe\n"), Fx::raw("x.raw").release("ID=_any\nEXTENSION_RELOAD_MANAGER=1\n"))]
+#[case::release_field_format("release/field-format", Fx::raw("x.raw").release("ID=Flatcar\nSYSEXT_LEVEL=1.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
+#[case::release_image_id("release/image-id", Fx::raw("x.raw").release("ID=_any\nIMAGE_ID=x\n"), Fx::raw("x.raw").release("ID=_any\nSYSEXT_IMAGE_ID=x\n"))]
+#[case::release_reload_manager_value("release/reload-manager-value", Fx::raw("x.raw").release("ID=_any\nEXTENSION_RELOAD_MANAGER=maybe\n"), Fx::raw("x.raw").release("ID=_any\nEXTENSION_RELOAD_MANAGER=1\n"))]
 // matching
-#[case::no_data("match/no-release-data", Fx::raw("x.raw").release(""), Fx::raw("x.raw"))]
-#[case::scope("match/scope", Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=initrd\n"), Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=initrd system\n"))]
-#[case::scope_invalid("match/scope-invalid", Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=system host\n"), Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=system portable\n"))]
-#[case::arch_invalid("match/arch-invalid", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=x86_64\n"), Fx::raw("x.raw"))]
-#[case::arch_any("match/arch-invalid", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=any\n"), Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=_any\n"))]
-#[case::arch_target("match/arch-mismatch", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=arm64\n").arch(Arch::X86_64), Fx::raw("x.raw").arch(Arch::X86_64))]
-#[case::no_id("match/no-id", Fx::raw("x.raw").release("ARCHITECTURE=x86-64\n"), Fx::raw("x.raw"))]
-#[case::id_mismatch("match/id-mismatch", Fx::raw("x.raw").release("ID=fedora\nSYSEXT_LEVEL=1.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
-#[case::id_like("match/id-mismatch", Fx::raw("x.raw").release("ID=debian\nSYSEXT_LEVEL=1.0\n"), Fx::raw("x.raw").release("ID=coreos\nSYSEXT_LEVEL=1.0\n"))]
-#[case::level("match/level-mismatch", Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=2.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
-#[case::version("match/version-mismatch", Fx::raw("x.raw").release("ID=flatcar\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
-#[case::pinned("match/pinned-to-os-version", Fx::raw("x.raw").release("ID=flatcar\nVERSION_ID=4459.2.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
+#[case::match_no_release_data("match/no-release-data", Fx::raw("x.raw").release(""), Fx::raw("x.raw"))]
+#[case::match_scope("match/scope", Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=initrd\n"), Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=initrd system\n"))]
+#[case::match_scope_invalid("match/scope-invalid", Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=system host\n"), Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=system portable\n"))]
+#[case::match_arch_invalid("match/arch-invalid", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=x86_64\n"), Fx::raw("x.raw"))]
+#[case::match_arch_invalid_2("match/arch-invalid", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=any\n"), Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=_any\n"))]
+#[case::match_arch_mismatch("match/arch-mismatch", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=arm64\n").arch(Arch::X86_64), Fx::raw("x.raw").arch(Arch::X86_64))]
+#[case::match_no_id("match/no-id", Fx::raw("x.raw").release("ARCHITECTURE=x86-64\n"), Fx::raw("x.raw"))]
+#[case::match_id_mismatch("match/id-mismatch", Fx::raw("x.raw").release("ID=fedora\nSYSEXT_LEVEL=1.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
+#[case::match_id_mismatch_2("match/id-mismatch", Fx::raw("x.raw").release("ID=debian\nSYSEXT_LEVEL=1.0\n"), Fx::raw("x.raw").release("ID=coreos\nSYSEXT_LEVEL=1.0\n"))]
+#[case::match_level_mismatch("match/level-mismatch", Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=2.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
+#[case::match_version_mismatch("match/version-mismatch", Fx::raw("x.raw").release("ID=flatcar\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
+#[case::match_pinned_to_os_version("match/pinned-to-os-version", Fx::raw("x.raw").release("ID=flatcar\nVERSION_ID=4459.2.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
 // content
-#[case::top_level("content/top-level", Fx::raw("x.raw").file("etc/x.conf", "x"), Fx::raw("x.raw").file("usr/share/x.conf", "x"))]
-#[case::os_release("content/os-release", Fx::raw("x.raw").file("usr/lib/os-release", "ID=x\n"), Fx::raw("x.raw"))]
-#[case::usr_sbin("content/usr-sbin", Fx::raw("x.raw").file("usr/sbin/tool", "x"), Fx::raw("x.raw").file("usr/bin/tool", "x"))]
-#[case::whiteout("content/whiteout", Fx::dir("x").with(Item::Whiteout("usr/share/hidden")), Fx::dir("x"))]
-#[case::special("content/special-file", Fx::dir("x").with(Item::Fifo("usr/share/fifo")), Fx::dir("x"))]
-#[case::setuid("content/setuid", Fx::raw("x.raw").with(Item::File("usr/bin/su2", b"#!/bin/sh\n".to_vec(), 0o4755)), Fx::raw("x.raw").with(Item::File("usr/bin/su2", b"#!/bin/sh\n".to_vec(), 0o755)))]
-#[case::world_writable("content/world-writable", Fx::raw("x.raw").with(Item::File("usr/share/w", b"x".to_vec(), 0o666)), Fx::raw("x.raw"))]
-#[case::symlink_leaves("content/symlink-leaves-image", Fx::raw("x.raw").with(Item::Link("usr/share/cfg", "/etc/x/cfg")), Fx::raw("x.raw").with(Item::Link("usr/share/cfg", "/usr/share/fx/data")))]
-#[case::symlink_climbs("content/symlink-leaves-image", Fx::raw("x.raw").with(Item::Link("usr/share/cfg", "../../../etc/x")), Fx::raw("x.raw").with(Item::Link("usr/share/cfg", "fx/data")))]
-#[case::not_root("content/not-root-owned", Fx::dir("x").with(Item::Owner("usr/share/fx/data", 1000)), Fx::dir("x"))]
-#[case::no_payload("content/no-payload", Fx::raw("x.raw").no_payload(), Fx::raw("x.raw"))]
-#[case::early_boot("content/early-boot", Fx::raw("x.raw").file("usr/lib/sysusers.d/x.conf", "u x - -\n"), Fx::raw("x.raw").file("usr/lib/tmpfiles.d/x.conf", "d /var/lib/x\n"))]
+#[case::content_top_level("content/top-level", Fx::raw("x.raw").file("etc/x.conf", "x"), Fx::raw("x.raw").file("usr/share/x.conf", "x"))]
+#[case::content_os_release("content/os-release", Fx::raw("x.raw").file("usr/lib/os-release", "ID=x\n"), Fx::raw("x.raw"))]
+#[case::content_usr_sbin("content/usr-sbin", Fx::raw("x.raw").file("usr/sbin/tool", "x"), Fx::raw("x.raw").file("usr/bin/tool", "x"))]
+#[case::content_whiteout("content/whiteout", Fx::dir("x").with(Item::Whiteout("usr/share/hidden")), Fx::dir("x"))]
+#[case::content_special_file("content/special-file", Fx::dir("x").with(Item::Fifo("usr/share/fifo")), Fx::dir("x"))]
+#[case::content_setuid("content/setuid", Fx::raw("x.raw").with(Item::File("usr/bin/su2", b"#!/bin/sh\n".to_vec(), 0o4755)), Fx::raw("x.raw").with(Item::File("usr/bin/su2", b"#!/bin/sh\n".to_vec(), 0o755)))]
+#[case::content_world_writable("content/world-writable", Fx::raw("x.raw").with(Item::File("usr/share/w", b"x".to_vec(), 0o666)), Fx::raw("x.raw"))]
+#[case::content_symlink_leaves_image("content/symlink-leaves-image", Fx::raw("x.raw").with(Item::Link("usr/share/cfg", "/etc/x/cfg")), Fx::raw("x.raw").with(Item::Link("usr/share/cfg", "/usr/share/fx/data")))]
+#[case::content_symlink_leaves_image_2("content/symlink-leaves-image", Fx::raw("x.raw").with(Item::Link("usr/share/cfg", "../../../etc/x")), Fx::raw("x.raw").with(Item::Link("usr/share/cfg", "fx/data")))]
+#[case::content_not_root_owned("content/not-root-owned", Fx::dir("x").with(Item::Owner("usr/share/fx/data", 1000)), Fx::dir("x"))]
+#[case::content_no_payload("content/no-payload", Fx::raw("x.raw").no_payload(), Fx::raw("x.raw"))]
+#[case::content_early_boot("content/early-boot", Fx::raw("x.raw").file("usr/lib/sysusers.d/x.conf", "u x - -\n"), Fx::raw("x.raw").file("usr/lib/tmpfiles.d/x.conf", "d /var/lib/x\n"))]
 // binaries
-#[case::elf_arch("binary/arch-mismatch", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=arm64\n").with(Item::File("usr/bin/t", host_true("", ""), 0o755)), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o755)))]
-#[case::interpreter("binary/missing-interpreter", Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("ld-linux-x86-64.so.2", "ld-linux-x86-64.so.9"), 0o755)), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o755)))]
-#[case::library("binary/missing-library", Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("libc.so.6", "libq.so.6"), 0o755)), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o755)))]
-#[case::library_shipped("binary/missing-library", Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("libc.so.6", "libq.so.6"), 0o755)).file("usr/share/fx/lib/other.txt", "x"), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("libc.so.6", "libq.so.6"), 0o755)).file("usr/lib64/libq.so.6", "not really a library"))]
-#[case::corrupt("binary/corrupt-elf", Fx::raw("x.raw").with(Item::File("usr/bin/t", [b"\x7fELF".as_slice(), &[0xff; 60]].concat(), 0o755)), Fx::raw("x.raw").with(Item::File("usr/bin/t", vec![b'#'; 64], 0o755)))]
-#[case::not_executable("binary/not-executable", Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o644)), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o755)))]
+#[case::binary_arch_mismatch("binary/arch-mismatch", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=arm64\n").with(Item::File("usr/bin/t", host_true("", ""), 0o755)), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o755)))]
+#[case::binary_missing_interpreter("binary/missing-interpreter", Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("ld-linux-x86-64.so.2", "ld-linux-x86-64.so.9"), 0o755)), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o755)))]
+#[case::binary_missing_library("binary/missing-library", Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("libc.so.6", "libq.so.6"), 0o755)), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o755)))]
+#[case::binary_missing_library_2("binary/missing-library", Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("libc.so.6", "libq.so.6"), 0o755)).file("usr/share/fx/lib/other.txt", "x"), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("libc.so.6", "libq.so.6"), 0o755)).file("usr/lib64/libq.so.6", "not really a library"))]
+#[case::binary_corrupt_elf("binary/corrupt-elf", Fx::raw("x.raw").with(Item::File("usr/bin/t", [b"\x7fELF".as_slice(), &[0xff; 60]].concat(), 0o755)), Fx::raw("x.raw").with(Item::File("usr/bin/t", vec![b'#'; 64], 0o755)))]
+#[case::binary_not_executable("binary/not-executable", Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o644)), Fx::raw("x.raw").with(Item::File("usr/bin/t", host_true("", ""), 0o755)))]
 // units
 #[case::unit_syntax("unit/syntax", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Service]\nExecStart=/usr/bin/env\ngarbage\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Service]\nExecStart=/usr/bin/env\n"))]
-#[case::exec_missing("unit/exec-missing", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/nope")), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env true")))]
-#[case::exec_relative("unit/exec-missing", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("nope")), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("-sleep 1")))]
-#[case::exec_sbin("unit/exec-via-sbin-merge", Fx::raw("x.raw").release(unit(true)).file("usr/bin/d", "#!/bin/sh\n").file("usr/lib/systemd/system/t.service", &svc("/usr/sbin/d")), Fx::raw("x.raw").release(unit(true)).file("usr/bin/d", "#!/bin/sh\n").file("usr/lib/systemd/system/t.service", &svc("/usr/bin/d")))]
-#[case::dropin_suffix("unit/dropin-suffix", Fx::raw("x.raw").file("usr/lib/systemd/system/multi-user.target.d/t.service", "[Unit]\n"), Fx::raw("x.raw").file("usr/lib/systemd/system/multi-user.target.d/t.conf", "[Unit]\n"))]
-#[case::dangling("unit/dangling-enablement", Fx::raw("x.raw").release(unit(true)).with(Item::Link("usr/lib/systemd/system/multi-user.target.wants/nope.service", "../nope.service")), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")).with(Item::Link("usr/lib/systemd/system/multi-user.target.wants/t.service", "../t.service")))]
-#[case::missing_dep("unit/missing-dependency", Fx::raw("x.raw").file("usr/lib/systemd/system/multi-user.target.d/10-t.conf", "[Unit]\nUpholds=nope.service\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")).file("usr/lib/systemd/system/multi-user.target.d/10-t.conf", "[Unit]\nUpholds=t.service\n"))]
-#[case::no_reload("unit/reload-manager-missing", Fx::raw("x.raw").release(unit(false)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")))]
-#[case::early_unit("unit/default-dependencies-no", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Unit]\nDefaultDependencies=no\n[Service]\nExecStart=/usr/bin/env\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")))]
-#[case::in_etc("unit/in-etc", Fx::raw("x.raw").file("etc/systemd/system/t.service", &svc("/usr/bin/env")), Fx::raw("x.raw"))]
+#[case::unit_exec_missing("unit/exec-missing", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/nope")), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env true")))]
+#[case::unit_exec_missing_2("unit/exec-missing", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("nope")), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("-sleep 1")))]
+#[case::unit_exec_via_sbin_merge("unit/exec-via-sbin-merge", Fx::raw("x.raw").release(unit(true)).file("usr/bin/d", "#!/bin/sh\n").file("usr/lib/systemd/system/t.service", &svc("/usr/sbin/d")), Fx::raw("x.raw").release(unit(true)).file("usr/bin/d", "#!/bin/sh\n").file("usr/lib/systemd/system/t.service", &svc("/usr/bin/d")))]
+#[case::unit_dropin_suffix("unit/dropin-suffix", Fx::raw("x.raw").file("usr/lib/systemd/system/multi-user.target.d/t.service", "[Unit]\n"), Fx::raw("x.raw").file("usr/lib/systemd/system/multi-user.target.d/t.conf", "[Unit]\n"))]
+#[case::unit_dangling_enablement("unit/dangling-enablement", Fx::raw("x.raw").release(unit(true)).with(Item::Link("usr/lib/systemd/system/multi-user.target.wants/nope.service", "../nope.service")), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")).with(Item::Link("usr/lib/systemd/system/multi-user.target.wants/t.service", "../t.service")))]
+#[case::unit_missing_dependency("unit/missing-dependency", Fx::raw("x.raw").file("usr/lib/systemd/system/multi-user.target.d/10-t.conf", "[Unit]\nUpholds=nope.service\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")).file("usr/lib/systemd/system/multi-user.target.d/10-t.conf", "[Unit]\nUpholds=t.service\n"))]
+#[case::unit_reload_manager_missing("unit/reload-manager-missing", Fx::raw("x.raw").release(unit(false)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")))]
+#[case::unit_default_dependencies_no("unit/default-dependencies-no", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Unit]\nDefaultDependencies=no\n[Service]\nExecStart=/usr/bin/env\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")))]
+#[case::unit_in_etc("unit/in-etc", Fx::raw("x.raw").file("etc/systemd/system/t.service", &svc("/usr/bin/env")), Fx::raw("x.raw"))]
 fn rule_fires_on_bad_image_and_not_on_good(#[case] rule: &str, #[case] bad: Fx, #[case] good: Fx) {
     let on_bad = bad.lint();
     assert!(
@@ -334,7 +331,7 @@ fn usr_sbin_is_an_error_on_flatcar_and_a_warning_on_generic() {
 }
 
 #[test]
-fn garbage_and_empty_files_are_findings_not_crashes() {
+fn image_unreadable_for_garbage_empty_and_truncated_files_not_the_good_one() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("garbage.raw"), vec![0x5a; 8192]).unwrap();
     std::fs::write(tmp.path().join("empty.raw"), b"").unwrap();
@@ -418,21 +415,21 @@ fn add_image(dir: &Path, name: &str, listed: bool) {
 #[rstest]
 #[case::sums_missing("sums/missing", |d: &Path| std::fs::remove_file(d.join("SHA256SUMS")).unwrap())]
 #[case::sums_syntax("sums/syntax", |d: &Path| std::fs::write(d.join("SHA256SUMS"), "garbage\n").unwrap())]
-#[case::sums_digest("sums/digest-mismatch", |d: &Path| edit(d, "SHA256SUMS", |t| format!("{}{}", "0".repeat(64), &t[64..])))]
-#[case::sums_unlisted("sums/unlisted-image", |d: &Path| add_image(d, "x-1.1-x86-64.raw", false))]
-#[case::sums_absent("sums/listed-file-missing", |d: &Path| edit(d, "SHA256SUMS", |t| format!("{t}{}  x-0.9-x86-64.raw\n", "a".repeat(64))))]
+#[case::sums_digest_mismatch("sums/digest-mismatch", |d: &Path| edit(d, "SHA256SUMS", |t| format!("{}{}", "0".repeat(64), &t[64..])))]
+#[case::sums_unlisted_image("sums/unlisted-image", |d: &Path| add_image(d, "x-1.1-x86-64.raw", false))]
+#[case::sums_listed_file_missing("sums/listed-file-missing", |d: &Path| edit(d, "SHA256SUMS", |t| format!("{t}{}  x-0.9-x86-64.raw\n", "a".repeat(64))))]
 #[case::transfer_syntax("transfer/syntax", |d: &Path| edit(d, "x.conf", |t| format!("{t}this is not a key\n")))]
-#[case::transfer_unknown("transfer/unknown-key", |d: &Path| edit(d, "x.conf", |t| t.replace("[Source]\n", "[Source]\nFoo=bar\n")))]
-#[case::transfer_suffix("transfer/conf-suffix", |_: &Path| {})]
-#[case::transfer_required("transfer/missing-key", |d: &Path| edit(d, "x.conf", |t| t.replace("MatchPattern=x-@v-%a.raw\n\n[Target]", "\n[Target]")))]
+#[case::transfer_unknown_key("transfer/unknown-key", |d: &Path| edit(d, "x.conf", |t| t.replace("[Source]\n", "[Source]\nFoo=bar\n")))]
+#[case::transfer_conf_suffix("transfer/conf-suffix", |_: &Path| {})]
+#[case::transfer_missing_key("transfer/missing-key", |d: &Path| edit(d, "x.conf", |t| t.replace("MatchPattern=x-@v-%a.raw\n\n[Target]", "\n[Target]")))]
 #[case::transfer_types("transfer/types", |d: &Path| edit(d, "x.conf", |t| t.replace("Type=url-file", "Type=url-tar")))]
 #[case::transfer_pattern("transfer/pattern", |d: &Path| edit(d, "x.conf", |t| t.replacen("MatchPattern=x-@v-%a.raw", "MatchPattern=x-@v-*-%a.raw", 1)))]
 #[case::transfer_no_match("transfer/no-match", |d: &Path| edit(d, "x.conf", |t| t.replacen("MatchPattern=x-@v-%a.raw", "MatchPattern=y-@v-%a.raw", 1)))]
-#[case::transfer_invisible("transfer/invisible-version", |d: &Path| add_image(d, "x-2.0~rc1-x86-64.raw", true))]
-#[case::transfer_symlink("transfer/current-symlink", |d: &Path| edit(d, "x.conf", |t| t.replace("/etc/extensions/x.raw", "/etc/extensions/x-v1.0.raw")))]
-#[case::transfer_symlink_dir("transfer/current-symlink", |d: &Path| edit(d, "x.conf", |t| t.replace("/etc/extensions/x.raw", "/opt/extensions/x.raw")))]
-#[case::transfer_instances("transfer/instances-max", |d: &Path| edit(d, "x.conf", |t| t.replace("InstancesMax=3", "InstancesMax=1")))]
-#[case::transfer_verify("transfer/verify-without-signature", |d: &Path| edit(d, "x.conf", |t| t.replace("Verify=false", "Verify=yes")))]
+#[case::transfer_invisible_version("transfer/invisible-version", |d: &Path| add_image(d, "x-2.0~rc1-x86-64.raw", true))]
+#[case::transfer_current_symlink("transfer/current-symlink", |d: &Path| edit(d, "x.conf", |t| t.replace("/etc/extensions/x.raw", "/etc/extensions/x-v1.0.raw")))]
+#[case::transfer_current_symlink_2("transfer/current-symlink", |d: &Path| edit(d, "x.conf", |t| t.replace("/etc/extensions/x.raw", "/opt/extensions/x.raw")))]
+#[case::transfer_instances_max("transfer/instances-max", |d: &Path| edit(d, "x.conf", |t| t.replace("InstancesMax=3", "InstancesMax=1")))]
+#[case::transfer_verify_without_signature("transfer/verify-without-signature", |d: &Path| edit(d, "x.conf", |t| t.replace("Verify=false", "Verify=yes")))]
 #[case::served_sums("served/sums", |d: &Path| edit(d, "x.conf", |t| t.replace("/extensions/x/", "/extensions/x-v1/")))]
 #[case::served_no_match("served/no-match", |d: &Path| {
     // Path names another extension's directory: its manifest has none of x's images.
@@ -473,4 +470,99 @@ fn built_release_dir_has_no_errors_or_warnings() {
         .filter(|f| f.severity >= Severity::Warning)
         .collect();
     assert!(bad.is_empty(), "{bad:#?}");
+}
+
+/// An erofs image is read through erofs-utils, which drops xattrs: when its release name
+/// differs, whether `user.extension-release.strict=0` rescues it cannot be known.
+#[test]
+fn release_xattrs_unreadable_fires_on_a_renamed_erofs_image_only() {
+    if std::process::Command::new("mkfs.erofs")
+        .arg("--help")
+        .output()
+        .is_err()
+    {
+        panic!("mkfs.erofs is missing: apt-get install erofs-utils (or run .ci/setup)");
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let build = |release_name: Option<&str>, out: &str| {
+        let mut text = String::from(
+            "name = \"ero\"\nversion = \"1\"\n[[file]]\npath = \"/usr/share/ero/data\"\ntext = \"x\\n\"\n",
+        );
+        if let Some(n) = release_name {
+            text = format!("release-name = \"{n}\"\n{text}");
+        }
+        let spec: sysext_builder::spec::Spec = toml::from_str(&text).unwrap();
+        sysext_builder::build::build_spec(
+            &spec,
+            tmp.path(),
+            &tmp.path().join(out),
+            &sysext_builder::build::Options {
+                arch: Some(Arch::X86_64),
+                format: sysext_builder::build::Format::Erofs,
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .image
+    };
+    let lint = |p: &Path| {
+        Linter::new(Options::default())
+            .lint_image(p)
+            .unwrap()
+            .0
+            .findings
+            .iter()
+            .map(|f| f.rule)
+            .collect::<Vec<_>>()
+    };
+    let bad = lint(&build(Some("other"), "bad"));
+    assert!(bad.contains(&"release/xattrs-unreadable"), "{bad:?}");
+    let good = lint(&build(None, "good"));
+    assert!(!good.contains(&"release/xattrs-unreadable"), "{good:?}");
+}
+
+/// Every rule `lint --list-rules` prints has a case in one of the two good/bad tables above
+/// (each case checks a bad input that fires and a good one that does not), or a test named
+/// after it. Read from this file's own source, so a rule added without tests fails here.
+#[test]
+fn every_rule_has_a_good_and_a_bad_case() {
+    let source = include_str!("tests.rs");
+    let mut covered: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    for part in source.split("#[case::").skip(1) {
+        if let Some(rule) = part
+            .split_once('"')
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(rule, _)| rule)
+            .filter(|r| {
+                r.contains('/')
+                    && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"/-".contains(&b))
+            })
+        {
+            covered.insert(rule.to_string());
+        }
+    }
+    // Rules with a test of their own, named after the rule id.
+    for line in source.lines() {
+        if let Some(name) = line.trim().strip_prefix("fn ") {
+            for r in super::rules::all() {
+                if name.starts_with(&format!("{}_", r.id.replace(['/', '-'], "_"))) {
+                    covered.insert(r.id.to_string());
+                }
+            }
+        }
+    }
+    let missing: Vec<&str> = super::rules::all()
+        .iter()
+        .map(|r| r.id)
+        .filter(|id| !covered.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "rules without a good and a bad case in lint/tests.rs: {missing:?}"
+    );
+    let unknown: Vec<&String> = covered
+        .iter()
+        .filter(|c| !super::rules::all().iter().any(|r| r.id == c.as_str()))
+        .collect();
+    assert!(unknown.is_empty(), "cases for rules that do not exist: {unknown:?}");
 }

@@ -1,15 +1,16 @@
 //! The cycles users go through when nothing goes wrong: update, rollback, retention, the
 //! timer drop-in, and a version sysupdate cannot see.
 
+use crate::vm::CaseError;
 use super::{Ctx, h};
 use crate::vm::CaseResult;
 
-fn nth<'a>(ctx: &'a Ctx, i: usize) -> Result<&'a str, String> {
+fn nth<'a>(ctx: &'a Ctx, i: usize) -> Result<&'a str, CaseError> {
     ctx.versions.get(i).map(String::as_str).ok_or_else(|| {
-        format!(
+        CaseError::from(format!(
             "[test.update] needs at least {} versions after the first",
             i.max(1)
-        )
+        ))
     })
 }
 
@@ -19,10 +20,10 @@ fn update_to(ctx: &Ctx, next: &str, live: &str) -> CaseResult {
     ctx.publish(next)?;
     let out = ctx.update(None)?;
     if !out.contains(&format!("'{next}'")) {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "expected `update` to install '{next}', it said:\n{}",
             out.trim()
-        ));
+        )));
     }
     ctx.expect_downloaded(next)?;
     ctx.expect_linked(next, &format!("after updating to {next}"))?;
@@ -40,27 +41,27 @@ pub fn update(ctx: &Ctx) -> CaseResult {
     ctx.publish(v2)?;
     let (_, all) = ctx.list()?;
     if !all.iter().any(|v| v == v2) {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "expected `list` to show {v2} once the mirror published it, it shows {all:?}; mirror log:{}",
             ctx.log()
-        ));
+        )));
     }
     let available = ctx
         .vm
         .succeed(&ctx.sysupdate("check-new --json=short"))
         .map_err(h)?;
     if !available.contains(&format!("\"{v2}\"")) {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "expected `check-new` to offer {v2}, it said: {}",
             available.trim()
-        ));
+        )));
     }
     update_to(ctx, v2, v1)?;
     let files = ctx.target_files()?;
     if !files.contains(&ctx.file(v1)) {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "the update removed the running release {v1}: {files:?}"
-        ));
+        )));
     }
     ctx.refresh()?;
     ctx.expect_live(v2, "after `systemd-sysext refresh`")?;
@@ -90,9 +91,9 @@ pub fn rollback(ctx: &Ctx) -> CaseResult {
         .map_err(h)?;
     let files = ctx.target_files()?;
     if files != [ctx.file(v2)] {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "after `vacuum -m 1` with {v2} current, expected only its file, found {files:?}"
-        ));
+        )));
     }
     ctx.expect_linked(v2, "after `vacuum -m 1`")?;
 
@@ -114,10 +115,10 @@ pub fn rollback(ctx: &Ctx) -> CaseResult {
     let linked = ctx.linked_file()?;
     let files = ctx.target_files()?;
     if !linked.is_empty() {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "rule L13 says `vacuum -m 1` after a rollback deletes the live release; here {} still resolves to '{linked}' ({files:?}): update the rule book",
             ctx.link()
-        ));
+        )));
     }
     eprintln!(
         "note: as rule L13 warns, `vacuum -m 1` after the rollback deleted {} and left {} dangling (files now {files:?})",
@@ -131,11 +132,11 @@ pub fn rollback(ctx: &Ctx) -> CaseResult {
         .succeed("systemd-sysext status --json=short")
         .map_err(h)?;
     if crate::vm::merged_on(&status, "/usr").contains(&ctx.name) {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "{} dangles, yet '{}' is still merged after a refresh",
             ctx.link(),
             ctx.name
-        ));
+        )));
     }
     Ok(())
 }
@@ -161,21 +162,22 @@ pub fn retention(ctx: &Ctx) -> CaseResult {
         update_to(ctx, next, live)?;
         let files = ctx.target_files()?;
         if !files.contains(&ctx.file(live)) {
-            return Err(format!(
+            return Err(CaseError::from(format!(
                 "updating to {next} deleted {live}, the merged release: {files:?}"
-            ));
+            )));
         }
         ctx.refresh()?;
         ctx.expect_live(next, &format!("after updating to {next} and refreshing"))?;
     }
     let files = ctx.target_files()?;
-    let want: Vec<String> = versions[1..].iter().map(|v| ctx.file(v)).collect();
-    let mut got = files.clone();
-    got.sort();
+    // Compared as sets: a directory listing is in name order, where 10.0 sorts before 9.0.
+    let want: std::collections::BTreeSet<String> =
+        versions[1..].iter().map(|v| ctx.file(v)).collect();
+    let got: std::collections::BTreeSet<String> = files.iter().cloned().collect();
     if got != want {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "with InstancesMax=3 after four releases expected {want:?} on disk, found {files:?}"
-        ));
+        )));
     }
     ctx.expect_service_runs(versions[3])
 }
@@ -208,9 +210,9 @@ fn install_dropin(ctx: &Ctx, after_change: &str, privileged: bool) -> CaseResult
         .succeed("systemctl show -P Triggers systemd-sysupdate.timer")
         .map_err(h)?;
     if !timer.contains("systemd-sysupdate.service") {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "systemd-sysupdate.timer does not trigger the service: {timer}"
-        ));
+        )));
     }
     Ok(())
 }
@@ -230,7 +232,7 @@ pub fn timer(ctx: &Ctx) -> CaseResult {
         .status
         == 0
     {
-        return Err("the service flagged a reboot with nothing updated".into());
+        return Err(CaseError::from("the service flagged a reboot with nothing updated"));
     }
     ctx.publish(v2)?;
     run_service(ctx)?;
@@ -254,20 +256,21 @@ pub fn timer_refresh(ctx: &Ctx) -> CaseResult {
     ctx.publish(v2)?;
     match run_service(ctx) {
         Ok(()) => {
-            return Err(
-                "systemd-sysext refresh inside systemd-sysupdate.service succeeded: the sandbox no longer stops it, so the docs' drop-in is fine; update this case".into(),
-            );
+            return Err(CaseError::from(
+                "systemd-sysext refresh inside systemd-sysupdate.service succeeded: the sandbox no longer stops it, so the docs' drop-in is fine; update this case",
+            ));
         }
-        Err(e) if e.contains("Operation not permitted") => eprintln!(
+        Err(CaseError::Fail(a)) if a.explanation.contains("Operation not permitted") => eprintln!(
             "note: the docs' refresh drop-in fails inside the unit's sandbox: {}",
-            e.lines()
+            a.explanation
+                .lines()
                 .find(|l| l.contains("Operation not permitted"))
                 .unwrap_or_default()
         ),
         Err(e) => {
-            return Err(format!(
+            return Err(CaseError::from(format!(
                 "expected the sandboxed refresh to fail with EPERM: {e}"
-            ));
+            )));
         }
     }
     ctx.expect_linked(v2, "after the sandboxed refresh failed")?;
@@ -293,11 +296,11 @@ fn run_service(ctx: &Ctx) -> CaseResult {
             .execute("journalctl -b --no-pager -o cat -u systemd-sysupdate.service | tail -n 30")
             .map(|o| o.combined())
             .unwrap_or_default();
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "systemd-sysupdate.service failed ({}):\n{journal}\nmirror log:{}",
             out.combined().trim(),
             ctx.log()
-        ));
+        )));
     }
     Ok(())
 }
@@ -306,7 +309,7 @@ fn run_service(ctx: &Ctx) -> CaseResult {
 /// the guest it is invisible: not listed, not offered, not downloaded.
 pub fn version_rules(ctx: &Ctx) -> CaseResult {
     let Some(bad) = ctx.plan.unparsable_version.as_deref() else {
-        return Err("[test.update] has no unparsable-version to release".into());
+        return Err(CaseError::from("[test.update] has no unparsable-version to release"));
     };
     let v1 = nth(ctx, 0)?;
     ctx.publish(bad)?;
@@ -321,22 +324,22 @@ pub fn version_rules(ctx: &Ctx) -> CaseResult {
         .map(|f| f.rule)
         .collect();
     if !rules.contains(&"naming/version-invisible-to-sysupdate") {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "lint of the release directory did not flag {bad} as invisible to sysupdate; it said {rules:?}"
-        ));
+        )));
     }
     let (_, all) = ctx.list()?;
     if all.iter().any(|v| v == bad) {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "sysupdate lists {bad}, expected it invisible: {all:?}"
-        ));
+        )));
     }
     let check = ctx
         .vm
         .succeed(&ctx.sysupdate("check-new --json=short"))
         .map_err(h)?;
     if check.contains(bad) {
-        return Err(format!("check-new offers {bad}: {}", check.trim()));
+        return Err(CaseError::from(format!("check-new offers {bad}: {}", check.trim())));
     }
     let out = ctx.update(None)?;
     ctx.expect_linked(
@@ -346,13 +349,13 @@ pub fn version_rules(ctx: &Ctx) -> CaseResult {
     .map_err(|e| format!("{e}\nupdate said:\n{}", out.trim()))?;
     let fetched = ctx.served(&ctx.image_path(bad), 200);
     if fetched > 0 {
-        return Err(format!("sysupdate downloaded {bad}; log:{}", ctx.log()));
+        return Err(CaseError::from(format!("sysupdate downloaded {bad}; log:{}", ctx.log())));
     }
     if ctx.served(&ctx.sums_path(), 200) == 0 {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "sysupdate never read the manifest, so the check proves nothing; log:{}",
             ctx.log()
-        ));
+        )));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 //! next update after the fault is cleared must succeed. The mirror's log proves each fault
 //! was hit.
 
+use crate::vm::CaseError;
 use std::time::Duration;
 
 use sysext_harness::mirror::Fault;
@@ -80,18 +81,18 @@ pub fn run(ctx: &Ctx, name: &str) -> CaseResult {
     let said = out.combined();
     let when = format!("after `update` against a {name} fault on {path}");
     if out.status == 0 {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "{when}: expected `update` to fail, it exited 0:\n{}\nmirror log:{}",
             said.trim(),
             ctx.log()
-        ));
+        )));
     }
     if !p.says.iter().any(|s| said.contains(s)) {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "{when}: expected systemd to say one of {:?}, it said:\n{}",
             p.says,
             said.trim()
-        ));
+        )));
     }
     let hit = ctx
         .mirror
@@ -99,15 +100,15 @@ pub fn run(ctx: &Ctx, name: &str) -> CaseResult {
         .iter()
         .any(|r| r.path == path && r.fault == Some(p.fault.name()));
     if !hit {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "{when}: the mirror's log shows the fault was never hit:{}",
             ctx.log()
-        ));
+        )));
     }
     ctx.expect_no_partial_files(&when)?;
     let files = ctx.target_files()?;
     if files.contains(&ctx.file(&v2)) {
-        return Err(format!("{when}: {} is on disk: {files:?}", ctx.file(&v2)));
+        return Err(CaseError::from(format!("{when}: {} is on disk: {files:?}", ctx.file(&v2))));
     }
     ctx.expect_linked(&v1, &when)?;
     ctx.expect_live(&v1, &when)?;

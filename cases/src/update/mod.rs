@@ -12,6 +12,7 @@ mod faults;
 pub mod release;
 mod seed;
 
+use crate::vm::CaseError;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -94,7 +95,7 @@ impl Ctx<'_> {
     }
 
     /// The file the `CurrentSymlink` resolves to (empty when it dangles).
-    fn linked_file(&self) -> Result<String, String> {
+    fn linked_file(&self) -> Result<String, CaseError> {
         let out = self
             .vm
             .succeed(&format!("readlink -e {} || true", self.link()))
@@ -108,7 +109,7 @@ impl Ctx<'_> {
     }
 
     /// Files in the target directory, hidden ones (sysupdate's temp files) included.
-    fn target_files(&self) -> Result<Vec<String>, String> {
+    fn target_files(&self) -> Result<Vec<String>, CaseError> {
         let out = self
             .vm
             .succeed(&format!("ls -A {} 2>/dev/null || true", self.target_dir()))
@@ -124,11 +125,11 @@ impl Ctx<'_> {
             .map_err(h)?
             .combined();
         if !out.split_whitespace().any(|w| w == version) {
-            return Err(format!(
+            return Err(CaseError::from(format!(
                 "{when}: expected `{}` to report {version}, it printed: {}",
                 self.plan.version_command,
                 out.trim()
-            ));
+            )));
         }
         Ok(())
     }
@@ -137,12 +138,12 @@ impl Ctx<'_> {
     fn expect_linked(&self, version: &str, when: &str) -> CaseResult {
         let linked = self.linked_file()?;
         if linked != self.file(version) {
-            return Err(format!(
+            return Err(CaseError::from(format!(
                 "{when}: expected {} -> {}, it resolves to '{linked}'; files: {:?}",
                 self.link(),
                 self.file(version),
                 self.target_files()?
-            ));
+            )));
         }
         Ok(())
     }
@@ -152,10 +153,10 @@ impl Ctx<'_> {
         let files = self.target_files()?;
         let partial: Vec<&String> = files.iter().filter(|f| f.starts_with('.')).collect();
         if !partial.is_empty() {
-            return Err(format!(
+            return Err(CaseError::from(format!(
                 "{when}: partial files left in {}: {partial:?}",
                 self.target_dir()
-            ));
+            )));
         }
         Ok(())
     }
@@ -196,17 +197,17 @@ impl Ctx<'_> {
         if !running.split_whitespace().any(|w| w == version)
             || !unit.split_whitespace().any(|w| w == version)
         {
-            return Err(format!(
+            return Err(CaseError::from(format!(
                 "expected {service} to run {version} after a restart; its main process logged '{}' and its unit says '{}'",
                 running.trim(),
                 unit.trim()
-            ));
+            )));
         }
         Ok(())
     }
 
     /// What the service's current main process logged first (it announces its version).
-    fn service_version_line(&self, service: &str) -> Result<String, String> {
+    fn service_version_line(&self, service: &str) -> Result<String, CaseError> {
         self.vm
             .wait_for_unit(service, std::time::Duration::from_secs(30))
             .map_err(h)?;
@@ -248,10 +249,10 @@ impl Ctx<'_> {
             .iter()
             .any(|r| r.path == path && r.status == 200 && r.bytes == size);
         if !whole {
-            return Err(format!(
+            return Err(CaseError::from(format!(
                 "the mirror never served {path} whole ({size} bytes); log: {}",
                 self.log()
-            ));
+            )));
         }
         Ok(())
     }
@@ -277,22 +278,22 @@ impl Ctx<'_> {
     }
 
     /// Runs `systemd-sysupdate update` (optionally for one version) and returns its output.
-    fn update(&self, version: Option<&str>) -> Result<String, String> {
+    fn update(&self, version: Option<&str>) -> Result<String, CaseError> {
         let cmd = self.sysupdate(&format!("update {} 2>&1", version.unwrap_or("")));
         let out = self.vm.execute(&cmd).map_err(h)?;
         if out.status != 0 {
-            return Err(format!(
+            return Err(CaseError::from(format!(
                 "`{cmd}` exited {}:\n{}\nmirror log:{}",
                 out.status,
                 out.combined().trim(),
                 self.log()
-            ));
+            )));
         }
         Ok(out.combined())
     }
 
     /// `list --json=short`: (current, all versions).
-    fn list(&self) -> Result<(Option<String>, Vec<String>), String> {
+    fn list(&self) -> Result<(Option<String>, Vec<String>), CaseError> {
         let out = self
             .vm
             .succeed(&self.sysupdate("list --json=short"))
@@ -311,8 +312,8 @@ impl Ctx<'_> {
     }
 }
 
-fn h(e: sysext_harness::HarnessError) -> String {
-    e.to_string()
+fn h(e: sysext_harness::HarnessError) -> CaseError {
+    CaseError::Harness(e)
 }
 
 /// Seeds the guest with the first release, then runs `cycle`.
@@ -327,7 +328,7 @@ pub fn run(cycle: &str, ctx: &Ctx) -> CaseResult {
         "version-rules" => cycles::version_rules(ctx),
         other => match other.strip_prefix("fault-") {
             Some(fault) => faults::run(ctx, fault),
-            None => Err(format!("unknown cycle {other}")),
+            None => Err(CaseError::from(format!("unknown cycle {other}"))),
         },
     }
 }
@@ -340,17 +341,18 @@ pub fn run_cycle(
     spec_dir: &std::path::Path,
     plan: &UpdatePlan,
     cycle: &str,
-    place: &crate::vm::runner::Place,
+    arch: Arch,
+    place: &sysext_harness::Place,
     progress: &dyn Fn(&str),
 ) -> crate::vm::runner::Outcome {
     let started = std::time::Instant::now();
     let prepared = (|| {
-        let work = tempfile::tempdir().map_err(|e| format!("temp dir: {e}"))?;
+        let work = tempfile::tempdir().map_err(|e| CaseError::from(format!("temp dir: {e}")))?;
         let (releases, versions) = release::build_all(
             spec,
             spec_dir,
             plan,
-            place.arch,
+            arch,
             &work.path().join("builds"),
         )?;
         let store = work.path().join("store");
@@ -370,32 +372,36 @@ pub fn run_cycle(
             store.display(),
             mirror.url()
         ));
-        Ok::<_, String>((work, releases, versions, mirror))
+        Ok::<_, CaseError>((work, releases, versions, mirror))
     })();
     let (_work, releases, versions, mirror) = match prepared {
         Ok(p) => p,
         Err(e) => {
             return crate::vm::runner::Outcome {
-                result: Err(e),
+                verdict: crate::vm::Verdict::Error {
+                    stage: "preparing the releases and the mirror".into(),
+                    message: e.to_string(),
+                },
                 duration: started.elapsed(),
+                merge_refused: false,
             };
         }
     };
-    let outcome = crate::vm::runner::run_in_guest(name, place, cycle, None, progress, |vm| {
+    let outcome = crate::vm::runner::run_in_guest(name, arch, place, None, progress, |vm| {
         let ctx = Ctx {
             vm,
             mirror: &mirror,
             name: spec.name.clone(),
-            arch: place.arch,
+            arch,
             plan,
             releases: &releases,
             versions,
         };
         run(cycle, &ctx)
     });
-    if outcome.result.is_err() {
+    if !outcome.verdict.is_pass() {
         // The guest's side is in the artifacts already; the server's side goes next to it.
-        let dir = sysext_harness::artifacts::dir_for(place.target_dir, name);
+        let dir = place.artifacts(name);
         if std::fs::create_dir_all(&dir).is_ok()
             && let Ok(json) = serde_json::to_string_pretty(&mirror.requests())
         {

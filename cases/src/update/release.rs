@@ -1,6 +1,7 @@
 //! The releases a cycle publishes: the subject's spec rebuilt at each version of its
 //! `[test.update]` plan, plus the version sysupdate cannot parse.
 
+use crate::vm::CaseError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -18,7 +19,7 @@ pub fn build_all(
     plan: &UpdatePlan,
     arch: Arch,
     out: &Path,
-) -> Result<(BTreeMap<String, PathBuf>, Vec<String>), String> {
+) -> Result<(BTreeMap<String, PathBuf>, Vec<String>), CaseError> {
     let mut order = vec![spec.version.clone()];
     order.extend(plan.versions.iter().cloned());
     let mut all = order.clone();

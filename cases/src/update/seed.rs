@@ -2,6 +2,7 @@
 //! docs tell users to (Butane `storage.files` and `links`), with the transfer and noop files
 //! fetched from the mirror as a user fetches them from extensions.flatcar.org.
 
+use crate::vm::CaseError;
 use std::time::Duration;
 
 use super::{Ctx, h};
@@ -50,17 +51,17 @@ pub fn install_first_release(ctx: &Ctx) -> CaseResult {
     }
     let (current, _) = ctx.list()?;
     if current.as_deref() != Some(first.as_str()) {
-        return Err(format!(
+        return Err(CaseError::from(format!(
             "after installing {first}, `systemd-sysupdate -C {} list` says the current version is {current:?}",
             ctx.name
-        ));
+        )));
     }
     ctx.mirror.clear_requests();
     Ok(())
 }
 
 /// Fetches a transfer file from the mirror over HTTP, as users fetch them from the hub.
-fn fetch(ctx: &Ctx, file: &str) -> Result<String, String> {
+fn fetch(ctx: &Ctx, file: &str) -> Result<String, CaseError> {
     let url = format!("{}/{file}", ctx.mirror.url());
     let resp = reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
@@ -69,5 +70,5 @@ fn fetch(ctx: &Ctx, file: &str) -> Result<String, String> {
         .and_then(|r| r.error_for_status())
         .map_err(|e| format!("fetching {url} from the mirror: {e}"))?;
     resp.text()
-        .map_err(|e| format!("reading {url} from the mirror: {e}"))
+        .map_err(|e| CaseError::from(format!("reading {url} from the mirror: {e}")))
 }

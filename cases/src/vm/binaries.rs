@@ -1,60 +1,76 @@
 //! binaries: the manifest's commands run and print what they should, and every ELF under the
 //! image's bin directories is loadable in the guest: its loader exists and resolves all its
-//! libraries. No binary is run with flags it might not understand.
+//! libraries. No binary is run with flags it might not understand. Two round trips: the
+//! commands, then every loader check.
 
-use super::{CaseResult, Subject, h, install, merge_and_verify};
+use super::{Assertion, CaseResult, Subject, install_and_merge, quote};
 use sysext_harness::Vm;
 
 pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
-    install(vm, s)?;
-    merge_and_verify(vm, s)?;
-    for c in &s.manifest.commands {
-        let out = vm.execute(&c.run).map_err(h)?;
-        if out.status != 0 || !out.stdout.contains(&c.expect) {
-            return Err(format!(
-                "expected `{}` to exit 0 and print {:?}; it exited {} with:\n{}",
-                c.run,
-                c.expect,
-                out.status,
-                out.combined().trim()
-            ));
+    install_and_merge(vm, s)?;
+    let commands: Vec<&str> = s.manifest.commands.iter().map(|c| c.run.as_str()).collect();
+    if !commands.is_empty() {
+        let outs = vm.batch(&commands)?;
+        for (c, out) in s.manifest.commands.iter().zip(&outs) {
+            if out.status != 0 || !out.stdout.contains(&c.expect) {
+                return Err(Assertion::new(format!(
+                    "expected `{}` to exit 0 and print {:?}; it exited {}",
+                    c.run, c.expect, out.status
+                ))
+                .with_evidence(&out.combined())
+                .into());
+            }
         }
     }
-    let mut problems = Vec::new();
-    for (path, interp) in &s.binaries {
-        let Some(interp) = interp else {
+    let checks: Vec<String> = s
+        .binaries
+        .iter()
+        .map(|(path, interp)| match interp {
             // Static: the kernel loads it; its architecture is a static check (lint).
-            vm.succeed(&format!("test -x '{path}'"))
-                .map_err(|e| format!("{path} is not executable in the guest: {e}"))?;
-            continue;
-        };
-        let out = vm.execute(&format!("test -e '{interp}' || {{ echo 'loader {interp} is missing'; exit 127; }}; '{interp}' --list '{path}'")).map_err(h)?;
+            // `ls -l` shows the mode a failed `test -x` saw.
+            None => format!("test -x {p} || {{ ls -l {p}; exit 126; }}", p = quote(path)),
+            // ls says "cannot access ...: No such file or directory" for a missing loader.
+            Some(interp) => format!(
+                "ls -d {i} >/dev/null && {i} --list {p}",
+                i = quote(interp),
+                p = quote(path)
+            ),
+        })
+        .collect();
+    if checks.is_empty() {
+        return Ok(());
+    }
+    let outs = vm.batch(&checks.iter().map(String::as_str).collect::<Vec<_>>())?;
+    let mut evidence = String::new();
+    let mut bad = Vec::new();
+    for ((path, _), out) in s.binaries.iter().zip(&outs) {
         let text = out.combined();
         let missing: Vec<&str> = text
             .lines()
             .filter(|l| {
                 l.contains("not found")
-                    || l.contains("is missing")
+                    || l.contains("No such file")
                     || l.contains("cannot open shared object file")
             })
             .map(str::trim)
             .collect();
         if out.status != 0 || !missing.is_empty() {
-            problems.push(format!(
-                "{path}: {}",
-                if missing.is_empty() {
-                    text.trim().to_string()
-                } else {
-                    missing.join("; ")
-                }
-            ));
+            bad.push(path.as_str());
+            let lines = if missing.is_empty() {
+                text.trim().to_string()
+            } else {
+                missing.join("\n")
+            };
+            evidence.push_str(&lines);
+            evidence.push('\n');
         }
     }
-    if !problems.is_empty() {
-        return Err(format!(
-            "expected every binary to be loadable in the guest; these are not:\n{}",
-            problems.join("\n")
-        ));
+    if !bad.is_empty() {
+        return Err(Assertion::new(format!(
+            "expected every binary to be loadable in the guest; these are not: {bad:?}"
+        ))
+        .with_evidence(&evidence)
+        .into());
     }
     Ok(())
 }

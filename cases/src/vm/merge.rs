@@ -1,44 +1,48 @@
 //! merge: the extension is listed on /usr (and /opt when it ships /opt), systemd's metadata
-//! agrees, its files are visible, and /usr is read-only.
+//! agrees, its files are visible, and /usr is read-only. All of it is read in the same round
+//! trip as the merge itself.
 
-use super::{CaseResult, Subject, h, install, merge_and_verify, merged_on};
+use super::{Assertion, CaseResult, Subject, install_and_merge, merged_on};
 use sysext_harness::Vm;
 
 pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
-    install(vm, s)?;
-    merge_and_verify(vm, s)?;
-    let status = vm
-        .succeed("systemd-sysext status --json=short")
-        .map_err(h)?;
-    if s.has_opt && !merged_on(&status, "/opt").contains(&s.name) {
-        return Err(format!(
-            "the image ships /opt, expected '{}' merged on /opt; status: {status}",
+    let m = install_and_merge(vm, s)?;
+    if s.has_opt && !merged_on(&m.status, "/opt").contains(&s.name) {
+        return Err(Assertion::new(format!(
+            "the image ships /opt, expected '{}' merged on /opt",
             s.name
-        ));
+        ))
+        .with_evidence(&m.status)
+        .into());
     }
-    let meta = vm
-        .succeed("cat /usr/.systemd-sysext/extensions")
-        .map_err(h)?;
-    if !meta.lines().any(|l| l.trim() == s.name) {
-        return Err(format!(
-            "expected /usr/.systemd-sysext/extensions to list '{}', it says: {meta:?}",
+    if !m.meta.lines().any(|l| l.trim() == s.name) {
+        return Err(Assertion::new(format!(
+            "expected /usr/.systemd-sysext/extensions to list '{}'",
             s.name
-        ));
+        ))
+        .with_evidence(&m.meta)
+        .into());
     }
-    for f in &s.sample_files {
-        vm.succeed(&format!("test -e '{f}'")).map_err(|e| {
-            format!("expected {f} from the image to be visible after the merge: {e}")
-        })?;
+    let missing: Vec<&str> = s
+        .sample_files
+        .iter()
+        .zip(&m.samples_present)
+        .filter(|(_, present)| !**present)
+        .map(|(f, _)| f.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Assertion::new(format!(
+            "expected these files of the image to be visible after the merge: {missing:?}"
+        ))
+        .into());
     }
-    let touch = vm
-        .execute("touch /usr/.sysext-test-probe 2>&1")
-        .map_err(h)?;
-    if touch.status == 0 || !touch.combined().contains("Read-only file system") {
-        return Err(format!(
-            "expected /usr to be read-only after the merge (EROFS), touch said: {:?} (exit {})",
-            touch.combined(),
-            touch.status
-        ));
+    if m.usr_write.status == 0 || !m.usr_write.combined().contains("Read-only file system") {
+        return Err(Assertion::new(format!(
+            "expected /usr to be read-only after the merge (EROFS), touch exited {}",
+            m.usr_write.status
+        ))
+        .with_evidence(&m.usr_write.combined())
+        .into());
     }
     Ok(())
 }

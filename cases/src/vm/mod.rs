@@ -1,81 +1,139 @@
 //! VM cases: what a user checks after installing an extension on a live host. Each case
 //! starts from a restored snapshot, installs the image the bakery way, and acts only through
-//! the `Vm` API.
+//! the `Vm` API, batching its checks so a case costs a few round trips into the guest.
 
 mod binaries;
 mod merge;
+pub mod outcome;
 pub mod runner;
 mod services;
 pub mod subject;
 mod unmerge;
 
+pub use outcome::{Assertion, Case, CaseError, CaseResult, Verdict};
 pub use subject::Subject;
 use sysext_harness::Vm;
+use sysext_harness::ssh::Output;
 
-/// The VM cases, in the order they are listed.
-pub const CASES: &[&str] = &["merge", "binaries", "services", "unmerge"];
-
-/// Why a case failed: what it expected and what it saw.
-pub type CaseResult = Result<(), String>;
-
-pub fn run(case: &str, vm: &Vm, s: &Subject) -> CaseResult {
+pub fn run(case: Case, vm: &Vm, s: &Subject) -> CaseResult {
     match case {
-        "merge" => merge::run(vm, s),
-        "binaries" => binaries::run(vm, s),
-        "services" => services::run(vm, s),
-        "unmerge" => unmerge::run(vm, s),
-        other => Err(format!("unknown case {other}")),
+        Case::Merge => merge::run(vm, s),
+        Case::Binaries => binaries::run(vm, s),
+        Case::Services => services::run(vm, s),
+        Case::Unmerge => unmerge::run(vm, s),
     }
 }
 
-fn h(e: sysext_harness::HarnessError) -> String {
-    e.to_string()
+/// `/usr` as a user would compare it before and after: mount, options, top-level listing.
+const USR_FINGERPRINT: &str =
+    "findmnt -n -o TARGET,OPTIONS --target /usr; ls -A /usr /usr/bin | md5sum";
+
+/// What the guest looked like right after `systemd-sysext merge`, from one round trip.
+pub struct Merged {
+    /// `/usr` before the merge ([`USR_FINGERPRINT`]).
+    pub usr_before: String,
+    pub merge: Output,
+    /// `systemd-sysext status --json=short`.
+    pub status: String,
+    /// `/usr/.systemd-sysext/extensions`.
+    pub meta: String,
+    /// `test -e` of each of the subject's sample files, in order.
+    pub samples_present: Vec<bool>,
+    /// `touch` on `/usr` (should fail with EROFS).
+    pub usr_write: Output,
 }
 
-/// Installs the image as bakery users do: the file under /opt/extensions/NAME/ and the
-/// symlink /etc/extensions/NAME.raw.
-pub fn install(vm: &Vm, s: &Subject) -> CaseResult {
+/// Installs the image as bakery users do (the file under /opt/extensions/NAME/ and the
+/// symlink /etc/extensions/NAME.raw) and merges it with systemd's debug log on, so a
+/// refusal carries systemd's reason (at the default level it only says "1 ignored").
+/// `MergeRefused` unless the extension is listed on /usr afterwards: the exit status alone
+/// says nothing (0 also when every image was ignored).
+pub fn install_and_merge(vm: &Vm, s: &Subject) -> Result<Merged, CaseError> {
     let dir = format!("/opt/extensions/{}", s.name);
-    vm.succeed(&format!("mkdir -p {dir} /etc/extensions"))
-        .map_err(h)?;
-    vm.upload(&s.image, &format!("{dir}/{}", s.file_name))
-        .map_err(h)?;
-    vm.succeed(&format!(
+    vm.succeed(&format!("mkdir -p {dir} /etc/extensions"))?;
+    vm.upload(&s.image, &format!("{dir}/{}", s.file_name))?;
+    let link = format!(
         "ln -sfn {dir}/{} /etc/extensions/{}.raw",
         s.file_name, s.name
-    ))
-    .map_err(h)?;
-    Ok(())
+    );
+    let samples: Vec<String> = s
+        .sample_files
+        .iter()
+        .map(|f| format!("test -e '{f}'"))
+        .collect();
+    let mut cmds: Vec<&str> = vec![
+        &link,
+        USR_FINGERPRINT,
+        "SYSTEMD_LOG_LEVEL=debug systemd-sysext merge",
+        "systemd-sysext status --json=short",
+        "cat /usr/.systemd-sysext/extensions",
+        "touch /usr/.sysext-test-probe",
+    ];
+    cmds.extend(samples.iter().map(String::as_str));
+    let out = vm.batch(&cmds)?;
+    if out[0].status != 0 {
+        return Err(CaseError::Harness(sysext_harness::HarnessError::Command {
+            cmd: link,
+            what: format!("exited {}", out[0].status),
+            output: out[0].combined(),
+        }));
+    }
+    let mut out = out.into_iter();
+    let _link = out.next();
+    let mut next = || out.next().unwrap_or_else(|| Output {
+        status: -1,
+        stdout: String::new(),
+        stderr: String::new(),
+    });
+    let merged = Merged {
+        usr_before: next().stdout,
+        merge: next(),
+        status: next().stdout,
+        meta: next().stdout,
+        usr_write: next(),
+        samples_present: (0..samples.len()).map(|_| next().status == 0).collect(),
+    };
+    let on_usr = merged_on(&merged.status, "/usr");
+    if merged.merge.status != 0 || !on_usr.contains(&s.name) {
+        let said = if merged.merge.status != 0 {
+            format!("it exited {}", merged.merge.status)
+        } else {
+            format!("it exited 0 but /usr has {on_usr:?}")
+        };
+        return Err(CaseError::MergeRefused(
+            Assertion::new(format!(
+                "expected `systemd-sysext merge` to merge '{}' onto /usr; {said}",
+                s.name
+            ))
+            .with_evidence(&refusal_lines(&merged.merge.combined(), &s.name)),
+        ));
+    }
+    Ok(merged)
 }
 
-/// `systemd-sysext merge`, then checks that the extension really is merged: the exit status
-/// alone says nothing (0 also when every image was ignored).
-pub fn merge_and_verify(vm: &Vm, s: &Subject) -> CaseResult {
-    let out = vm.execute("systemd-sysext merge 2>&1").map_err(h)?;
-    if out.status != 0 {
-        return Err(format!(
-            "expected `systemd-sysext merge` to merge '{}', but it exited {}; systemd said:\n{}",
-            s.name,
-            out.status,
-            out.combined().trim()
-        ));
-    }
-    let status = vm
-        .succeed("systemd-sysext status --json=short")
-        .map_err(h)?;
-    let merged = merged_on(&status, "/usr");
-    if !merged.contains(&s.name) {
-        let journal = vm
-            .execute("journalctl -b --no-pager -o cat _COMM=systemd-sysext | tail -n 20")
-            .map(|o| o.combined())
-            .unwrap_or_default();
-        return Err(format!(
-            "expected '{}' merged on /usr, saw {merged:?} (merge said: {}); journal:\n{journal}",
-            s.name,
-            out.combined().trim()
-        ));
-    }
-    Ok(())
+/// The lines of a debug-level merge that say why an image was taken or refused; the rest
+/// (mount setup, hierarchy scans) would bury them.
+fn refusal_lines(output: &str, name: &str) -> String {
+    const WORDS: &[&str] = &[
+        "refus",
+        "incompatible",
+        "ignored",
+        "not allowed",
+        "No medium",
+        "ailed",
+        "match",
+        "architecture",
+        "not found",
+        "No suitable",
+        "extension-release",
+        "Extension",
+    ];
+    output
+        .lines()
+        .filter(|l| l.contains(name) || WORDS.iter().any(|w| l.contains(w)))
+        .take(40)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Extension names merged on `hierarchy` in `systemd-sysext status --json=short` output
@@ -98,6 +156,11 @@ pub fn merged_on(status_json: &str, hierarchy: &str) -> Vec<String> {
         .collect()
 }
 
+/// Single-quotes `s` for the guest's shell.
+pub fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +171,14 @@ mod tests {
         assert_eq!(merged_on(j, "/usr"), ["a", "b"]);
         assert!(merged_on(j, "/opt").is_empty());
         assert!(merged_on("garbage", "/usr").is_empty());
+    }
+
+    #[test]
+    fn refusal_lines_keep_the_reason_and_drop_the_noise() {
+        let out = "Mounting /usr...\nExtension 'x' is for architecture 'arm64', but deployed on top of 'x86-64'.\nNo suitable extensions found (1 ignored due to incompatible image(s)).\n";
+        let kept = refusal_lines(out, "x");
+        assert!(!kept.contains("Mounting"));
+        assert!(kept.contains("deployed on top of"));
+        assert!(kept.contains("1 ignored"));
     }
 }

@@ -1,124 +1,270 @@
-//! Running one VM case end to end: guest (cached), the run's snapshot, a restored VM, the
-//! case, and the verdict, with artifacts saved whenever the verdict is a failure.
+//! Running one VM case end to end: guest (cached), its saved state (cached across runs), a
+//! restored VM, the case, and the verdict, with artifacts saved whenever the case failed or
+//! the harness broke. Used by nextest (one case per process) and by `sysext-test run`.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use sysext_builder::Arch;
+use sysext_harness::{Place, Vm};
 
-use super::Subject;
+use super::{Assertion, Case, CaseError, CaseResult, Subject, Verdict};
 use crate::manifest::ExpectedFailure;
 
 /// How one case went.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// `Ok(note)` when the case passed (the note says why for expected failures).
-    pub result: Result<Option<String>, String>,
+    pub verdict: Verdict,
     pub duration: Duration,
+    /// The merge itself was refused: cases run after this one in the same session need not
+    /// say so again.
+    pub merge_refused: bool,
 }
 
-/// Where a case runs: the arch, and the directories for artifacts and snapshots.
-pub struct Place<'a> {
-    pub arch: Arch,
-    /// Artifacts go under `target_dir/sysext-test/artifacts/<name>/`.
-    pub target_dir: &'a Path,
-    pub snapshot_base: &'a Path,
+impl Outcome {
+    /// The nextest form: notes on stderr for a pass, the whole story as the error otherwise.
+    pub fn into_test_result(self, name: &str) -> Result<(), String> {
+        match self.verdict {
+            Verdict::Pass {
+                expected_failure,
+                notes,
+            } => {
+                if let Some(a) = expected_failure {
+                    eprintln!("{name}: failed as expected: {a}");
+                }
+                for n in notes {
+                    eprintln!("{name}: note: {n}");
+                }
+                Ok(())
+            }
+            Verdict::Fail { assertion, notes } => {
+                let mut s = assertion.to_string();
+                for n in notes {
+                    s.push_str(&format!("\n{n}"));
+                }
+                Err(s)
+            }
+            Verdict::Error { stage, message } => Err(format!(
+                "harness error at {stage} (not a verdict on the extension): {message}"
+            )),
+            Verdict::NotRun { reason } => Err(format!("not run: {reason}")),
+        }
+    }
 }
 
-/// Runs `case` for `subject` on `arch`. `name` names the artifact directory under
-/// `target_dir/sysext-test/artifacts/`; snapshots live under `snapshot_base`.
+/// Runs `case` for `subject` on `arch`. `name` names the artifact directory.
 pub fn run_case(
     name: &str,
     subject: &Subject,
     arch: Arch,
-    case: &str,
-    target_dir: &Path,
-    snapshot_base: &Path,
+    case: Case,
+    place: &Place,
     progress: &dyn Fn(&str),
 ) -> Outcome {
-    let place = Place {
-        arch,
-        target_dir,
-        snapshot_base,
-    };
     run_in_guest(
         name,
-        &place,
-        case,
+        arch,
+        place,
         subject.manifest.expected_failure(case),
         progress,
         |vm| super::run(case, vm, subject),
     )
 }
 
-/// Restores a guest from the run's snapshot and runs `body` in it, judging the result
-/// against `expected` (a negative test) and keeping artifacts of every failure.
+/// Why the runner could not get a guest to run the case in.
+fn harness(stage: &str, e: impl std::fmt::Display) -> Verdict {
+    Verdict::Error {
+        stage: stage.to_string(),
+        message: e.to_string(),
+    }
+}
+
+/// The saved state of `arch`'s guest and a VM restored from it. A state that fails to
+/// restore is thrown away and made again once; the note says so.
+fn restored(arch: Arch, place: &Place, progress: &dyn Fn(&str)) -> Result<(Vm, Vec<String>), Verdict> {
+    let recipe = sysext_builder::guest::Recipe::debian(arch);
+    let guest = sysext_builder::guest::build_or_reuse(&recipe, progress).map_err(|e| {
+        harness(
+            "guest image",
+            format!("{arch}: {e} (build it with `sysext-test guest build --arch {arch}`)"),
+        )
+    })?;
+    let snapshots = place.snapshots();
+    let snap = sysext_harness::snapshot::shared(&guest, &snapshots, progress)
+        .map_err(|e| harness(&format!("cold boot of the {arch} guest: {}", e.stage()), e))?;
+    match Vm::restore(&snap) {
+        Ok(vm) => Ok((vm, Vec::new())),
+        Err(e) if e.is_boot_failure() => {
+            progress(&format!(
+                "the saved {arch} guest did not come back ({}); saving a new one",
+                e.stage()
+            ));
+            sysext_harness::snapshot::invalidate(&snap);
+            let snap = sysext_harness::snapshot::shared(&guest, &snapshots, progress)
+                .map_err(|e| harness(&format!("cold boot of the {arch} guest: {}", e.stage()), e))?;
+            let vm = Vm::restore(&snap)
+                .map_err(|e| harness(&format!("restore (second try): {}", e.stage()), e))?;
+            Ok((
+                vm,
+                vec![format!(
+                    "this case ran on a newly saved guest: the old state did not restore ({})",
+                    e.to_string().lines().next().unwrap_or_default()
+                )],
+            ))
+        }
+        Err(e) => Err(harness(&format!("restore: {}", e.stage()), e)),
+    }
+}
+
+/// Restores a guest and runs `body` in it, judging the result against `expected` (a
+/// negative test) and keeping artifacts of every failure, expected or not.
 pub fn run_in_guest(
     name: &str,
+    arch: Arch,
     place: &Place,
-    case: &str,
     expected: Option<&ExpectedFailure>,
     progress: &dyn Fn(&str),
-    body: impl FnOnce(&sysext_harness::Vm) -> super::CaseResult,
+    body: impl FnOnce(&Vm) -> CaseResult,
 ) -> Outcome {
     let start = Instant::now();
-    let (arch, target_dir) = (place.arch, place.target_dir);
-    let result = (|| {
-        let guest = sysext_builder::guest::build_or_reuse(&sysext_builder::guest::Recipe::debian(arch), progress)
-            .map_err(|e| format!("guest image for {arch}: {e} (build it with `sysext-test guest build --arch {arch}`)"))?;
-        let snap = sysext_harness::snapshot::shared(&guest, place.snapshot_base, progress)
-            .map_err(|e| format!("booting the {arch} guest: {e}"))?;
-        // A guest that never reached SSH is retried once (an early TCG oops is not the
-        // extension's fault), and the note says so; a case's assertions never are.
-        let vm = match sysext_harness::Vm::restore(&snap) {
-            Ok(vm) => vm,
-            Err(e) if e.is_boot_failure() => {
-                progress(&format!(
-                    "the restored guest never reached SSH ({e}); retrying the restore once"
-                ));
-                let vm = sysext_harness::Vm::restore(&snap)
-                    .map_err(|e| format!("restoring the {arch} guest (second try): {e}"))?;
-                eprintln!("{name}: note: this case ran after retrying a failed boot: {e}");
-                vm
-            }
-            Err(e) => return Err(format!("restoring the {arch} guest: {e}")),
-        };
-        let artifacts = || {
-            vm.save_artifacts(&sysext_harness::artifacts::dir_for(target_dir, name))
-                .display()
-                .to_string()
-        };
-        match (body(&vm), expected) {
-            (Ok(()), None) => Ok(None),
-            (Err(msg), None) => Err(format!("{msg}\nartifacts: {}", artifacts())),
-            (Err(msg), Some(exp)) => {
-                let missing: Vec<&String> = exp
-                    .contains
-                    .iter()
-                    .filter(|c| !msg.contains(c.as_str()))
-                    .collect();
-                if missing.is_empty() {
-                    // An expected failure still leaves its evidence, as a real one would.
-                    Ok(Some(format!(
-                        "failed as expected: {msg}\nartifacts: {}",
-                        artifacts()
-                    )))
-                } else {
-                    Err(format!(
-                        "failed, but not for the expected reason (missing {missing:?}):\n{msg}\nartifacts: {}",
-                        artifacts()
-                    ))
-                }
-            }
-            (Ok(()), Some(exp)) => Err(format!(
-                "expected the {case} case to fail with {:?}, but it passed\nartifacts: {}",
-                exp.contains,
-                artifacts()
-            )),
+    let (vm, mut notes) = match restored(arch, place, progress) {
+        Ok(v) => v,
+        Err(verdict) => {
+            return Outcome {
+                verdict,
+                duration: start.elapsed(),
+                merge_refused: false,
+            };
         }
-    })();
+    };
+    let result = body(&vm);
+    let merge_refused = matches!(result, Err(CaseError::MergeRefused(_)));
+    let keep = |notes: &mut Vec<String>| {
+        let dir = vm.save_artifacts(&place.artifacts(name));
+        notes.push(format!("artifacts: {}", dir.display()));
+    };
+    let verdict = match (result, expected) {
+        (Ok(()), None) => Verdict::Pass {
+            expected_failure: None,
+            notes,
+        },
+        (Ok(()), Some(exp)) => {
+            keep(&mut notes);
+            Verdict::Fail {
+                assertion: Assertion::new(format!(
+                    "expected this case to fail with the guest saying {:?}, but it passed",
+                    exp.systemd
+                )),
+                notes,
+            }
+        }
+        (Err(CaseError::Harness(e)), _) => {
+            keep(&mut notes);
+            Verdict::Error {
+                stage: e.stage(),
+                message: format!("{e}\n{}", notes.join("\n")),
+            }
+        }
+        (Err(CaseError::Fail(a) | CaseError::MergeRefused(a)), None) => {
+            keep(&mut notes);
+            Verdict::Fail {
+                assertion: a,
+                notes,
+            }
+        }
+        (Err(CaseError::Fail(a) | CaseError::MergeRefused(a)), Some(exp)) => {
+            keep(&mut notes);
+            match a.evidence_contains_all(&exp.systemd) {
+                Ok(()) => Verdict::Pass {
+                    expected_failure: Some(a),
+                    notes,
+                },
+                Err(missing) => Verdict::Fail {
+                    assertion: Assertion {
+                        explanation: format!(
+                            "failed, but not for the reason it exists for: the guest never said {missing:?} ({})",
+                            a.explanation
+                        ),
+                        evidence: a.evidence,
+                    },
+                    notes,
+                },
+            }
+        }
+    };
     Outcome {
-        result,
+        verdict,
         duration: start.elapsed(),
+        merge_refused,
+    }
+}
+
+/// One case of one image in a `sysext-test run` session.
+pub struct Row {
+    pub image: String,
+    pub arch: Arch,
+    pub case: Case,
+    pub outcome: Outcome,
+}
+
+/// Runs `cases` (in [`Case::ALL`] order) for every subject. When an image's merge is
+/// refused, its later cases are not run: the merge case already says why, once.
+pub fn run_session(
+    subjects: &[(Subject, Arch)],
+    cases: &[Case],
+    place: &Place,
+    progress: &dyn Fn(&str),
+) -> Vec<Row> {
+    let mut cases = cases.to_vec();
+    cases.sort();
+    cases.dedup();
+    let mut rows = Vec::new();
+    for (subject, arch) in subjects {
+        let mut refused = false;
+        for &case in &cases {
+            let name = format!("vm::{arch}::{}::{case}", subject.name);
+            let outcome = if refused && case.needs_merge() {
+                Outcome {
+                    verdict: Verdict::NotRun {
+                        reason: "the merge was refused (see the merge case)".into(),
+                    },
+                    duration: Duration::ZERO,
+                    merge_refused: true,
+                }
+            } else {
+                progress(&format!("{name} ..."));
+                let o = run_case(&name, subject, *arch, case, place, &|l| {
+                    progress(&format!("  {l}"))
+                });
+                progress(&format!(
+                    "{name}: {} in {:.1}s",
+                    o.verdict.word(),
+                    o.duration.as_secs_f64()
+                ));
+                o
+            };
+            refused |= outcome.merge_refused;
+            rows.push(Row {
+                image: subject.file_name.clone(),
+                arch: *arch,
+                case,
+                outcome,
+            });
+        }
+    }
+    rows
+}
+
+/// The exit status of a session: 2 when the harness broke anywhere (no verdict), else 1
+/// when a case failed or did not run, else 0.
+pub fn exit_status(rows: &[Row]) -> u8 {
+    if rows
+        .iter()
+        .any(|r| matches!(r.outcome.verdict, Verdict::Error { .. }))
+    {
+        2
+    } else if rows.iter().all(|r| r.outcome.verdict.is_pass()) {
+        0
+    } else {
+        1
     }
 }

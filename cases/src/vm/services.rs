@@ -1,87 +1,224 @@
-//! services: units the image enables become active after the merge, as they would at boot;
-//! the other shipped services start once without failing; nothing failed, and no unit of the
-//! extension logged an error.
+//! services: units the image enables become active after the merge, as they would at boot,
+//! and stay up; the other shipped services start once without failing; nothing failed, and
+//! no unit of the extension logged an error. Each step is one round trip for all units, and
+//! every wait is a poll that ends as soon as systemd has decided.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
-use super::{CaseResult, Subject, h, install, merge_and_verify};
+use super::{Assertion, CaseResult, Subject, install_and_merge};
 use sysext_harness::Vm;
 
+/// Properties that say whether a unit runs, why not, and what would start it.
+const PROPS: &str = "Id,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,InvocationID,UpheldBy,WantedBy,RequiredBy,TriggeredBy";
+
+/// How long an inactive unit that something pulls in may sit without a job before we
+/// conclude nothing will start it (systemd enforces `Upholds=` from its event loop).
+const GRACE: Duration = Duration::from_secs(3);
+
 pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
-    install(vm, s)?;
-    merge_and_verify(vm, s)?;
-    if !s.reload_manager {
+    install_and_merge(vm, s)?;
+    if !s.units.is_empty() || !s.enabled_services.is_empty() {
         // Without EXTENSION_RELOAD_MANAGER=1 systemd does not see the units until this.
-        vm.succeed("systemctl daemon-reload").map_err(h)?;
-    }
-    // Boot would start what the active targets now want (.wants links); Upholds= needs nothing.
-    vm.succeed("systemctl start multi-user.target sockets.target timers.target")
-        .map_err(h)?;
-    for unit in &s.enabled_services {
-        vm.wait_for_unit(unit, Duration::from_secs(15))
-            .map_err(|e| {
-                format!("expected {unit} (enabled by the image) to be active after the merge: {e}")
-            })?;
-    }
-    for unit in &s.enabled_services {
-        stays_up(vm, unit)?;
-    }
-    for unit in &s.other_services {
-        let out = vm
-            .execute(&format!(
-                "systemctl start {unit} 2>&1; sleep 1; systemctl is-failed {unit}"
-            ))
-            .map_err(h)?;
-        if out.stdout.lines().last().map(str::trim) == Some("failed") {
-            let status = vm
-                .execute(&format!("systemctl status --no-pager {unit}"))
-                .map(|o| o.combined())
-                .unwrap_or_default();
-            return Err(format!(
-                "expected {unit} to start (it needs no configuration per the manifest), it failed:\n{status}"
-            ));
+        let mut setup = Vec::new();
+        if !s.reload_manager && !s.units.is_empty() {
+            setup.push("systemctl daemon-reload");
+        }
+        // Boot would start what the active targets now want (.wants links); Upholds= needs
+        // nothing. A failing wanted unit does not fail the target's job.
+        setup.push("systemctl start multi-user.target sockets.target timers.target");
+        for out in vm.batch(&setup)? {
+            if out.status != 0 {
+                return Err(Assertion::new("expected the boot targets to start after the merge")
+                    .with_evidence(&out.combined())
+                    .into());
+            }
         }
     }
-    let failed = vm
-        .succeed("systemctl --failed --no-legend --plain")
-        .map_err(h)?;
-    if !failed.trim().is_empty() {
-        return Err(format!(
-            "expected `systemctl --failed` to be empty, it lists:\n{failed}"
-        ));
+    let invocations = wait_active(vm, &s.enabled_services)?;
+    stay_up(vm, &invocations)?;
+    start_others(vm, &s.other_services)?;
+    let mut cmds = vec!["systemctl --failed --no-legend --plain".to_string()];
+    cmds.extend(
+        s.units
+            .iter()
+            .map(|u| format!("journalctl -b --no-pager -o cat -p err -u {u}")),
+    );
+    let outs = vm.batch(&cmds.iter().map(String::as_str).collect::<Vec<_>>())?;
+    if !outs[0].stdout.trim().is_empty() {
+        return Err(Assertion::new("expected `systemctl --failed` to be empty")
+            .with_evidence(&outs[0].stdout)
+            .into());
     }
-    for unit in &s.units {
-        let errors = vm
-            .succeed(&format!("journalctl -b --no-pager -o cat -p err -u {unit}"))
-            .map_err(h)?;
-        if !errors.trim().is_empty() && !errors.contains("-- No entries --") {
-            return Err(format!(
-                "expected no errors logged by {unit}, saw:\n{errors}"
-            ));
+    for (unit, out) in s.units.iter().zip(&outs[1..]) {
+        let errors = out.stdout.trim();
+        if !errors.is_empty() && !errors.contains("-- No entries --") {
+            return Err(
+                Assertion::new(format!("expected no errors logged by {unit}"))
+                    .with_evidence(errors)
+                    .into(),
+            );
         }
     }
     Ok(())
 }
 
+/// `systemctl show -p PROPS` of several units: one map per unit, by `Id`.
+fn show(text: &str) -> BTreeMap<String, BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for block in text.split("\n\n") {
+        let props: BTreeMap<String, String> = block
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if let Some(id) = props.get("Id").cloned() {
+            out.insert(id, props);
+        }
+    }
+    out
+}
+
+fn show_cmd(units: &[&String]) -> String {
+    let names: Vec<&str> = units.iter().map(|u| u.as_str()).collect();
+    format!("systemctl show -p {PROPS} -- {}", names.join(" "))
+}
+
+/// systemd's own account of a unit that is not running: its properties and journal.
+fn evidence(vm: &Vm, unit: &str) -> Result<String, super::CaseError> {
+    let outs = vm.batch(&[
+        &format!("systemctl show -p ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,UpheldBy,WantedBy,RequiredBy,TriggeredBy -- {unit}"),
+        // Each distinct line once, oldest first: a unit that Upholds= restarts floods its
+        // journal with the same few lines, and the first ones say why it failed.
+        &format!("journalctl -b --no-pager -o cat -u {unit} | awk '!seen[$0]++' | head -n 40"),
+    ])?;
+    Ok(format!("{}\n{}", outs[0].stdout, outs[1].stdout))
+}
+
+/// Polls until every unit is active; returns each one's `InvocationID`. Fails as soon as
+/// one has failed, or is inactive with no job queued and nothing that would start it.
+fn wait_active(vm: &Vm, units: &[String]) -> Result<BTreeMap<String, String>, super::CaseError> {
+    let mut active = BTreeMap::new();
+    if units.is_empty() {
+        return Ok(active);
+    }
+    let timeout = Duration::from_secs(15) * vm.accel.slowdown(vm.arch);
+    let start = Instant::now();
+    let mut idle_since: BTreeMap<String, Instant> = BTreeMap::new();
+    loop {
+        let pending: Vec<&String> = units.iter().filter(|u| !active.contains_key(*u)).collect();
+        let outs = vm.batch(&[&show_cmd(&pending), "systemctl list-jobs --no-legend --plain"])?;
+        let props = show(&outs[0].stdout);
+        let jobs = &outs[1].stdout;
+        for unit in &pending {
+            let p = props.get(unit.as_str());
+            let get = |k: &str| p.and_then(|p| p.get(k)).map(String::as_str).unwrap_or("");
+            let queued = jobs.lines().any(|l| l.split_whitespace().nth(1) == Some(unit.as_str()));
+            match get("ActiveState") {
+                "active" => {
+                    active.insert(unit.to_string(), get("InvocationID").to_string());
+                }
+                "failed" => {
+                    return Err(Assertion::new(format!(
+                        "expected {unit} (enabled by the image) to be active after the merge; it failed"
+                    ))
+                    .with_evidence(&evidence(vm, unit)?)
+                    .into());
+                }
+                "inactive" if !queued => {
+                    let pulled = ["UpheldBy", "WantedBy", "RequiredBy", "TriggeredBy"]
+                        .iter()
+                        .any(|k| !get(k).trim().is_empty());
+                    let since = *idle_since.entry(unit.to_string()).or_insert_with(Instant::now);
+                    if !pulled || since.elapsed() > GRACE {
+                        return Err(Assertion::new(format!(
+                            "expected {unit} (enabled by the image) to be active after the merge; it is inactive and nothing is starting it"
+                        ))
+                        .with_evidence(&evidence(vm, unit)?)
+                        .into());
+                    }
+                }
+                _ => {
+                    idle_since.remove(unit.as_str());
+                }
+            }
+        }
+        if active.len() == units.len() {
+            return Ok(active);
+        }
+        if start.elapsed() > timeout {
+            let still: Vec<&String> = units.iter().filter(|u| !active.contains_key(*u)).collect();
+            return Err(Assertion::new(format!(
+                "expected {still:?} active within {timeout:?} of the merge"
+            ))
+            .with_evidence(&outs[0].stdout)
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// A `Type=simple` service is "active" the moment its process is forked, so one look can
 /// catch a daemon that is about to exit 1. Up means still active, in the same activation
-/// (`InvocationID`), two seconds later; anything else is reported as the failure it is.
-fn stays_up(vm: &Vm, unit: &str) -> CaseResult {
-    let look =
-        format!("systemctl show -P ActiveState {unit}; systemctl show -P InvocationID {unit}");
-    let before = vm.succeed(&look).map_err(h)?;
-    let after = vm.succeed(&format!("sleep 2; {look}")).map_err(h)?;
-    if after.lines().next().map(str::trim) == Some("active") && before == after {
+/// (`InvocationID`), two seconds later: one look for all units.
+fn stay_up(vm: &Vm, invocations: &BTreeMap<String, String>) -> CaseResult {
+    if invocations.is_empty() {
         return Ok(());
     }
-    let status = vm
-        .execute(&format!(
-            "systemctl status --no-pager -l {unit}; journalctl -b --no-pager -n 20 -o cat -u {unit}"
-        ))
-        .map(|o| o.combined())
-        .unwrap_or_default();
-    Err(format!(
-        "expected {unit} (enabled by the image) to stay up after the merge; it failed or was restarted within 2 s (state then: {}):\n{status}",
-        after.lines().next().unwrap_or("?").trim()
-    ))
+    let units: Vec<&String> = invocations.keys().collect();
+    let out = vm.execute(&format!("sleep 2; {}", show_cmd(&units)))?;
+    let props = show(&out.stdout);
+    for (unit, id) in invocations {
+        let p = props.get(unit.as_str());
+        let get = |k: &str| p.and_then(|p| p.get(k)).map(String::as_str).unwrap_or("");
+        if get("ActiveState") != "active" || get("InvocationID") != id {
+            return Err(Assertion::new(format!(
+                "expected {unit} (enabled by the image) to stay up after the merge; it failed or was restarted within 2 s"
+            ))
+            .with_evidence(&evidence(vm, unit)?)
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// Services the image ships but does not enable must start once without failing.
+fn start_others(vm: &Vm, units: &[String]) -> CaseResult {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let names = units.join(" ");
+    let outs = vm.batch(&[
+        &format!("systemctl start -- {names}"),
+        &format!("sleep 1; systemctl show -p Id,ActiveState -- {names}"),
+    ])?;
+    let props = show(&outs[1].stdout);
+    for unit in units {
+        let state = props
+            .get(unit)
+            .and_then(|p| p.get("ActiveState"))
+            .map(String::as_str);
+        if state == Some("failed") {
+            return Err(Assertion::new(format!(
+                "expected {unit} to start (it needs no configuration per the manifest); it failed"
+            ))
+            .with_evidence(&evidence(vm, unit)?)
+            .into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn show_splits_units_by_id() {
+        let text = "Id=a.service\nActiveState=active\nUpheldBy=\n\nId=b.service\nActiveState=failed\n";
+        let m = show(text);
+        assert_eq!(m["a.service"]["ActiveState"], "active");
+        assert_eq!(m["a.service"]["UpheldBy"], "");
+        assert_eq!(m["b.service"]["ActiveState"], "failed");
+    }
 }

@@ -1,36 +1,63 @@
 //! unmerge: after `systemd-sysext unmerge` the extension's files are gone and /usr is exactly
 //! as it was before the merge (writable again, same top-level listing).
 
-use super::{CaseResult, Subject, h, install, merge_and_verify};
+use super::{Assertion, CaseError, CaseResult, Subject, USR_FINGERPRINT, install_and_merge};
 use sysext_harness::Vm;
 
-const SNAPSHOT_USR: &str =
-    "findmnt -n -o TARGET,OPTIONS --target /usr; ls -A /usr /usr/bin | md5sum";
-
 pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
-    install(vm, s)?;
-    let before = vm.succeed(SNAPSHOT_USR).map_err(h)?;
-    merge_and_verify(vm, s)?;
-    vm.succeed("systemd-sysext unmerge").map_err(h)?;
-    let status = vm
-        .succeed("systemd-sysext status --json=short")
-        .map_err(h)?;
-    if !super::merged_on(&status, "/usr").is_empty() {
-        return Err(format!(
-            "expected nothing merged after unmerge, status says: {status}"
+    let m = install_and_merge(vm, s)?;
+    let samples: Vec<String> = s
+        .sample_files
+        .iter()
+        .map(|f| format!("test -e '{f}'"))
+        .collect();
+    let mut cmds = vec![
+        "systemd-sysext unmerge",
+        "systemd-sysext status --json=short",
+        USR_FINGERPRINT,
+        "touch /usr/.sysext-test-probe && rm /usr/.sysext-test-probe",
+    ];
+    cmds.extend(samples.iter().map(String::as_str));
+    let out = vm.batch(&cmds)?;
+    let (unmerge, status, after, write) = (&out[0], &out[1], &out[2], &out[3]);
+    if unmerge.status != 0 {
+        return Err(CaseError::Fail(
+            Assertion::new(format!(
+                "expected `systemd-sysext unmerge` to exit 0, it exited {}",
+                unmerge.status
+            ))
+            .with_evidence(&unmerge.combined()),
         ));
     }
-    for f in &s.sample_files {
-        vm.fail(&format!("test -e '{f}'"))
-            .map_err(|_| format!("expected {f} to be gone after unmerge, it is still there"))?;
+    if !super::merged_on(&status.stdout, "/usr").is_empty() {
+        return Err(Assertion::new("expected nothing merged on /usr after unmerge")
+            .with_evidence(&status.stdout)
+            .into());
     }
-    let after = vm.succeed(SNAPSHOT_USR).map_err(h)?;
-    if before != after {
-        return Err(format!(
-            "expected /usr as before the merge; before:\n{before}after:\n{after}"
-        ));
+    let left: Vec<&str> = s
+        .sample_files
+        .iter()
+        .zip(&out[4..])
+        .filter(|(_, o)| o.status == 0)
+        .map(|(f, _)| f.as_str())
+        .collect();
+    if !left.is_empty() {
+        return Err(Assertion::new(format!(
+            "expected these files to be gone after unmerge, they are still there: {left:?}"
+        ))
+        .into());
     }
-    vm.succeed("touch /usr/.sysext-test-probe && rm /usr/.sysext-test-probe")
-        .map_err(|e| format!("expected /usr writable again after unmerge: {e}"))?;
+    if m.usr_before != after.stdout {
+        return Err(Assertion::new(format!(
+            "expected /usr as before the merge; before:\n{}after:\n{}",
+            m.usr_before, after.stdout
+        ))
+        .into());
+    }
+    if write.status != 0 {
+        return Err(Assertion::new("expected /usr writable again after unmerge")
+            .with_evidence(&write.combined())
+            .into());
+    }
     Ok(())
 }

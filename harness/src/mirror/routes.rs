@@ -17,16 +17,15 @@ pub enum Route {
     Unknown,
 }
 
-/// The arch suffixes the redirector's `@raw` rule accepts (systemd's names).
-const ARCHES: [&str; 2] = ["x86-64", "arm64"];
-
 /// Splits `NAME-VERSION-ARCH.raw` the way the redirector's regex backtracks: the version is
 /// the last `-` field before the arch, so it must not contain `-` itself.
 pub fn split_image_name(file: &str) -> Option<(&str, &str, &str)> {
     let stem = file.strip_suffix(".raw")?;
-    let (rest, arch) = ARCHES
+    // The arch suffixes the redirector's `@raw` rule accepts are systemd's names.
+    let (rest, arch) = sysext_builder::Arch::ALL
         .iter()
-        .find_map(|a| Some((stem.strip_suffix(a)?.strip_suffix('-')?, *a)))?;
+        .map(|a| a.systemd_name())
+        .find_map(|a| Some((stem.strip_suffix(a)?.strip_suffix('-')?, a)))?;
     let (name, version) = rest.rsplit_once('-')?;
     if name.is_empty() || version.is_empty() || name.contains('/') {
         return None;

@@ -59,13 +59,7 @@ pub const RULES: &[&Rule] = &[
     &VERSION_DASH,
 ];
 
-/// `NAME-VERSION-ARCH.raw`, split.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Triple {
-    pub name: String,
-    pub version: String,
-    pub arch: String,
-}
+pub use sysext_builder::naming::{Triple, triple};
 
 /// The image name systemd derives from a search-directory entry (A1): `.raw` stripped, then
 /// an optional `.sysext`/`.confext` class suffix; for directories the same suffixes.
@@ -81,38 +75,6 @@ pub fn image_name(file_name: &str, is_dir: bool) -> String {
         }
     }
     s.to_string()
-}
-
-/// Parses the bakery convention. The name is the longest release-file name that prefixes
-/// the stem; without one, the split the bakery's redirector makes (everything before the
-/// last `-` ahead of the arch).
-pub fn triple(file_name: &str, release_names: &[String]) -> Option<Triple> {
-    let stem = file_name.strip_suffix(".raw")?;
-    let (rest, arch) = ["x86-64", "arm64"].iter().find_map(|a| {
-        stem.strip_suffix(a)
-            .and_then(|r| r.strip_suffix('-'))
-            .map(|r| (r, *a))
-    })?;
-    let by_release = release_names
-        .iter()
-        .filter(|n| {
-            rest.len() > n.len() + 1
-                && rest.starts_with(n.as_str())
-                && rest.as_bytes()[n.len()] == b'-'
-        })
-        .max_by_key(|n| n.len());
-    let (name, version) = match by_release {
-        Some(n) => (n.as_str(), &rest[n.len() + 1..]),
-        None => rest.rsplit_once('-')?,
-    };
-    if name.is_empty() || version.is_empty() {
-        return None;
-    }
-    Some(Triple {
-        name: name.into(),
-        version: version.into(),
-        arch: arch.into(),
-    })
 }
 
 /// Checks that need only the file name; they run even when the image cannot be opened.
@@ -169,7 +131,7 @@ pub fn check(ctx: &Context, parsed: Option<&Triple>) -> Vec<Finding> {
     if let Some(rel) = &ctx.release {
         if let Some(a) = rel.data.get("ARCHITECTURE")
             && a != "_any"
-            && a != t.arch
+            && a != t.arch.systemd_name()
             && sysext_builder::arch::SYSTEMD_ARCHITECTURES.contains(&a)
         {
             out.push(Finding::new(
@@ -265,7 +227,7 @@ mod tests {
         let got = triple(file, &names);
         assert_eq!(
             got.as_ref()
-                .map(|t| (t.name.as_str(), t.version.as_str(), t.arch.as_str())),
+                .map(|t| (t.name.as_str(), t.version.as_str(), t.arch.systemd_name())),
             expected
         );
     }

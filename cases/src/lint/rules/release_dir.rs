@@ -165,7 +165,6 @@ const SOURCE_TYPES: &[&str] = &[
     "directory",
     "subvolume",
 ];
-const ARCHES: &[&str] = &["x86-64", "arm64"];
 
 /// What a release directory holds, as far as these rules care.
 pub struct ReleaseDir<'a> {
@@ -376,7 +375,7 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
         return;
     };
     let mut matched: BTreeSet<String> = BTreeSet::new();
-    for arch in ARCHES {
+    for arch in sysext_builder::Arch::ALL.map(|a| a.systemd_name()) {
         for raw in patterns.split_whitespace() {
             let expanded = match pattern::expand_specifiers(raw, arch) {
                 Ok(e) => e,

@@ -47,7 +47,6 @@ pub const RULES: &[&Rule] = &[
     &SERVED_SKIPPED,
 ];
 
-const ARCHES: &[&str] = &["x86-64", "arm64"];
 
 /// Fetches every url-file transfer in `dir` through a mirror of `dir`.
 pub fn check(dir: &Path, transfers: &[String]) -> Vec<Finding> {
@@ -78,11 +77,19 @@ pub fn check(dir: &Path, transfers: &[String]) -> Vec<Finding> {
             return out;
         }
     };
-    let Ok(client) = reqwest::blocking::Client::builder()
+    let client = match reqwest::blocking::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
-    else {
-        return out;
+    {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(Finding::new(
+                &SERVED_SKIPPED,
+                dir.display().to_string(),
+                format!("could not make an HTTP client to fetch what sysupdate would: {e}"),
+            ));
+            return out;
+        }
     };
     for (file, path, patterns) in sources {
         check_source(&mirror, &client, &file, &path, &patterns, &mut out);
@@ -137,7 +144,7 @@ fn check_source(
     };
     let (entries, _) = sha256sums::parse(&sums.unwrap_or_default());
     let mut picked = Vec::new();
-    for arch in ARCHES {
+    for arch in sysext_builder::Arch::ALL.map(|a| a.systemd_name()) {
         for raw in patterns.split_whitespace() {
             let Ok(elements) = pattern::expand_specifiers(raw, arch)
                 .map_err(|e| e.to_string())

@@ -1,0 +1,62 @@
+//! The bakery's file names, `NAME-VERSION-ARCH.raw`: one parser for the builder, lint, the
+//! VM runner and the CLI, on systemd's arch names ([`Arch::ALL`]).
+
+use crate::arch::Arch;
+
+/// `NAME-VERSION-ARCH.raw`, split.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Triple {
+    pub name: String,
+    pub version: String,
+    pub arch: Arch,
+}
+
+/// Parses the bakery convention. The name is the longest release-file name that prefixes
+/// the stem; without one, the split the bakery's redirector makes (everything before the
+/// last `-` ahead of the arch).
+pub fn triple(file_name: &str, release_names: &[String]) -> Option<Triple> {
+    let stem = file_name.strip_suffix(".raw")?;
+    let (rest, arch) = Arch::ALL.iter().find_map(|a| {
+        stem.strip_suffix(a.systemd_name())
+            .and_then(|r| r.strip_suffix('-'))
+            .map(|r| (r, *a))
+    })?;
+    let by_release = release_names
+        .iter()
+        .filter(|n| {
+            rest.len() > n.len() + 1
+                && rest.starts_with(n.as_str())
+                && rest.as_bytes()[n.len()] == b'-'
+        })
+        .max_by_key(|n| n.len());
+    let (name, version) = match by_release {
+        Some(n) => (n.as_str(), &rest[n.len() + 1..]),
+        None => rest.rsplit_once('-')?,
+    };
+    if name.is_empty() || version.is_empty() {
+        return None;
+    }
+    Some(Triple {
+        name: name.into(),
+        version: version.into(),
+        arch,
+    })
+}
+
+/// The arch a bakery-style file name states, if it is one.
+pub fn arch_of(file_name: &str) -> Option<Arch> {
+    triple(file_name, &[]).map(|t| t.arch)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arch_comes_from_the_name() {
+        assert_eq!(arch_of("docker-28.0.4-arm64.raw"), Some(Arch::Arm64));
+        assert_eq!(arch_of("docker-28.0.4-x86-64.raw"), Some(Arch::X86_64));
+        assert_eq!(arch_of("docker.raw"), None);
+        assert_eq!(arch_of("docker-28.0.4-x86_64.raw"), None);
+    }
+}
