@@ -1428,7 +1428,10 @@ mod tests {
         #[test]
         fn static_binary_is_not_dynamic() {
             // busybox-static: a classic static executable (ET_EXEC, no PT_INTERP).
-            for (arch, machine) in [(crate::Arch::X86_64, EM_X86_64), (crate::Arch::Arm64, EM_AARCH64)] {
+            for (arch, machine) in [
+                (crate::Arch::X86_64, EM_X86_64),
+                (crate::Arch::Arm64, EM_AARCH64),
+            ] {
                 let data = from_deb("busybox-static", arch, &["usr/bin/busybox", "bin/busybox"]);
                 let info = inspect(&data).unwrap();
                 assert_eq!(info.machine, machine, "{arch}");

@@ -218,8 +218,7 @@ impl Spec {
 
     /// The arch to build: the command line wins, then the spec, then x86-64.
     pub fn arch(&self, cli: Option<Arch>) -> Arch {
-        cli.or(self.arch)
-            .unwrap_or(Arch::X86_64)
+        cli.or(self.arch).unwrap_or(Arch::X86_64)
     }
 
     /// The bakery's release file name for an arch: `NAME-VERSION-ARCH.raw`.

@@ -294,7 +294,7 @@ pub fn markdown(r: &Results) -> String {
 pub struct VmBench {
     pub arch: sysext_builder::Arch,
     pub accel: &'static str,
-    /// QEMU start to the ready line on the console, per cold boot.
+    /// QEMU start to the network beacon on the console (the initramfs), per cold boot.
     pub beacon: Vec<f64>,
     /// QEMU start to a working SSH login, per cold boot.
     pub login: Vec<f64>,
@@ -328,7 +328,7 @@ pub fn vm(runs: usize, progress: &dyn Fn(&str)) -> anyhow::Result<Vec<VmBench>> 
             let vm = sysext_harness::Vm::boot(&guest).map_err(|e| anyhow::anyhow!("{e}"))?;
             let beacon = vm.beacon.map(|d| d.as_secs_f64()).unwrap_or(f64::NAN);
             progress(&format!(
-                "{arch} cold boot {}: ready line {beacon:.1}s, login {:.1}s ({})",
+                "{arch} cold boot {}: network beacon {beacon:.1}s, login {:.1}s ({})",
                 i + 1,
                 vm.startup.as_secs_f64(),
                 vm.accel.name()
@@ -371,7 +371,7 @@ pub fn vm_table(rows: &[VmBench]) -> String {
             .join(" / ")
     };
     let mut out = String::from(
-        "| arch | accel | cold boot: ready line | cold boot: SSH login | restore: SSH login | restore: first command |\n|---|---|---|---|---|---|\n",
+        "| arch | accel | cold boot: network beacon | cold boot: SSH login | restore: SSH login | restore: first command |\n|---|---|---|---|---|---|\n",
     );
     for r in rows {
         out.push_str(&format!(

@@ -77,7 +77,8 @@ impl Manifest {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let m: Manifest = toml::from_str(&text)
             .map_err(|e| format!("{}: {}", path.display(), one_line(&e.to_string())))?;
-        m.validate().map_err(|e| format!("{}: {e}", path.display()))?;
+        m.validate()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
         Ok(m)
     }
 
@@ -88,8 +89,7 @@ impl Manifest {
             // sysupdate offers the highest version in systemd's order (UAPI.10), so a plan
             // must release in that order or its cycles test something else.
             for pair in plan.versions.windows(2) {
-                if sysext_builder::version::compare(&pair[0], &pair[1])
-                    != std::cmp::Ordering::Less
+                if sysext_builder::version::compare(&pair[0], &pair[1]) != std::cmp::Ordering::Less
                 {
                     return Err(format!(
                         "[test.update] versions must increase in systemd's version order, but {} comes after {}: reorder them",
@@ -144,9 +144,10 @@ mod tests {
         ))
         .unwrap_err();
         assert!(typo.contains("unknown variant `service`"), "{typo}");
-        let empty =
-            Manifest::from_table(&table(r#"expect-failure = [{ case = "merge", systemd = [] }]"#))
-                .unwrap_err();
+        let empty = Manifest::from_table(&table(
+            r#"expect-failure = [{ case = "merge", systemd = [] }]"#,
+        ))
+        .unwrap_err();
         assert!(empty.contains("needs systemd"), "{empty}");
         let old = Manifest::from_table(&table(
             r#"expect-failure = [{ case = "merge", contains = ["x"] }]"#,
@@ -157,14 +158,13 @@ mod tests {
 
     #[test]
     fn update_plans_release_in_systemds_order() {
-        let ok = table(
-            "[update]\nversions = [\"9.0\", \"10.0\"]\nversion-command = \"x\"\n",
-        );
+        let ok = table("[update]\nversions = [\"9.0\", \"10.0\"]\nversion-command = \"x\"\n");
         assert!(Manifest::from_table(&ok).is_ok());
-        let bad = table(
-            "[update]\nversions = [\"10.0\", \"9.0\"]\nversion-command = \"x\"\n",
-        );
+        let bad = table("[update]\nversions = [\"10.0\", \"9.0\"]\nversion-command = \"x\"\n");
         let e = Manifest::from_table(&bad).unwrap_err();
-        assert!(e.contains("9.0 comes after 10.0") || e.contains("10.0"), "{e}");
+        assert!(
+            e.contains("9.0 comes after 10.0") || e.contains("10.0"),
+            "{e}"
+        );
     }
 }

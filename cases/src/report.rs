@@ -147,7 +147,11 @@ pub fn vm_human(out: &mut dyn Write, rows: &[crate::vm::runner::Row]) -> io::Res
         }
     }
     let passed = rows.iter().filter(|r| r.outcome.verdict.is_pass()).count();
-    let count = |w: &str| rows.iter().filter(|r| r.outcome.verdict.word() == w).count();
+    let count = |w: &str| {
+        rows.iter()
+            .filter(|r| r.outcome.verdict.word() == w)
+            .count()
+    };
     writeln!(
         out,
         "{} case(s): {passed} passed, {} failed, {} not run, {} harness errors",

@@ -65,11 +65,11 @@ fn main() {
             };
             if let Some(plan) = manifest.update.clone() {
                 for arch in arches(&fx) {
-                    for cycle in update::cycles_for(arch) {
-                        let (fx, plan, cycle) = (fx.clone(), plan.clone(), cycle.to_string());
+                    for &cycle in update::cycles_for(arch) {
+                        let (fx, plan) = (fx.clone(), plan.clone());
                         let name = format!("update::{arch}::{}::{cycle}", fx.name);
                         trials.push(Trial::test(name.clone(), move || {
-                            update_fixture(&name, &fx, &plan, arch, &cycle)
+                            update_fixture(&name, &fx, &plan, arch, cycle)
                         }));
                     }
                 }
@@ -264,8 +264,14 @@ fn vm_fixture(
 
 fn run_vm_case(name: &str, subject: &Subject, arch: Arch, case: Case) -> Result<(), Failed> {
     let progress = |l: &str| eprintln!("{name}: {l}");
-    let outcome =
-        sysext_cases::vm::runner::run_case(name, subject, arch, case, &Place::from_env(), &progress);
+    let outcome = sysext_cases::vm::runner::run_case(
+        name,
+        subject,
+        arch,
+        case,
+        &Place::from_env(),
+        &progress,
+    );
     eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
     outcome.into_test_result(name).map_err(Failed::from)
 }
@@ -275,20 +281,16 @@ fn update_fixture(
     fx: &Fixture,
     plan: &UpdatePlan,
     arch: Arch,
-    cycle: &str,
+    cycle: update::Cycle,
 ) -> Result<(), Failed> {
     let progress = |l: &str| eprintln!("{name}: {l}");
     let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
-    let outcome = update::run_cycle(
-        name,
-        &fx.spec,
+    let releases = update::Releases {
+        spec: &fx.spec,
         spec_dir,
         plan,
-        cycle,
-        arch,
-        &Place::from_env(),
-        &progress,
-    );
+    };
+    let outcome = update::run_cycle(name, &releases, cycle, arch, &Place::from_env(), &progress);
     eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
     outcome.into_test_result(name).map_err(Failed::from)
 }

@@ -391,7 +391,10 @@ fn lint_of_extracted_tree_matches_lint_of_image() {
         let (from_image, from_tree) = (rules(&img), rules(&x));
         // Every fixture here is broken on purpose: equal lists prove something only when
         // both found it.
-        assert!(!from_image.is_empty(), "{fixture}: lint found nothing in the image");
+        assert!(
+            !from_image.is_empty(),
+            "{fixture}: lint found nothing in the image"
+        );
         assert_eq!(from_image, from_tree, "{fixture}");
     }
 }

@@ -46,6 +46,10 @@ mod vm {
             case: Case::Services,
             outcome,
         }];
-        assert_eq!(exit_status(&rows), 2, "the CLI exits 2 when the harness broke");
+        assert_eq!(
+            exit_status(&rows),
+            2,
+            "the CLI exits 2 when the harness broke"
+        );
     }
 }

@@ -24,6 +24,9 @@ use crate::errors::{HarnessError, Result};
 use crate::qemu::{Launch, Profile};
 use crate::vm::{Snapshot, Vm};
 
+/// Bump when what is done to the guest before saving changes (preloaded modules, idle wait).
+const STATE_VERSION: u32 = 2;
+
 /// Everything that makes a saved state valid, kept beside it as `record.json` so
 /// `sysext-test guest status` can say why it is reused.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -45,7 +48,7 @@ pub struct Record {
     /// Seconds since the epoch when the state was saved.
     pub saved_at: u64,
     pub cold_boot_seconds: f64,
-    /// QEMU start to the guest's ready line on its console.
+    /// QEMU start to the network beacon on the guest's console (printed by the initramfs).
     pub beacon_seconds: Option<f64>,
 }
 
@@ -53,7 +56,7 @@ impl Record {
     /// The directory name: the guest's name and a hash of every field that decides validity.
     fn dir_name(&self) -> String {
         let key = format!(
-            "{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+            "state v{STATE_VERSION}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n",
             self.guest,
             self.recipe_hash,
             self.qemu,
@@ -75,9 +78,7 @@ pub struct GuestKey {
 impl GuestKey {
     fn dir(guest: &Guest) -> PathBuf {
         let name = guest.dir.file_name().unwrap_or_default().to_string_lossy();
-        guest
-            .dir
-            .with_file_name(format!("{name}.ssh"))
+        guest.dir.with_file_name(format!("{name}.ssh"))
     }
 
     /// Loads the guest's key, creating it (under the caller's lock) when there is none.
@@ -189,8 +190,8 @@ fn expected(guest: &Guest, key: &GuestKey) -> Result<Record> {
 pub fn shared(guest: &Guest, base: &Path, progress: &dyn Fn(&str)) -> Result<Snapshot> {
     std::fs::create_dir_all(base).map_err(|e| HarnessError::io(base, e))?;
     let lock_dir = base.join(".locks").join(guest.arch.systemd_name());
-    let _lock =
-        sysext_builder::cache::Lock::acquire(&lock_dir).map_err(|e| HarnessError::io(&lock_dir, e))?;
+    let _lock = sysext_builder::cache::Lock::acquire(&lock_dir)
+        .map_err(|e| HarnessError::io(&lock_dir, e))?;
     let key = GuestKey::for_guest(guest)?;
     let mut want = expected(guest, &key)?;
     let dir = base.join(want.dir_name());
@@ -226,12 +227,17 @@ pub fn shared(guest: &Guest, base: &Path, progress: &dyn Fn(&str)) -> Result<Sna
         .map(|d| d.as_secs())
         .unwrap_or(0);
     progress(&format!(
-        "the {} guest reached its ready line in {} and a working SSH login in {:.1}s; saving it",
+        "the {} guest had its network up in {} and a working SSH login in {:.1}s; saving it",
         guest.arch,
         want.beacon_seconds
             .map(|s| format!("{s:.1}s"))
             .unwrap_or_else(|| "?".into()),
         want.cold_boot_seconds
+    ));
+    // What every case would otherwise load on its first merge.
+    let _ = vm.execute(&format!(
+        "modprobe -a {}",
+        sysext_builder::guest::PRELOAD_MODULES.join(" ")
     ));
     let tmp = base.join(format!(".{}.saving", want.dir_name()));
     let _ = std::fs::remove_dir_all(&tmp);
@@ -255,7 +261,9 @@ pub fn shared(guest: &Guest, base: &Path, progress: &dyn Fn(&str)) -> Result<Sna
 pub fn invalidate(snap: &Snapshot) {
     let base = snap.dir.parent().map(Path::to_path_buf);
     let _lock = base.as_ref().map(|b| {
-        sysext_builder::cache::Lock::acquire(&b.join(".locks").join(snap.launch.arch.systemd_name()))
+        sysext_builder::cache::Lock::acquire(
+            &b.join(".locks").join(snap.launch.arch.systemd_name()),
+        )
     });
     let _ = std::fs::remove_dir_all(&snap.dir);
 }
@@ -278,7 +286,9 @@ pub fn read_record(dir: &Path) -> Result<Record> {
     serde_json::from_str(&text).map_err(|e| {
         HarnessError::io(
             &path,
-            std::io::Error::other(format!("not a snapshot record ({e}); remove it with `sysext-test guest clean`")),
+            std::io::Error::other(format!(
+                "not a snapshot record ({e}); remove it with `sysext-test guest clean`"
+            )),
         )
     })
 }
@@ -320,7 +330,12 @@ pub fn list(base: &Path) -> Vec<Entry> {
     let mut out: Vec<Entry> = rd
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.is_dir() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(".locks")))
+        .filter(|p| {
+            p.is_dir()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(".locks"))
+        })
         .map(|dir| Entry {
             record: read_record(&dir),
             bytes: du(&dir),
@@ -342,13 +357,20 @@ pub fn validity(entry: &Entry, guest: &Guest) -> std::result::Result<(), String>
     let want = expected(guest, &key).map_err(|e| e.to_string())?;
     let mut diffs = Vec::new();
     if record.guest != want.guest {
-        diffs.push(format!("guest recipe changed ({} → {})", record.guest, want.guest));
+        diffs.push(format!(
+            "guest recipe changed ({} → {})",
+            record.guest, want.guest
+        ));
     }
     if record.qemu != want.qemu {
         diffs.push(format!("QEMU changed ({} → {})", record.qemu, want.qemu));
     }
     if record.accel != want.accel {
-        diffs.push(format!("accelerator changed ({} → {})", record.accel.name(), want.accel.name()));
+        diffs.push(format!(
+            "accelerator changed ({} → {})",
+            record.accel.name(),
+            want.accel.name()
+        ));
     }
     if record.machine != want.machine || record.kernel_cmdline != want.kernel_cmdline {
         diffs.push("QEMU or kernel command line changed".into());

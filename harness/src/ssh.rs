@@ -38,12 +38,12 @@ fn ssh_err(stage: &str, e: impl std::fmt::Display) -> HarnessError {
 }
 
 impl Ssh {
-    /// One connection attempt: TCP, banner, key exchange, public-key login as root.
-    pub fn connect(addr: SocketAddr, key_pem: &str) -> Result<Ssh> {
-        let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
-            .map_err(|e| ssh_err("connect", e))?;
+    /// One connection attempt: TCP, banner, key exchange, public-key login as root, each
+    /// step bounded by `attempt`; commands later get their own deadlines.
+    pub fn connect(addr: SocketAddr, key_pem: &str, attempt: Duration) -> Result<Ssh> {
+        let tcp = TcpStream::connect_timeout(&addr, attempt).map_err(|e| ssh_err("connect", e))?;
         let mut session = ssh2::Session::new().map_err(|e| ssh_err("session", e))?;
-        session.set_timeout(15_000);
+        session.set_timeout(u32::try_from(attempt.as_millis()).unwrap_or(u32::MAX));
         // AES-GCM and curve25519 are the cheapest under TCG (guest-lab.md); the guest's sshd
         // offers them first. A libssh2 without them keeps its defaults.
         let _ = session.method_pref(
@@ -59,13 +59,26 @@ impl Ssh {
             "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256",
         );
         session.set_tcp_stream(tcp);
+        let t = std::time::Instant::now();
         session.handshake().map_err(|e| ssh_err("handshake", e))?;
+        let hs = t.elapsed();
         session
             .userauth_pubkey_memory("root", None, key_pem, None)
             .map_err(|e| ssh_err("login", e))?;
+        if std::env::var_os("SYSEXT_TEST_TRACE").is_some() {
+            eprintln!(
+                "trace: ssh handshake {:.3}s, login {:.3}s, kex {:?}, cipher {:?}, host key {:?}",
+                hs.as_secs_f64(),
+                (t.elapsed() - hs).as_secs_f64(),
+                session.methods(ssh2::MethodType::Kex),
+                session.methods(ssh2::MethodType::CryptCs),
+                session.methods(ssh2::MethodType::HostKey),
+            );
+        }
         if !session.authenticated() {
             return Err(ssh_err("login", "not authenticated"));
         }
+        session.set_timeout(15_000);
         Ok(Ssh { session })
     }
 
@@ -142,18 +155,43 @@ impl Ssh {
         self.write_file(remote, &data, mode)
     }
 
-    /// Creates or replaces a guest file with `data`.
+    /// Creates or replaces a guest file with `data` (and its parent directories), through
+    /// a temp name so a reader never sees half a file. A plain exec with the bytes on stdin:
+    /// no scp or sftp binary is needed in the guest.
     pub fn write_file(&self, remote: &str, data: &[u8], mode: i32) -> Result<()> {
-        self.session.set_blocking(true);
-        let mut ch = self
-            .session
-            .scp_send(Path::new(remote), mode, data.len() as u64, None)
-            .map_err(|e| ssh_err(&format!("scp to {remote}"), e))?;
-        ch.write_all(data).map_err(|e| ssh_err("scp write", e))?;
-        ch.send_eof().map_err(|e| ssh_err("scp eof", e))?;
-        ch.wait_eof().map_err(|e| ssh_err("scp wait eof", e))?;
-        ch.close().map_err(|e| ssh_err("scp close", e))?;
-        ch.wait_close().map_err(|e| ssh_err("scp wait close", e))?;
+        let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+        let tmp = format!("{remote}.sysext-test-upload");
+        let dir = remote
+            .rsplit_once('/')
+            .map(|(d, _)| d)
+            .filter(|d| !d.is_empty())
+            .unwrap_or("/");
+        let cmd = format!(
+            "mkdir -p {dir} && cat > {tmp} && chmod {mode:o} {tmp} && mv -f {tmp} {remote}",
+            dir = q(dir),
+            tmp = q(&tmp),
+            remote = q(remote),
+        );
+        let s = &self.session;
+        s.set_blocking(true);
+        let mut ch = s
+            .channel_session()
+            .map_err(|e| ssh_err("open channel", e))?;
+        ch.exec(&cmd).map_err(|e| ssh_err("exec", e))?;
+        ch.write_all(data)
+            .map_err(|e| ssh_err(&format!("writing {remote}"), e))?;
+        ch.send_eof().map_err(|e| ssh_err("upload eof", e))?;
+        let mut err = String::new();
+        let _ = ch.stderr().read_to_string(&mut err);
+        ch.wait_close().map_err(|e| ssh_err("upload close", e))?;
+        let status = ch.exit_status().map_err(|e| ssh_err("upload status", e))?;
+        if status != 0 {
+            return Err(HarnessError::Command {
+                cmd: format!("upload to {remote}"),
+                what: format!("exited {status}"),
+                output: err,
+            });
+        }
         Ok(())
     }
 }

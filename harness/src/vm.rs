@@ -16,8 +16,7 @@ use crate::qemu::{self, Launch};
 use crate::qmp::Qmp;
 use crate::ssh::{Output, Ssh};
 
-/// Printed by the guest once sshd and the network are up.
-pub const READY_BEACON: &str = "SYSEXT-TEST-GUEST-READY";
+pub use sysext_builder::guest::{NETWORK_BEACON, READY_BEACON};
 
 pub struct Vm {
     rt: tokio::runtime::Runtime,
@@ -31,7 +30,8 @@ pub struct Vm {
     pub accel: Accel,
     /// How long the cold boot or the restore took, to SSH login.
     pub startup: Duration,
-    /// Cold boots: QEMU start to the guest's ready line (the rest of `startup` is SSH).
+    /// Cold boots: QEMU start to the network beacon (the initramfs has configured eth0);
+    /// the rest of `startup` is systemd starting the SSH server, and the login.
     pub beacon: Option<Duration>,
 }
 
@@ -41,6 +41,31 @@ pub struct Snapshot {
     pub dir: PathBuf,
     pub launch: Launch,
     pub key_pem: String,
+}
+
+fn stage_trace(stage: &str, start: Instant) {
+    if std::env::var_os("SYSEXT_TEST_TRACE").is_some() {
+        eprintln!("trace: {:>6.3}s {stage}", start.elapsed().as_secs_f64());
+    }
+}
+
+fn trace(cmd: &str, start: Instant, out: &Result<Output>) {
+    if std::env::var_os("SYSEXT_TEST_TRACE").is_some() {
+        let status = match out {
+            Ok(o) => format!("exit {}", o.status),
+            Err(e) => format!("error: {e}"),
+        };
+        let first = cmd
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or_default();
+        eprintln!(
+            "trace: {:>6.3}s {status:<8} {}{}",
+            start.elapsed().as_secs_f64(),
+            first.chars().take(100).collect::<String>(),
+            if cmd.lines().count() > 1 { " …" } else { "" }
+        );
+    }
 }
 
 /// The kernel argument that hands root's authorized key to the guest's sshd (systemd's
@@ -176,6 +201,7 @@ impl Vm {
             Ok(q) => q,
             Err(e) => return Err(vm.exited_or("QMP connect", e)),
         };
+        stage_trace("QMP connected", start);
         if restoring {
             let deadline = Instant::now() + Duration::from_secs(15 * u64::from(slow));
             loop {
@@ -195,29 +221,43 @@ impl Vm {
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
+            stage_trace("state loaded", start);
             vm.rt.block_on(qmp.cont())?;
         }
         vm.qmp = Some(qmp);
-        if !restoring {
+        let login_timeout = if restoring {
+            Duration::from_secs(15 * u64::from(slow))
+        } else {
+            // Logins are tried as soon as the guest's NIC has its address (a refused
+            // connection comes back at once), not after the ready line: the SSH server
+            // starts early, and the first login is what counts.
             vm.wait_for_console(
-                READY_BEACON,
-                Duration::from_secs(45 * u64::from(slow)),
+                NETWORK_BEACON,
+                Duration::from_secs(30 * u64::from(slow)),
                 "boot",
             )?;
+            stage_trace("network up", start);
             vm.beacon = Some(start.elapsed());
-        }
-        vm.ssh = Some(vm.connect_ssh(Duration::from_secs(15 * u64::from(slow)))?);
+            Duration::from_secs(45 * u64::from(slow))
+        };
+        vm.ssh = Some(vm.connect_ssh(login_timeout, start)?);
+        stage_trace("SSH login", start);
         vm.startup = start.elapsed();
         Ok(vm)
     }
 
-    fn connect_ssh(&mut self, timeout: Duration) -> Result<Ssh> {
+    /// Tries logins until one works.
+    fn connect_ssh(&mut self, timeout: Duration, start: Instant) -> Result<Ssh> {
         let addr = SocketAddr::from(([127, 0, 0, 1], self.launch.ssh_port));
         let deadline = Instant::now() + timeout;
+        // One attempt may wait this long for a banner; a busy TCG guest answers in < 2 s.
+        let attempt = Duration::from_secs(2 * u64::from(self.accel.slowdown(self.arch)));
         loop {
-            match Ssh::connect(addr, &self.key_pem) {
+            let result = Ssh::connect(addr, &self.key_pem, attempt);
+            match result {
                 Ok(s) => return Ok(s),
                 Err(e) => {
+                    stage_trace(&format!("login attempt failed: {e}"), start);
                     if let Some(exit) = self.check_exit("SSH login") {
                         return Err(exit);
                     }
@@ -305,8 +345,12 @@ impl Vm {
     }
 
     /// Runs `cmd` in the guest and returns what it did, whatever its exit status.
+    /// `SYSEXT_TEST_TRACE=1` prints each command with its time and exit status.
     pub fn execute(&self, cmd: &str) -> Result<Output> {
-        self.ssh()?.exec(cmd, self.command_timeout())
+        let start = Instant::now();
+        let out = self.ssh()?.exec(cmd, self.command_timeout());
+        trace(cmd, start, &out);
+        out
     }
 
     /// Like [`Vm::execute`], for the few commands that legitimately run longer than the
@@ -320,7 +364,7 @@ impl Vm {
     /// guest tens of milliseconds) and returns each one's output, in order.
     pub fn batch(&self, cmds: &[&str]) -> Result<Vec<Output>> {
         let out = self.execute(&batch_script(cmds))?;
-        parse_batch(&out.stdout, cmds.len()).ok_or_else(|| HarnessError::Command {
+        parse_batch(&out.stdout, &out.stderr, cmds.len()).ok_or_else(|| HarnessError::Command {
             cmd: format!("batch of {} commands", cmds.len()),
             what: format!("printed no complete result (exit {})", out.status),
             output: out.combined(),
@@ -428,7 +472,20 @@ impl Vm {
     }
 
     pub fn upload(&self, local: &Path, remote: &str) -> Result<()> {
-        self.ssh()?.upload(local, remote, 0o644)
+        let start = Instant::now();
+        let r = self.ssh()?.upload(local, remote, 0o644);
+        trace(
+            &format!("upload {} -> {remote}", local.display()),
+            start,
+            &r.as_ref()
+                .map(|_| Output {
+                    status: 0,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                })
+                .map_err(|e| HarnessError::Ssh(e.to_string())),
+        );
+        r
     }
 
     /// Writes `text` to a guest file (mode 0644): config files, drop-ins.
@@ -530,44 +587,43 @@ impl Vm {
 
 const BATCH_MARK: &str = "\u{1e}sysext-test-batch";
 
-/// A shell script that runs each command with its own stdout, stderr and status, then
-/// prints them between marker lines.
+/// A shell script that runs each command in a subshell and frames its output with marker
+/// lines on both streams: stdout gets `MARK i` … `MARK i rc N`, stderr `MARK i` …
+/// `MARK i end`. Only shell builtins besides the commands themselves: under TCG every extra
+/// process costs tens of milliseconds.
 fn batch_script(cmds: &[&str]) -> String {
-    let mut s = String::from("d=$(mktemp -d)\n");
+    let mut s = String::new();
     for (i, c) in cmds.iter().enumerate() {
-        s.push_str(&format!("( {c}\n) >\"$d/o{i}\" 2>\"$d/e{i}\" </dev/null; echo $? >\"$d/r{i}\"\n"));
-    }
-    for i in 0..cmds.len() {
         s.push_str(&format!(
-            "printf '%s\\n' '{BATCH_MARK} {i} out'; cat \"$d/o{i}\"; printf '\\n%s\\n' '{BATCH_MARK} {i} err'; cat \"$d/e{i}\"; printf '\\n%s %s\\n' '{BATCH_MARK} {i} rc' \"$(cat \"$d/r{i}\")\"\n"
+            "printf '%s\\n' '{BATCH_MARK} {i}'; printf '%s\\n' '{BATCH_MARK} {i}' >&2\n( {c}\n) </dev/null\nrc=$?\nprintf '\\n%s %s\\n' '{BATCH_MARK} {i} rc' \"$rc\"; printf '\\n%s\\n' '{BATCH_MARK} {i} end' >&2\n"
         ));
     }
-    s.push_str("rm -rf \"$d\"\n");
     s
 }
 
 /// Splits what [`batch_script`] printed back into one [`Output`] per command.
-fn parse_batch(text: &str, n: usize) -> Option<Vec<Output>> {
+fn parse_batch(stdout: &str, stderr: &str, n: usize) -> Option<Vec<Output>> {
     let mut outs = Vec::with_capacity(n);
-    let mut rest = text;
+    let (mut out_rest, mut err_rest) = (stdout, stderr);
     for i in 0..n {
-        let open = format!("{BATCH_MARK} {i} out\n");
-        let mid = format!("\n{BATCH_MARK} {i} err\n");
-        let close = format!("\n{BATCH_MARK} {i} rc ");
-        rest = &rest[rest.find(&open)? + open.len()..];
-        let m = rest.find(&mid)?;
-        let stdout = rest[..m].to_string();
-        rest = &rest[m + mid.len()..];
-        let c = rest.find(&close)?;
-        let stderr = rest[..c].to_string();
-        rest = &rest[c + close.len()..];
-        let end = rest.find('\n').unwrap_or(rest.len());
-        let status = rest[..end].trim().parse().ok()?;
-        rest = &rest[end..];
+        let open = format!("{BATCH_MARK} {i}\n");
+        let rc = format!("\n{BATCH_MARK} {i} rc ");
+        let end = format!("\n{BATCH_MARK} {i} end\n");
+        out_rest = &out_rest[out_rest.find(&open)? + open.len()..];
+        let c = out_rest.find(&rc)?;
+        let out = out_rest[..c].to_string();
+        out_rest = &out_rest[c + rc.len()..];
+        let eol = out_rest.find('\n').unwrap_or(out_rest.len());
+        let status = out_rest[..eol].trim().parse().ok()?;
+        out_rest = &out_rest[eol..];
+        err_rest = &err_rest[err_rest.find(&open)? + open.len()..];
+        let e = err_rest.find(&end)?;
+        let err = err_rest[..e].to_string();
+        err_rest = &err_rest[e + end.len()..];
         outs.push(Output {
             status,
-            stdout,
-            stderr,
+            stdout: out,
+            stderr: err,
         });
     }
     Some(outs)
@@ -577,6 +633,11 @@ impl Vm {
     /// QEMU's process id while it runs.
     pub fn qemu_pid(&self) -> Option<u32> {
         self.child.as_ref().and_then(|c| c.id())
+    }
+
+    /// The host port forwarded to the guest's SSH port.
+    pub fn ssh_port(&self) -> u16 {
+        self.launch.ssh_port
     }
 
     /// Whether QEMU still runs (a dead child is a zombie until waited for).
@@ -621,19 +682,29 @@ mod tests {
 
     #[test]
     fn a_batch_runs_in_a_shell_and_splits_back() {
-        let cmds = ["echo one; echo err >&2", "printf 'no newline'; exit 3", "true"];
+        let cmds = [
+            "echo one; echo err >&2",
+            "printf 'no newline'; exit 3",
+            "true",
+        ];
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(batch_script(&cmds))
             .output()
             .unwrap();
-        let parsed = parse_batch(&String::from_utf8_lossy(&out.stdout), 3).unwrap();
+        let parsed = parse_batch(
+            &String::from_utf8_lossy(&out.stdout),
+            &String::from_utf8_lossy(&out.stderr),
+            3,
+        )
+        .unwrap();
         assert_eq!(parsed[0].stdout, "one\n");
         assert_eq!(parsed[0].stderr, "err\n");
         assert_eq!(parsed[0].status, 0);
         assert_eq!(parsed[1].stdout, "no newline");
+        assert_eq!(parsed[1].stderr, "");
         assert_eq!(parsed[1].status, 3);
         assert_eq!(parsed[2].status, 0);
-        assert!(parse_batch("garbage", 1).is_none());
+        assert!(parse_batch("garbage", "", 1).is_none());
     }
 }

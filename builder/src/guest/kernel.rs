@@ -30,6 +30,7 @@ ip link set lo up
 if ip link set eth0 up; then
   ip addr add 10.0.2.15/24 dev eth0
   ip route add default via 10.0.2.2
+  echo "SYSEXT-TEST-NETWORK-UP"
 else
   echo "initramfs: no eth0"
 fi
@@ -210,6 +211,11 @@ fn run_bytes(cmd: &mut Command, package: &str) -> Result<Vec<u8>, BuildError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_init_script_prints_the_network_beacon() {
+        assert!(INIT_SCRIPT.contains(&format!("echo \"{}\"", super::super::NETWORK_BEACON)));
+    }
 
     #[test]
     fn dependencies_come_first() {

@@ -416,12 +416,9 @@ fn run_vm(
             .unwrap_or(Arch::X86_64);
         plan.push((subject, a));
     }
-    let rows = vm::runner::run_session(
-        &plan,
-        &cases,
-        &sysext_harness::Place::from_env(),
-        &|l| eprintln!("{l}"),
-    );
+    let rows = vm::runner::run_session(&plan, &cases, &sysext_harness::Place::from_env(), &|l| {
+        eprintln!("{l}")
+    });
     let mut out = std::io::stdout().lock();
     match format {
         OutputFormat::Json => report::vm_json(&mut out, &rows)?,
@@ -541,10 +538,9 @@ fn run_guest_build(arch: ArchChoice, save_state: bool) -> anyhow::Result<ExitCod
         );
         if save_state {
             let place = sysext_harness::Place::from_env();
-            let snap = sysext_harness::snapshot::shared(&guest, &place.snapshots(), &|l| {
-                eprintln!("{l}")
-            })
-            .map_err(|e| anyhow::anyhow!("saving the {a} guest's state: {e}"))?;
+            let snap =
+                sysext_harness::snapshot::shared(&guest, &place.snapshots(), &|l| eprintln!("{l}"))
+                    .map_err(|e| anyhow::anyhow!("saving the {a} guest's state: {e}"))?;
             println!("{a}	saved state	{}", snap.dir.display());
         }
     }
@@ -570,7 +566,9 @@ fn run_guest_status(format: OutputFormat) -> anyhow::Result<ExitCode> {
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
                 snapshot::validity(&entry, &guest)
             }
-            Some((false, _)) => Err("the current recipe's guest is not built (its recipe changed)".into()),
+            Some((false, _)) => {
+                Err("the current recipe's guest is not built (its recipe changed)".into())
+            }
             None => entry.record.as_ref().map(|_| ()).map_err(|e| e.to_string()),
         };
         rows.push((entry, record, validity));
@@ -602,20 +600,28 @@ fn run_guest_status(format: OutputFormat) -> anyhow::Result<ExitCode> {
         if let Ok(r) = &e.record {
             writeln!(
                 out,
-                "  {} guest {}, {}, {}, key {}\n  cold boot {:.1}s (ready line {}), saved at {}",
+                "  {} guest {}, {}, {}, key {}\n  cold boot {:.1}s (network beacon {}), saved at {}",
                 r.arch,
                 r.guest,
                 r.qemu,
                 r.accel.name(),
                 r.key,
                 r.cold_boot_seconds,
-                r.beacon_seconds.map(|b| format!("{b:.1}s")).unwrap_or_else(|| "?".into()),
+                r.beacon_seconds
+                    .map(|b| format!("{b:.1}s"))
+                    .unwrap_or_else(|| "?".into()),
                 r.saved_at
             )?;
         }
         match validity {
-            Ok(()) => writeln!(out, "  valid: recipe, QEMU, accelerator, command line and key all match; the next run restores it")?,
-            Err(why) => writeln!(out, "  stale: {why}; the next run boots and saves a new one")?,
+            Ok(()) => writeln!(
+                out,
+                "  valid: recipe, QEMU, accelerator, command line and key all match; the next run restores it"
+            )?,
+            Err(why) => writeln!(
+                out,
+                "  stale: {why}; the next run boots and saves a new one"
+            )?,
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -623,8 +629,8 @@ fn run_guest_status(format: OutputFormat) -> anyhow::Result<ExitCode> {
 
 fn run_guest_clean() -> anyhow::Result<ExitCode> {
     let place = sysext_harness::Place::from_env();
-    let freed = sysext_harness::snapshot::clean(&place.snapshots())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let freed =
+        sysext_harness::snapshot::clean(&place.snapshots()).map_err(|e| anyhow::anyhow!("{e}"))?;
     println!(
         "removed saved guest states under {} ({} MB)",
         place.snapshots().display(),
@@ -643,6 +649,19 @@ fn run_lint(
 ) -> anyhow::Result<ExitCode> {
     if list_rules {
         let mut out = std::io::stdout().lock();
+        if format == OutputFormat::Json {
+            let rules: Vec<serde_json::Value> = lint::rules::all()
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "id": r.id, "severity": r.severity.as_str(),
+                        "summary": r.summary, "reference": r.reference,
+                    })
+                })
+                .collect();
+            writeln!(out, "{}", serde_json::to_string_pretty(&rules)?)?;
+            return Ok(ExitCode::SUCCESS);
+        }
         for r in lint::rules::all() {
             writeln!(
                 out,

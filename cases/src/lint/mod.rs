@@ -189,9 +189,7 @@ impl Linter {
             .unwrap_or_else(|| naming::image_name(&file_name, is_dir));
         let (release, f) = release_file::check(&image, &image_name);
         findings.extend(f);
-        let arch = self
-            .arch
-            .or_else(|| triple.as_ref().map(|t| t.arch));
+        let arch = self.arch.or_else(|| triple.as_ref().map(|t| t.arch));
         let ctx = Context {
             file_name,
             image_name: image_name.clone(),

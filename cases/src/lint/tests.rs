@@ -232,17 +232,28 @@ fn svc(exec: &str) -> String {
 #[rstest]
 // naming
 #[case::naming_not_raw("naming/not-raw", Fx::raw("x.img"), Fx::raw("x.raw"))]
-#[case::naming_invalid_image_name("naming/invalid-image-name", Fx::raw(".#x.raw"), Fx::raw("x.raw"))]
-#[case::naming_not_bakery_style("naming/not-bakery-style", Fx::raw("x.raw"), Fx::raw("x-1-x86-64.raw"))]
-#[case::naming_install_via_symlink("naming/install-via-symlink",
+#[case::naming_invalid_image_name(
+    "naming/invalid-image-name",
+    Fx::raw(".#x.raw"),
+    Fx::raw("x.raw")
+)]
+#[case::naming_not_bakery_style(
+    "naming/not-bakery-style",
+    Fx::raw("x.raw"),
+    Fx::raw("x-1-x86-64.raw")
+)]
+#[case::naming_install_via_symlink(
+    "naming/install-via-symlink",
     Fx::raw("x-1-x86-64.raw"),
     Fx::raw("x.raw")
 )]
-#[case::naming_arch_mismatch("naming/arch-mismatch",
+#[case::naming_arch_mismatch(
+    "naming/arch-mismatch",
     Fx::raw("x-1-arm64.raw"),
     Fx::raw("x-1-x86-64.raw")
 )]
-#[case::naming_version_invisible_to_sysupdate("naming/version-invisible-to-sysupdate",
+#[case::naming_version_invisible_to_sysupdate(
+    "naming/version-invisible-to-sysupdate",
     Fx::raw("x-2.0~rc1-x86-64.raw"),
     Fx::raw("x-2.0.rc1-x86-64.raw")
 )]
@@ -535,7 +546,8 @@ fn every_rule_has_a_good_and_a_bad_case() {
             .map(|(rule, _)| rule)
             .filter(|r| {
                 r.contains('/')
-                    && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"/-".contains(&b))
+                    && r.bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"/-".contains(&b))
             })
         {
             covered.insert(rule.to_string());
@@ -564,5 +576,8 @@ fn every_rule_has_a_good_and_a_bad_case() {
         .iter()
         .filter(|c| !super::rules::all().iter().any(|r| r.id == c.as_str()))
         .collect();
-    assert!(unknown.is_empty(), "cases for rules that do not exist: {unknown:?}");
+    assert!(
+        unknown.is_empty(),
+        "cases for rules that do not exist: {unknown:?}"
+    );
 }

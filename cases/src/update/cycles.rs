@@ -1,8 +1,8 @@
 //! The cycles users go through when nothing goes wrong: update, rollback, retention, the
 //! timer drop-in, and a version sysupdate cannot see.
 
-use crate::vm::CaseError;
 use super::{Ctx, h};
+use crate::vm::CaseError;
 use crate::vm::CaseResult;
 
 fn nth<'a>(ctx: &'a Ctx, i: usize) -> Result<&'a str, CaseError> {
@@ -232,7 +232,9 @@ pub fn timer(ctx: &Ctx) -> CaseResult {
         .status
         == 0
     {
-        return Err(CaseError::from("the service flagged a reboot with nothing updated"));
+        return Err(CaseError::from(
+            "the service flagged a reboot with nothing updated",
+        ));
     }
     ctx.publish(v2)?;
     run_service(ctx)?;
@@ -309,7 +311,9 @@ fn run_service(ctx: &Ctx) -> CaseResult {
 /// the guest it is invisible: not listed, not offered, not downloaded.
 pub fn version_rules(ctx: &Ctx) -> CaseResult {
     let Some(bad) = ctx.plan.unparsable_version.as_deref() else {
-        return Err(CaseError::from("[test.update] has no unparsable-version to release"));
+        return Err(CaseError::from(
+            "[test.update] has no unparsable-version to release",
+        ));
     };
     let v1 = nth(ctx, 0)?;
     ctx.publish(bad)?;
@@ -339,7 +343,10 @@ pub fn version_rules(ctx: &Ctx) -> CaseResult {
         .succeed(&ctx.sysupdate("check-new --json=short"))
         .map_err(h)?;
     if check.contains(bad) {
-        return Err(CaseError::from(format!("check-new offers {bad}: {}", check.trim())));
+        return Err(CaseError::from(format!(
+            "check-new offers {bad}: {}",
+            check.trim()
+        )));
     }
     let out = ctx.update(None)?;
     ctx.expect_linked(
@@ -349,7 +356,10 @@ pub fn version_rules(ctx: &Ctx) -> CaseResult {
     .map_err(|e| format!("{e}\nupdate said:\n{}", out.trim()))?;
     let fetched = ctx.served(&ctx.image_path(bad), 200);
     if fetched > 0 {
-        return Err(CaseError::from(format!("sysupdate downloaded {bad}; log:{}", ctx.log())));
+        return Err(CaseError::from(format!(
+            "sysupdate downloaded {bad}; log:{}",
+            ctx.log()
+        )));
     }
     if ctx.served(&ctx.sums_path(), 200) == 0 {
         return Err(CaseError::from(format!(

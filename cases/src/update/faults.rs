@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sysext_harness::mirror::Fault;
 
-use super::{Ctx, h};
+use super::{Ctx, FaultCase, h};
 use crate::vm::CaseResult;
 
 /// How long a stalled download hangs: longer than systemd-pull's own limit (libcurl's
@@ -22,48 +22,48 @@ struct Plan {
     says: &'static [&'static str],
 }
 
-fn plan(ctx: &Ctx, name: &str, next: &str) -> Option<Plan> {
-    let (fault, on_manifest, says): (Fault, bool, &[&str]) = match name {
-        "not-found" => (Fault::NotFound, false, &["404"]),
-        "server-error" => (Fault::ServerError, true, &["500"]),
-        "cut-short" => (
+fn plan(ctx: &Ctx, case: FaultCase, next: &str) -> Plan {
+    let (fault, on_manifest, says): (Fault, bool, &[&str]) = match case {
+        FaultCase::NotFound => (Fault::NotFound, false, &["404"]),
+        FaultCase::ServerError => (Fault::ServerError, true, &["500"]),
+        FaultCase::CutShort => (
             Fault::CutShort,
             false,
             &["Transferred a partial file", "Premature", "partial"],
         ),
-        "corrupt" => (Fault::Corrupt, false, &["Checksum", "checksum"]),
-        "stall" => (
+        FaultCase::Corrupt => (Fault::Corrupt, false, &["Checksum", "checksum"]),
+        FaultCase::Stall => (
             Fault::Stall(STALL),
             false,
             &["too slow", "Timeout", "timed out"],
         ),
-        "wrong-digest" => (
+        FaultCase::WrongDigest => (
             Fault::WrongDigest(ctx.file(next)),
             true,
             &["Checksum", "checksum"],
         ),
-        "malformed-sums" => (
+        FaultCase::MalformedSums => (
             Fault::MalformedSums,
             true,
             &["at manifest line", "Corrupt manifest", "Truncated manifest"],
         ),
-        _ => return None,
     };
-    Some(Plan {
+    Plan {
         fault,
         on_manifest,
         says,
-    })
+    }
 }
 
-pub fn run(ctx: &Ctx, name: &str) -> CaseResult {
+pub fn run(ctx: &Ctx, case: FaultCase) -> CaseResult {
     let v1 = ctx.versions.first().ok_or("no versions")?.clone();
     let v2 = ctx
         .versions
         .get(1)
         .ok_or("[test.update] needs a second version")?
         .clone();
-    let p = plan(ctx, name, &v2).ok_or_else(|| format!("unknown fault {name}"))?;
+    let p = plan(ctx, case, &v2);
+    let name = p.fault.name();
     let path = if p.on_manifest {
         ctx.sums_path()
     } else {
@@ -108,7 +108,10 @@ pub fn run(ctx: &Ctx, name: &str) -> CaseResult {
     ctx.expect_no_partial_files(&when)?;
     let files = ctx.target_files()?;
     if files.contains(&ctx.file(&v2)) {
-        return Err(CaseError::from(format!("{when}: {} is on disk: {files:?}", ctx.file(&v2))));
+        return Err(CaseError::from(format!(
+            "{when}: {} is on disk: {files:?}",
+            ctx.file(&v2)
+        )));
     }
     ctx.expect_linked(&v1, &when)?;
     ctx.expect_live(&v1, &when)?;

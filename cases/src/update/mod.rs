@@ -22,33 +22,103 @@ use sysext_harness::{Mirror, Vm};
 use crate::manifest::UpdatePlan;
 use crate::vm::CaseResult;
 
-/// Every cycle, in the order they are listed.
-pub const CYCLES: &[&str] = &[
-    "update",
-    "rollback",
-    "retention",
-    "timer",
-    "timer-refresh",
-    "version-rules",
-    "fault-not-found",
-    "fault-server-error",
-    "fault-cut-short",
-    "fault-corrupt",
-    "fault-stall",
-    "fault-wrong-digest",
-    "fault-malformed-sums",
-];
+/// The mirror faults a cycle injects (see `faults.rs` for what each one checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultCase {
+    NotFound,
+    ServerError,
+    CutShort,
+    Corrupt,
+    Stall,
+    WrongDigest,
+    MalformedSums,
+}
 
-/// The cycles arm64 runs: every path a user takes, but not the fault matrix, which
-/// exercises systemd-pull's arch-independent error handling and would add minutes of
-/// emulation (arm64 runs at a sixth of x86-64's speed here).
-pub const ARM64_CYCLES: &[&str] = &["update", "rollback", "retention", "timer", "version-rules"];
+/// A sysupdate cycle: what a user does to stay current, or a fault on the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cycle {
+    Update,
+    Rollback,
+    Retention,
+    Timer,
+    TimerRefresh,
+    VersionRules,
+    Fault(FaultCase),
+}
+
+impl Cycle {
+    /// Every cycle, in the order they are listed.
+    pub const ALL: [Cycle; 13] = [
+        Cycle::Update,
+        Cycle::Rollback,
+        Cycle::Retention,
+        Cycle::Timer,
+        Cycle::TimerRefresh,
+        Cycle::VersionRules,
+        Cycle::Fault(FaultCase::NotFound),
+        Cycle::Fault(FaultCase::ServerError),
+        Cycle::Fault(FaultCase::CutShort),
+        Cycle::Fault(FaultCase::Corrupt),
+        Cycle::Fault(FaultCase::Stall),
+        Cycle::Fault(FaultCase::WrongDigest),
+        Cycle::Fault(FaultCase::MalformedSums),
+    ];
+
+    /// The cycles arm64 runs: every path a user takes, but not the fault matrix, which
+    /// exercises systemd-pull's arch-independent error handling and would add minutes of
+    /// emulation (arm64 runs at a sixth of x86-64's speed here).
+    pub const ARM64: [Cycle; 5] = [
+        Cycle::Update,
+        Cycle::Rollback,
+        Cycle::Retention,
+        Cycle::Timer,
+        Cycle::VersionRules,
+    ];
+
+    /// The name in test names (`update::<arch>::<subject>::<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Cycle::Update => "update",
+            Cycle::Rollback => "rollback",
+            Cycle::Retention => "retention",
+            Cycle::Timer => "timer",
+            Cycle::TimerRefresh => "timer-refresh",
+            Cycle::VersionRules => "version-rules",
+            Cycle::Fault(FaultCase::NotFound) => "fault-not-found",
+            Cycle::Fault(FaultCase::ServerError) => "fault-server-error",
+            Cycle::Fault(FaultCase::CutShort) => "fault-cut-short",
+            Cycle::Fault(FaultCase::Corrupt) => "fault-corrupt",
+            Cycle::Fault(FaultCase::Stall) => "fault-stall",
+            Cycle::Fault(FaultCase::WrongDigest) => "fault-wrong-digest",
+            Cycle::Fault(FaultCase::MalformedSums) => "fault-malformed-sums",
+        }
+    }
+}
+
+impl std::fmt::Display for Cycle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Cycle {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Cycle, String> {
+        Cycle::ALL
+            .into_iter()
+            .find(|c| c.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Cycle::ALL.iter().map(|c| c.name()).collect();
+                format!("unknown cycle '{s}': use one of {}", names.join(", "))
+            })
+    }
+}
 
 /// The cycles to run on `arch`.
-pub fn cycles_for(arch: Arch) -> &'static [&'static str] {
+pub fn cycles_for(arch: Arch) -> &'static [Cycle] {
     match arch {
-        Arch::X86_64 => CYCLES,
-        Arch::Arm64 => ARM64_CYCLES,
+        Arch::X86_64 => &Cycle::ALL,
+        Arch::Arm64 => &Cycle::ARM64,
     }
 }
 
@@ -317,44 +387,47 @@ fn h(e: sysext_harness::HarnessError) -> CaseError {
 }
 
 /// Seeds the guest with the first release, then runs `cycle`.
-pub fn run(cycle: &str, ctx: &Ctx) -> CaseResult {
+pub fn run(cycle: Cycle, ctx: &Ctx) -> CaseResult {
     seed::install_first_release(ctx)?;
     match cycle {
-        "update" => cycles::update(ctx),
-        "rollback" => cycles::rollback(ctx),
-        "retention" => cycles::retention(ctx),
-        "timer" => cycles::timer(ctx),
-        "timer-refresh" => cycles::timer_refresh(ctx),
-        "version-rules" => cycles::version_rules(ctx),
-        other => match other.strip_prefix("fault-") {
-            Some(fault) => faults::run(ctx, fault),
-            None => Err(CaseError::from(format!("unknown cycle {other}"))),
-        },
+        Cycle::Update => cycles::update(ctx),
+        Cycle::Rollback => cycles::rollback(ctx),
+        Cycle::Retention => cycles::retention(ctx),
+        Cycle::Timer => cycles::timer(ctx),
+        Cycle::TimerRefresh => cycles::timer_refresh(ctx),
+        Cycle::VersionRules => cycles::version_rules(ctx),
+        Cycle::Fault(fault) => faults::run(ctx, fault),
     }
+}
+
+/// What the cycles release again and again: a spec (relative paths resolve against
+/// `spec_dir`) and its `[test.update]` plan.
+pub struct Releases<'a> {
+    pub spec: &'a sysext_builder::spec::Spec,
+    pub spec_dir: &'a std::path::Path,
+    pub plan: &'a UpdatePlan,
 }
 
 /// Runs one cycle end to end for a fixture: builds its releases, serves a mirror for this
 /// case alone, restores a guest, seeds it and runs the cycle.
 pub fn run_cycle(
     name: &str,
-    spec: &sysext_builder::spec::Spec,
-    spec_dir: &std::path::Path,
-    plan: &UpdatePlan,
-    cycle: &str,
+    subject: &Releases,
+    cycle: Cycle,
     arch: Arch,
     place: &sysext_harness::Place,
     progress: &dyn Fn(&str),
 ) -> crate::vm::runner::Outcome {
+    let Releases {
+        spec,
+        spec_dir,
+        plan,
+    } = *subject;
     let started = std::time::Instant::now();
     let prepared = (|| {
         let work = tempfile::tempdir().map_err(|e| CaseError::from(format!("temp dir: {e}")))?;
-        let (releases, versions) = release::build_all(
-            spec,
-            spec_dir,
-            plan,
-            arch,
-            &work.path().join("builds"),
-        )?;
+        let (releases, versions) =
+            release::build_all(spec, spec_dir, plan, arch, &work.path().join("builds"))?;
         let store = work.path().join("store");
         std::fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
         let mirror = Mirror::serve(&store).map_err(h)?;

@@ -50,10 +50,9 @@ pub struct Merged {
 /// says nothing (0 also when every image was ignored).
 pub fn install_and_merge(vm: &Vm, s: &Subject) -> Result<Merged, CaseError> {
     let dir = format!("/opt/extensions/{}", s.name);
-    vm.succeed(&format!("mkdir -p {dir} /etc/extensions"))?;
     vm.upload(&s.image, &format!("{dir}/{}", s.file_name))?;
     let link = format!(
-        "ln -sfn {dir}/{} /etc/extensions/{}.raw",
+        "mkdir -p /etc/extensions && ln -sfn {dir}/{} /etc/extensions/{}.raw",
         s.file_name, s.name
     );
     let samples: Vec<String> = s
@@ -80,11 +79,13 @@ pub fn install_and_merge(vm: &Vm, s: &Subject) -> Result<Merged, CaseError> {
     }
     let mut out = out.into_iter();
     let _link = out.next();
-    let mut next = || out.next().unwrap_or_else(|| Output {
-        status: -1,
-        stdout: String::new(),
-        stderr: String::new(),
-    });
+    let mut next = || {
+        out.next().unwrap_or_else(|| Output {
+            status: -1,
+            stdout: String::new(),
+            stderr: String::new(),
+        })
+    };
     let merged = Merged {
         usr_before: next().stdout,
         merge: next(),

@@ -92,7 +92,11 @@ impl Assertion {
             .filter(|p| !self.evidence.iter().any(|l| l.contains(p.as_str())))
             .cloned()
             .collect();
-        if missing.is_empty() { Ok(()) } else { Err(missing) }
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(missing)
+        }
     }
 }
 
@@ -169,7 +173,10 @@ pub enum Verdict {
         notes: Vec<String>,
     },
     /// A check failed (or passed where it should have failed).
-    Fail { assertion: Assertion, notes: Vec<String> },
+    Fail {
+        assertion: Assertion,
+        notes: Vec<String>,
+    },
     /// The harness broke at `stage`: not a verdict on the extension.
     Error { stage: String, message: String },
     /// Not run, and why (another case's failure already says it).
@@ -208,7 +215,10 @@ mod tests {
         let a = Assertion::new("expected x.service active; status=203/EXEC is our text here")
             .with_evidence("x.service: Main process exited, code=exited, status=1/FAILURE\n\nx.service: Main process exited, code=exited, status=1/FAILURE\n");
         assert_eq!(a.evidence.len(), 1);
-        assert!(a.evidence_contains_all(&["status=1/FAILURE".into()]).is_ok());
+        assert!(
+            a.evidence_contains_all(&["status=1/FAILURE".into()])
+                .is_ok()
+        );
         assert_eq!(
             a.evidence_contains_all(&["status=203/EXEC".into()]),
             Err(vec!["status=203/EXEC".to_string()]),

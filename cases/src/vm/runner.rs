@@ -80,7 +80,11 @@ fn harness(stage: &str, e: impl std::fmt::Display) -> Verdict {
 
 /// The saved state of `arch`'s guest and a VM restored from it. A state that fails to
 /// restore is thrown away and made again once; the note says so.
-fn restored(arch: Arch, place: &Place, progress: &dyn Fn(&str)) -> Result<(Vm, Vec<String>), Verdict> {
+fn restored(
+    arch: Arch,
+    place: &Place,
+    progress: &dyn Fn(&str),
+) -> Result<(Vm, Vec<String>), Verdict> {
     let recipe = sysext_builder::guest::Recipe::debian(arch);
     let guest = sysext_builder::guest::build_or_reuse(&recipe, progress).map_err(|e| {
         harness(
@@ -99,8 +103,10 @@ fn restored(arch: Arch, place: &Place, progress: &dyn Fn(&str)) -> Result<(Vm, V
                 e.stage()
             ));
             sysext_harness::snapshot::invalidate(&snap);
-            let snap = sysext_harness::snapshot::shared(&guest, &snapshots, progress)
-                .map_err(|e| harness(&format!("cold boot of the {arch} guest: {}", e.stage()), e))?;
+            let snap =
+                sysext_harness::snapshot::shared(&guest, &snapshots, progress).map_err(|e| {
+                    harness(&format!("cold boot of the {arch} guest: {}", e.stage()), e)
+                })?;
             let vm = Vm::restore(&snap)
                 .map_err(|e| harness(&format!("restore (second try): {}", e.stage()), e))?;
             Ok((
@@ -136,7 +142,17 @@ pub fn run_in_guest(
             };
         }
     };
+    progress(&format!(
+        "restored the {arch} guest in {:.1}s ({:.1}s since the case started)",
+        vm.startup.as_secs_f64(),
+        start.elapsed().as_secs_f64()
+    ));
+    let body_start = Instant::now();
     let result = body(&vm);
+    progress(&format!(
+        "case body took {:.1}s",
+        body_start.elapsed().as_secs_f64()
+    ));
     let merge_refused = matches!(result, Err(CaseError::MergeRefused(_)));
     let keep = |notes: &mut Vec<String>| {
         let dir = vm.save_artifacts(&place.artifacts(name));

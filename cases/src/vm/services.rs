@@ -29,9 +29,11 @@ pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
         setup.push("systemctl start multi-user.target sockets.target timers.target");
         for out in vm.batch(&setup)? {
             if out.status != 0 {
-                return Err(Assertion::new("expected the boot targets to start after the merge")
-                    .with_evidence(&out.combined())
-                    .into());
+                return Err(
+                    Assertion::new("expected the boot targets to start after the merge")
+                        .with_evidence(&out.combined())
+                        .into(),
+                );
             }
         }
     }
@@ -107,13 +109,18 @@ fn wait_active(vm: &Vm, units: &[String]) -> Result<BTreeMap<String, String>, su
     let mut idle_since: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
         let pending: Vec<&String> = units.iter().filter(|u| !active.contains_key(*u)).collect();
-        let outs = vm.batch(&[&show_cmd(&pending), "systemctl list-jobs --no-legend --plain"])?;
+        let outs = vm.batch(&[
+            &show_cmd(&pending),
+            "systemctl list-jobs --no-legend --plain",
+        ])?;
         let props = show(&outs[0].stdout);
         let jobs = &outs[1].stdout;
         for unit in &pending {
             let p = props.get(unit.as_str());
             let get = |k: &str| p.and_then(|p| p.get(k)).map(String::as_str).unwrap_or("");
-            let queued = jobs.lines().any(|l| l.split_whitespace().nth(1) == Some(unit.as_str()));
+            let queued = jobs
+                .lines()
+                .any(|l| l.split_whitespace().nth(1) == Some(unit.as_str()));
             match get("ActiveState") {
                 "active" => {
                     active.insert(unit.to_string(), get("InvocationID").to_string());
@@ -129,7 +136,9 @@ fn wait_active(vm: &Vm, units: &[String]) -> Result<BTreeMap<String, String>, su
                     let pulled = ["UpheldBy", "WantedBy", "RequiredBy", "TriggeredBy"]
                         .iter()
                         .any(|k| !get(k).trim().is_empty());
-                    let since = *idle_since.entry(unit.to_string()).or_insert_with(Instant::now);
+                    let since = *idle_since
+                        .entry(unit.to_string())
+                        .or_insert_with(Instant::now);
                     if !pulled || since.elapsed() > GRACE {
                         return Err(Assertion::new(format!(
                             "expected {unit} (enabled by the image) to be active after the merge; it is inactive and nothing is starting it"
@@ -215,7 +224,8 @@ mod tests {
 
     #[test]
     fn show_splits_units_by_id() {
-        let text = "Id=a.service\nActiveState=active\nUpheldBy=\n\nId=b.service\nActiveState=failed\n";
+        let text =
+            "Id=a.service\nActiveState=active\nUpheldBy=\n\nId=b.service\nActiveState=failed\n";
         let m = show(text);
         assert_eq!(m["a.service"]["ActiveState"], "active");
         assert_eq!(m["a.service"]["UpheldBy"], "");

@@ -30,9 +30,11 @@ pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
         ));
     }
     if !super::merged_on(&status.stdout, "/usr").is_empty() {
-        return Err(Assertion::new("expected nothing merged on /usr after unmerge")
-            .with_evidence(&status.stdout)
-            .into());
+        return Err(
+            Assertion::new("expected nothing merged on /usr after unmerge")
+                .with_evidence(&status.stdout)
+                .into(),
+        );
     }
     let left: Vec<&str> = s
         .sample_files

@@ -47,7 +47,6 @@ pub const RULES: &[&Rule] = &[
     &SERVED_SKIPPED,
 ];
 
-
 /// Fetches every url-file transfer in `dir` through a mirror of `dir`.
 pub fn check(dir: &Path, transfers: &[String]) -> Vec<Finding> {
     let mut out = Vec::new();
