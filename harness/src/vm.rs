@@ -423,19 +423,26 @@ impl Vm {
     pub fn wait_for_unit(&self, unit: &str, timeout: Duration) -> Result<()> {
         let timeout = timeout * self.accel.slowdown(self.arch);
         let deadline = Instant::now() + timeout;
+        // One systemctl (each costs ~0.5 s under TCG): the state, the queued job if any,
+        // and what would start the unit.
         let q = format!(
-            "systemctl show -P ActiveState {unit}; systemctl list-jobs --no-legend {unit} | wc -l; systemctl show --value -p UpheldBy -p WantedBy -p RequiredBy -p TriggeredBy {unit} | tr -d '\\n '"
+            "systemctl show -p ActiveState -p Job -p UpheldBy -p WantedBy -p RequiredBy -p TriggeredBy -- {unit}"
         );
         let mut idle_since: Option<Instant> = None;
         loop {
             let out = self.succeed(&q)?;
-            let mut lines = out.lines();
-            let state = lines.next().unwrap_or("").trim().to_string();
-            let jobs: u32 = lines
-                .next()
-                .and_then(|l| l.trim().parse().ok())
-                .unwrap_or(0);
-            let pulled = lines.next().is_some_and(|l| !l.trim().is_empty());
+            let prop = |k: &str| {
+                out.lines()
+                    .find_map(|l| l.strip_prefix(k).and_then(|v| v.strip_prefix('=')))
+                    .unwrap_or("")
+                    .trim()
+                    .to_string()
+            };
+            let state = prop("ActiveState");
+            let queued = !prop("Job").is_empty();
+            let pulled = ["UpheldBy", "WantedBy", "RequiredBy", "TriggeredBy"]
+                .iter()
+                .any(|k| !prop(k).is_empty());
             match state.as_str() {
                 "active" => return Ok(()),
                 "failed" => {
@@ -446,7 +453,7 @@ impl Vm {
                         output: status.combined(),
                     });
                 }
-                "inactive" if jobs == 0 => {
+                "inactive" if !queued => {
                     let since = *idle_since.get_or_insert_with(Instant::now);
                     if !pulled || since.elapsed() > Duration::from_secs(3) {
                         return Err(HarnessError::Command {
