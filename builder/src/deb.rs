@@ -198,27 +198,11 @@ fn check_name(package: &str) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// Runs an apt/dpkg step; a failure says which step (the usual cause is the network).
 fn run(cmd: &mut Command, what: &str, package: &str) -> Result<(), BuildError> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd.output().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => BuildError::MissingTool {
-            tool: program.clone(),
-            package: package.into(),
-        },
-        _ => BuildError::Fetch(format!("{what}: {e}")),
-    })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let last = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("")
-            .trim();
-        return Err(BuildError::Fetch(format!(
-            "{what} failed ({}): {last}",
-            out.status
-        )));
+    match crate::host_tool::output(cmd, package) {
+        Ok(_) => Ok(()),
+        Err(e @ crate::host_tool::ToolError::Missing { .. }) => Err(e.into()),
+        Err(e) => Err(BuildError::Fetch(format!("{what}: {e}"))),
     }
-    Ok(())
 }

@@ -14,10 +14,8 @@ pub enum BuildError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("missing host tool '{tool}': install it (apt-get install {package})")]
-    MissingTool { tool: String, package: String },
-    #[error("{tool} failed: {message}")]
-    ToolFailed { tool: String, message: String },
+    #[error(transparent)]
+    Tool(#[from] crate::host_tool::ToolError),
     #[error(
         "fetching a fixture package: {0} (is Debian's archive reachable? set SYSEXT_TEST_DEBIAN_MIRROR to use another mirror)"
     )]

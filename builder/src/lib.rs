@@ -12,6 +12,7 @@ pub mod deb;
 pub mod elf;
 pub mod errors;
 pub mod guest;
+pub mod host_tool;
 pub mod image;
 pub mod layout;
 pub mod naming;

@@ -46,36 +46,20 @@ pub fn write(layout: &Layout, epoch: u32, dest: &Path) -> Result<(), BuildError>
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(|e| BuildError::io(dir, e))?;
-    let out = Command::new("mkfs.erofs")
-        .args([
-            "-zlz4hc,12",
-            "-C65536",
-            "-Efragments,ztailpacking",
-            "-U00000000-0000-0000-0000-000000000000",
-        ])
-        .arg(format!("-T{epoch}"))
-        .args(["--all-root", "--ignore-mtime", "--quiet"])
-        .arg(tmp.path())
-        .arg(&root)
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => BuildError::MissingTool {
-                tool: "mkfs.erofs".into(),
-                package: "erofs-utils".into(),
-            },
-            _ => BuildError::io(Path::new("mkfs.erofs"), e),
-        })?;
-    if !out.status.success() {
-        return Err(BuildError::ToolFailed {
-            tool: "mkfs.erofs".into(),
-            message: String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string(),
-        });
-    }
+    crate::host_tool::output(
+        Command::new("mkfs.erofs")
+            .args([
+                "-zlz4hc,12",
+                "-C65536",
+                "-Efragments,ztailpacking",
+                "-U00000000-0000-0000-0000-000000000000",
+            ])
+            .arg(format!("-T{epoch}"))
+            .args(["--all-root", "--ignore-mtime", "--quiet"])
+            .arg(tmp.path())
+            .arg(&root),
+        "erofs-utils",
+    )?;
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))
         .map_err(|e| BuildError::io(tmp.path(), e))?;
     tmp.persist(dest)

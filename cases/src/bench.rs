@@ -14,6 +14,10 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use serde::Serialize;
+use sysext_builder::host_tool;
+
+/// What to install when our own binary is missing: it is built, not packaged.
+const SELF: &str = "sysext-test (cargo build --bin sysext-test)";
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -101,9 +105,11 @@ fn stage(opts: &Options, files: &[(PathBuf, u64)], stage: &Path) -> std::io::Res
     Ok(())
 }
 
-fn time(cmd: &mut Command) -> std::io::Result<f64> {
+/// Runs `cmd` (from Debian package `package`) and returns its wall time in seconds.
+fn time(cmd: &mut Command, package: &str) -> std::io::Result<f64> {
     let start = Instant::now();
-    let out = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).output()?;
+    let out = host_tool::output_any_status(cmd.stdout(Stdio::null()), package)
+        .map_err(std::io::Error::other)?;
     let t = start.elapsed().as_secs_f64();
     // lint exits 1 on findings; only a crash or usage error (2+) is a failure here.
     if out.status.code().is_none_or(|c| c > 1) {
@@ -122,13 +128,15 @@ fn time(cmd: &mut Command) -> std::io::Result<f64> {
 /// Runs `cmd` under `/usr/bin/time -v` and returns (wall seconds, max RSS in MB).
 fn time_with_rss(program: &Path, args: &[&std::ffi::OsStr]) -> std::io::Result<(f64, f64)> {
     let start = Instant::now();
-    let out = Command::new("/usr/bin/time")
-        .arg("-v")
-        .arg(program)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .output()?;
+    let out = host_tool::output_any_status(
+        Command::new("/usr/bin/time")
+            .arg("-v")
+            .arg(program)
+            .args(args)
+            .stdout(Stdio::null()),
+        "time",
+    )
+    .map_err(std::io::Error::other)?;
     let t = start.elapsed().as_secs_f64();
     let err = String::from_utf8_lossy(&out.stderr);
     let kb: f64 = err
@@ -205,6 +213,7 @@ pub fn run(opts: &Options) -> std::io::Result<Results> {
                     .arg("-o")
                     .arg(&ours_dir)
                     .args(["--compression", "gzip"]),
+                SELF,
             )?,
             None,
         ))
@@ -216,6 +225,7 @@ pub fn run(opts: &Options) -> std::io::Result<Results> {
                     .arg(&stage_dir)
                     .arg(&theirs)
                     .args(["-all-root", "-noappend", "-quiet", "-comp", "gzip"]),
+                "squashfs-tools",
             )?,
             None,
         ))
@@ -242,11 +252,13 @@ pub fn run(opts: &Options) -> std::io::Result<Results> {
                 .args(["-q", "-n", "-d"])
                 .arg(&extracted)
                 .arg(&theirs),
+            "squashfs-tools",
         )?;
         let t2 = time(
             Command::new(&me)
                 .args(["lint", "--format", "json"])
                 .arg(&extracted),
+            SELF,
         )?;
         let _ = std::fs::remove_dir_all(&extracted);
         Ok((t1 + t2, None))

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HarnessError {
-    #[error("missing host tool '{tool}': apt-get install {package} (or run .ci/setup)")]
-    MissingTool { tool: String, package: String },
+    #[error(transparent)]
+    Tool(#[from] sysext_builder::host_tool::ToolError),
     #[error("starting QEMU: {0}")]
     Spawn(std::io::Error),
     #[error(
@@ -56,7 +56,7 @@ impl HarnessError {
     /// extension.
     pub fn stage(&self) -> String {
         match self {
-            HarnessError::MissingTool { .. } => "host tool".into(),
+            HarnessError::Tool(_) => "host tool".into(),
             HarnessError::Spawn(_) => "starting QEMU".into(),
             HarnessError::QemuExited { stage, .. } => format!("{stage} (QEMU exited)"),
             HarnessError::Timeout { stage, .. } => format!("{stage} (timeout)"),

@@ -193,10 +193,9 @@ impl Launch {
             });
         }
         cmd.spawn().map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => HarnessError::MissingTool {
-                tool: p.binary.into(),
-                package: p.package.into(),
-            },
+            std::io::ErrorKind::NotFound => {
+                sysext_builder::host_tool::start_error(e, p.binary, p.package).into()
+            }
             _ => HarnessError::Spawn(e),
         })
     }

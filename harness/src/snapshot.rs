@@ -133,16 +133,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
 /// First line of `qemu-system-* --version`; a changed QEMU cannot load an older state.
 pub fn qemu_version(arch: Arch) -> Result<String> {
     let p = Profile::for_arch(arch);
-    let out = Command::new(p.binary)
-        .arg("--version")
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => HarnessError::MissingTool {
-                tool: p.binary.into(),
-                package: p.package.into(),
-            },
-            _ => HarnessError::io(p.binary, e),
-        })?;
+    let out =
+        sysext_builder::host_tool::output(Command::new(p.binary).arg("--version"), p.package)?;
     Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .next()

@@ -95,24 +95,13 @@ fn run_dir() -> Result<tempfile::TempDir> {
 }
 
 fn overlay(backing: &Path, backing_format: &str, dest: &Path) -> Result<()> {
-    let out = std::process::Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", backing_format, "-b"])
-        .arg(backing)
-        .arg(dest)
-        .output()
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => HarnessError::MissingTool {
-                tool: "qemu-img".into(),
-                package: "qemu-utils".into(),
-            },
-            _ => HarnessError::io(dest, e),
-        })?;
-    if !out.status.success() {
-        return Err(HarnessError::io(
-            dest,
-            std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-        ));
-    }
+    sysext_builder::host_tool::output(
+        std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", backing_format, "-b"])
+            .arg(backing)
+            .arg(dest),
+        "qemu-utils",
+    )?;
     Ok(())
 }
 

@@ -5,9 +5,10 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
 
-use super::{Recipe, run};
+use super::Recipe;
 use crate::arch::Arch;
 use crate::errors::BuildError;
+use crate::host_tool;
 
 use super::READY_BEACON;
 
@@ -129,7 +130,7 @@ fn ensure_binfmt(arch: Arch) -> Result<(), BuildError> {
     };
     let misc = Path::new("/proc/sys/fs/binfmt_misc");
     if !misc.join("register").exists() {
-        run(
+        host_tool::stdout(
             Command::new("mount")
                 .args(["-t", "binfmt_misc", "binfmt_misc"])
                 .arg(misc),
@@ -140,9 +141,11 @@ fn ensure_binfmt(arch: Arch) -> Result<(), BuildError> {
         return Ok(());
     }
     let conf = Path::new("/usr/lib/binfmt.d").join(format!("{qemu}.conf"));
-    let rule = std::fs::read_to_string(&conf).map_err(|_| BuildError::MissingTool {
-        tool: format!("{qemu} binfmt rule ({})", conf.display()),
-        package: "qemu-user-static".into(),
+    let rule = std::fs::read_to_string(&conf).map_err(|_| {
+        BuildError::from(host_tool::ToolError::Missing {
+            tool: format!("{qemu} binfmt rule ({})", conf.display()),
+            package: "qemu-user-static".into(),
+        })
     })?;
     std::fs::write(misc.join("register"), rule.trim())
         .map_err(|e| BuildError::io(&misc.join("register"), e))
@@ -169,7 +172,7 @@ pub fn bootstrap(recipe: &Recipe, root: &Path) -> Result<(), BuildError> {
         .arg(recipe.suite)
         .arg(root)
         .arg(crate::deb::mirror());
-    run(&mut cmd, "mmdebstrap")?;
+    host_tool::stdout(&mut cmd, "mmdebstrap")?;
     Ok(())
 }
 
@@ -186,7 +189,7 @@ pub fn customize(arch: Arch, root: &Path) -> Result<(), BuildError> {
     let systemctl = |args: &[&str]| {
         let mut c = Command::new("systemctl");
         c.arg(format!("--root={}", root.display())).args(args);
-        run(&mut c, "systemd")
+        host_tool::stdout(&mut c, "systemd")
     };
     systemctl(&[
         "enable",
@@ -208,7 +211,7 @@ pub fn customize(arch: Arch, root: &Path) -> Result<(), BuildError> {
     let keys = root.join("etc/dropbear");
     std::fs::create_dir_all(&keys).map_err(|e| io(&keys, e))?;
     let _ = std::fs::remove_file(keys.join("dropbear_ed25519_host_key"));
-    run(
+    host_tool::stdout(
         Command::new("chroot").arg(root).args([
             "/usr/bin/dropbearkey",
             "-t",
@@ -221,7 +224,7 @@ pub fn customize(arch: Arch, root: &Path) -> Result<(), BuildError> {
     // Skip ConditionNeedsUpdate= units (ldconfig, sysusers, hwdb) on every boot.
     for d in ["etc/.updated", "var/.updated"] {
         std::fs::write(root.join(d), b"").map_err(|e| io(root, e))?;
-        run(
+        host_tool::stdout(
             Command::new("touch")
                 .arg("-r")
                 .arg(root.join("usr"))
@@ -233,7 +236,7 @@ pub fn customize(arch: Arch, root: &Path) -> Result<(), BuildError> {
 }
 
 pub fn make_disk(root: &Path, image: &Path, mib: u64) -> Result<(), BuildError> {
-    run(
+    host_tool::stdout(
         Command::new("mke2fs")
             .args([
                 "-q",

@@ -6,10 +6,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use super::Recipe;
 use super::cpio::Cpio;
-use super::{Recipe, run};
 use crate::arch::Arch;
 use crate::errors::BuildError;
+use crate::host_tool;
 
 /// Modules the initramfs loads: the root disk, and the NIC so its address is configured
 /// before systemd starts (ext4 and virtio_pci are built in).
@@ -79,11 +80,11 @@ pub fn install(k: &Kernel, root: &Path, out: &Path) -> Result<(), BuildError> {
     let src = k.dir.join("usr/lib/modules").join(&k.version);
     let dest_parent = root.join("usr/lib/modules");
     std::fs::create_dir_all(&dest_parent).map_err(|e| BuildError::io(&dest_parent, e))?;
-    run(
+    host_tool::stdout(
         Command::new("cp").arg("-a").arg(&src).arg(&dest_parent),
         "coreutils",
     )?;
-    run(
+    host_tool::stdout(
         Command::new("depmod").arg("-b").arg(root).arg(&k.version),
         "kmod",
     )?;
@@ -168,9 +169,9 @@ fn initramfs(k: &Kernel, modules_dir: &Path) -> Result<Vec<u8>, BuildError> {
     for m in &modules {
         let src = modules_dir.join(m);
         let bytes = if m.ends_with(".xz") {
-            run_bytes(Command::new("xz").arg("-dc").arg(&src), "xz-utils")?
+            host_tool::output(Command::new("xz").arg("-dc").arg(&src), "xz-utils")?.stdout
         } else if m.ends_with(".zst") {
-            run_bytes(Command::new("zstd").arg("-dc").arg(&src), "zstd")?
+            host_tool::output(Command::new("zstd").arg("-dc").arg(&src), "zstd")?.stdout
         } else {
             std::fs::read(&src).map_err(|e| BuildError::io(&src, e))?
         };
@@ -191,21 +192,6 @@ fn initramfs(k: &Kernel, modules_dir: &Path) -> Result<Vec<u8>, BuildError> {
     c.file("etc/modules.order", 0o644, order.as_bytes())
         .map_err(cpio_err)?;
     c.finish().map_err(cpio_err)
-}
-
-fn run_bytes(cmd: &mut Command, package: &str) -> Result<Vec<u8>, BuildError> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd.output().map_err(|_| BuildError::MissingTool {
-        tool: program.clone(),
-        package: package.into(),
-    })?;
-    if !out.status.success() {
-        return Err(BuildError::ToolFailed {
-            tool: program,
-            message: String::from_utf8_lossy(&out.stderr).trim().into(),
-        });
-    }
-    Ok(out.stdout)
 }
 
 #[cfg(test)]

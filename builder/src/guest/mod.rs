@@ -197,36 +197,3 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
     ));
     Guest::at(&dir, recipe.arch)
 }
-
-/// Runs a host tool, mapping "not installed" to the package that provides it.
-pub(crate) fn run(cmd: &mut std::process::Command, package: &str) -> Result<String, BuildError> {
-    let program = cmd.get_program().to_string_lossy().into_owned();
-    let out = cmd.output().map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => BuildError::MissingTool {
-            tool: program.clone(),
-            package: package.into(),
-        },
-        _ => BuildError::ToolFailed {
-            tool: program.clone(),
-            message: e.to_string(),
-        },
-    })?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        let tail: Vec<&str> = err
-            .lines()
-            .rev()
-            .filter(|l| !l.trim().is_empty())
-            .take(3)
-            .collect();
-        return Err(BuildError::ToolFailed {
-            tool: program,
-            message: format!(
-                "{} ({})",
-                tail.into_iter().rev().collect::<Vec<_>>().join(" / "),
-                out.status
-            ),
-        });
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}

@@ -46,18 +46,19 @@ impl ExtractedTree {
                 ("debugfs", "e2fsprogs", c)
             }
         };
-        let result = cmd.output().map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => ImageError::NeedsTool {
-                path: path.to_path_buf(),
-                format: format.name(),
-                tool,
-                package,
-            },
-            _ => ImageError::Io {
-                path: path.to_path_buf(),
-                source: e,
-            },
-        })?;
+        let result =
+            crate::host_tool::output_any_status(&mut cmd, package).map_err(|e| match e {
+                crate::host_tool::ToolError::Missing { .. } => ImageError::NeedsTool {
+                    path: path.to_path_buf(),
+                    format: format.name(),
+                    tool,
+                    package,
+                },
+                other => ImageError::Io {
+                    path: path.to_path_buf(),
+                    source: std::io::Error::other(other.to_string()),
+                },
+            })?;
         if !result.status.success() || !out.is_dir() {
             let err = String::from_utf8_lossy(&result.stderr);
             return Err(ImageError::Corrupt {
