@@ -26,12 +26,11 @@ fn update_to(ctx: &Ctx, next: &str, live: &str) -> CaseResult {
         )));
     }
     ctx.expect_downloaded(next)?;
-    ctx.expect_linked(next, &format!("after updating to {next}"))?;
-    ctx.expect_no_partial_files(&format!("after updating to {next}"))?;
-    ctx.expect_live(
-        live,
-        &format!("after updating to {next}, before the refresh"),
-    )
+    let look = ctx.look()?;
+    let when = format!("after updating to {next}");
+    look.expect_linked(&ctx.file(next), &when)?;
+    look.expect_no_partial_files(&when)?;
+    look.expect_live(live, &format!("{when}, before the refresh"))
 }
 
 /// v1 -> v2: listed, downloaded next to v1, symlink moved, v1 live until refresh, then v2
@@ -63,8 +62,7 @@ pub fn update(ctx: &Ctx) -> CaseResult {
             "the update removed the running release {v1}: {files:?}"
         )));
     }
-    ctx.refresh()?;
-    ctx.expect_live(v2, "after `systemd-sysext refresh`")?;
+    ctx.refresh_expect_live(v2, "after `systemd-sysext refresh`")?;
     ctx.expect_service_runs(v2)
 }
 
@@ -74,13 +72,11 @@ pub fn update(ctx: &Ctx) -> CaseResult {
 pub fn rollback(ctx: &Ctx) -> CaseResult {
     let (v1, v2) = (nth(ctx, 0)?, nth(ctx, 1)?);
     update_to(ctx, v2, v1)?;
-    ctx.refresh()?;
-    ctx.expect_live(v2, &format!("after updating to {v2} and refreshing"))?;
+    ctx.refresh_expect_live(v2, &format!("after updating to {v2} and refreshing"))?;
 
     // An operator's rollback: point the symlink at the old file and refresh.
     relink(ctx, v1)?;
-    ctx.refresh()?;
-    ctx.expect_live(v1, &format!("after re-linking to {v1} and refreshing"))?;
+    ctx.refresh_expect_live(v1, &format!("after re-linking to {v1} and refreshing"))?;
     ctx.expect_service_runs(v1)?;
 
     // Forward again, and tidy up as a user short of space would: v1 goes.
@@ -104,8 +100,7 @@ pub fn rollback(ctx: &Ctx) -> CaseResult {
     ctx.expect_downloaded(v1)?;
     ctx.expect_linked(v1, &format!("after `update {v1}`"))
         .map_err(|e| format!("{e}\nupdate said:\n{}", out.trim()))?;
-    ctx.refresh()?;
-    ctx.expect_live(v1, &format!("after `update {v1}` and refreshing"))?;
+    ctx.refresh_expect_live(v1, &format!("after `update {v1}` and refreshing"))?;
     ctx.expect_service_runs(v1)?;
 
     // The pitfall (rule L13): vacuum keeps the newest, which is not the live one.
@@ -166,8 +161,7 @@ pub fn retention(ctx: &Ctx) -> CaseResult {
                 "updating to {next} deleted {live}, the merged release: {files:?}"
             )));
         }
-        ctx.refresh()?;
-        ctx.expect_live(next, &format!("after updating to {next} and refreshing"))?;
+        ctx.refresh_expect_live(next, &format!("after updating to {next} and refreshing"))?;
     }
     let files = ctx.target_files()?;
     // Compared as sets: a directory listing is in name order, where 10.0 sorts before 9.0.
@@ -244,8 +238,7 @@ pub fn timer(ctx: &Ctx) -> CaseResult {
         .succeed("test -e /run/reboot-required")
         .map_err(|e| format!("the service staged {v2} but did not flag a reboot: {e}"))?;
     ctx.expect_live(v1, "after the service staged the update (no refresh yet)")?;
-    ctx.refresh()?;
-    ctx.expect_live(v2, "after the refresh a reboot would do")
+    ctx.refresh_expect_live(v2, "after the refresh a reboot would do")
 }
 
 /// The form some docs give (wasmtime, tilde): `systemd-sysext refresh` on change. Inside

@@ -105,16 +105,17 @@ pub fn run(ctx: &Ctx, case: FaultCase) -> CaseResult {
             ctx.log()
         )));
     }
-    ctx.expect_no_partial_files(&when)?;
-    let files = ctx.target_files()?;
-    if files.contains(&ctx.file(&v2)) {
+    let look = ctx.look()?;
+    look.expect_no_partial_files(&when)?;
+    if look.files.contains(&ctx.file(&v2)) {
         return Err(CaseError::from(format!(
-            "{when}: {} is on disk: {files:?}",
-            ctx.file(&v2)
+            "{when}: {} is on disk: {:?}",
+            ctx.file(&v2),
+            look.files
         )));
     }
-    ctx.expect_linked(&v1, &when)?;
-    ctx.expect_live(&v1, &when)?;
+    look.expect_linked(&ctx.file(&v1), &when)?;
+    look.expect_live(&v1, &when)?;
 
     // The fault is gone: the same command now succeeds.
     ctx.mirror.clear_faults();
@@ -122,8 +123,10 @@ pub fn run(ctx: &Ctx, case: FaultCase) -> CaseResult {
     ctx.update(None)
         .map_err(|e| format!("after the {name} fault was cleared: {e}"))?;
     ctx.expect_downloaded(&v2)?;
-    ctx.expect_linked(&v2, &format!("after the {name} fault was cleared"))?;
-    ctx.expect_no_partial_files(&format!("after the {name} fault was cleared"))?;
+    let look = ctx.look()?;
+    let cleared = format!("after the {name} fault was cleared");
+    look.expect_linked(&ctx.file(&v2), &cleared)?;
+    look.expect_no_partial_files(&cleared)?;
     eprintln!(
         "{name}: systemd said: {}",
         said.lines()

@@ -164,79 +164,88 @@ impl Ctx<'_> {
         self.mirror.publish(image).map_err(h)
     }
 
-    /// The file the `CurrentSymlink` resolves to (empty when it dangles).
-    fn linked_file(&self) -> Result<String, CaseError> {
-        let out = self
-            .vm
-            .succeed(&format!("readlink -e {} || true", self.link()))
-            .map_err(h)?;
-        Ok(out
+    /// What a user looks at after each step, in one round trip: optionally a
+    /// `systemd-sysext refresh` first (which must exit 0), then where the symlink points,
+    /// what is in the target directory and what the extension's command reports.
+    fn look_after(&self, refresh: bool) -> Result<Look, CaseError> {
+        let readlink = format!("readlink -e {} || true", self.link());
+        let ls = format!("ls -A {} 2>/dev/null || true", self.target_dir());
+        let mut cmds: Vec<&str> = Vec::new();
+        if refresh {
+            cmds.push("systemd-sysext refresh 2>&1");
+        }
+        cmds.extend([readlink.as_str(), ls.as_str(), &self.plan.version_command]);
+        let mut outs = self.vm.batch(&cmds).map_err(h)?.into_iter();
+        // `batch` returns one output per command; the fallback only keeps this total.
+        let mut next = || {
+            outs.next().unwrap_or(sysext_harness::ssh::Output {
+                status: -1,
+                stdout: String::new(),
+                stderr: String::new(),
+            })
+        };
+        if refresh {
+            let out = next();
+            if out.status != 0 {
+                return Err(CaseError::Harness(sysext_harness::HarnessError::Command {
+                    cmd: "systemd-sysext refresh".into(),
+                    what: format!("exited {}", out.status),
+                    output: out.combined(),
+                }));
+            }
+        }
+        let linked = next()
+            .stdout
             .trim()
             .rsplit('/')
             .next()
             .unwrap_or_default()
-            .to_string())
+            .to_string();
+        let files = next().stdout.lines().map(str::to_string).collect();
+        let live = next().combined();
+        Ok(Look {
+            linked,
+            files,
+            live,
+            link: self.link(),
+            target_dir: self.target_dir(),
+            version_command: self.plan.version_command.clone(),
+        })
+    }
+
+    /// [`Ctx::look_after`] without a refresh.
+    fn look(&self) -> Result<Look, CaseError> {
+        self.look_after(false)
+    }
+
+    /// The file the `CurrentSymlink` resolves to (empty when it dangles).
+    fn linked_file(&self) -> Result<String, CaseError> {
+        Ok(self.look()?.linked)
     }
 
     /// Files in the target directory, hidden ones (sysupdate's temp files) included.
     fn target_files(&self) -> Result<Vec<String>, CaseError> {
-        let out = self
-            .vm
-            .succeed(&format!("ls -A {} 2>/dev/null || true", self.target_dir()))
-            .map_err(h)?;
-        Ok(out.lines().map(str::to_string).collect())
+        Ok(self.look()?.files)
     }
 
     /// Checks the version the extension's command reports is `version`.
     fn expect_live(&self, version: &str, when: &str) -> CaseResult {
-        let out = self
-            .vm
-            .execute(&self.plan.version_command)
-            .map_err(h)?
-            .combined();
-        if !out.split_whitespace().any(|w| w == version) {
-            return Err(CaseError::from(format!(
-                "{when}: expected `{}` to report {version}, it printed: {}",
-                self.plan.version_command,
-                out.trim()
-            )));
-        }
-        Ok(())
+        self.look()?.expect_live(version, when)
     }
 
-    /// Checks the symlink names `version`'s file and nothing half-downloaded is left.
+    /// Checks the symlink names `version`'s file.
     fn expect_linked(&self, version: &str, when: &str) -> CaseResult {
-        let linked = self.linked_file()?;
-        if linked != self.file(version) {
-            return Err(CaseError::from(format!(
-                "{when}: expected {} -> {}, it resolves to '{linked}'; files: {:?}",
-                self.link(),
-                self.file(version),
-                self.target_files()?
-            )));
-        }
-        Ok(())
+        self.look()?.expect_linked(&self.file(version), when)
     }
 
-    /// No sysupdate temp file (`.#sysupdate…` in 257, `.sysupdate.partial.…` later) stays.
-    fn expect_no_partial_files(&self, when: &str) -> CaseResult {
-        let files = self.target_files()?;
-        let partial: Vec<&String> = files.iter().filter(|f| f.starts_with('.')).collect();
-        if !partial.is_empty() {
-            return Err(CaseError::from(format!(
-                "{when}: partial files left in {}: {partial:?}",
-                self.target_dir()
-            )));
-        }
-        Ok(())
+    /// `systemd-sysext refresh` (which must exit 0), then checks `version` is live.
+    fn refresh_expect_live(&self, version: &str, when: &str) -> CaseResult {
+        self.look_after(true)?.expect_live(version, when)
     }
 
     /// `systemd-sysext refresh`, which must exit 0.
     fn refresh(&self) -> CaseResult {
-        self.vm
-            .succeed("systemd-sysext refresh 2>&1")
-            .map(|_| ())
-            .map_err(h)
+        self.look_after(true).map(|_| ())
     }
 
     /// The extension's service, if the plan names one, runs `version` once restarted.
@@ -368,17 +377,72 @@ impl Ctx<'_> {
             .vm
             .succeed(&self.sysupdate("list --json=short"))
             .map_err(h)?;
-        let v: serde_json::Value =
-            serde_json::from_str(out.trim()).map_err(|e| format!("list --json: {e}: {out}"))?;
-        let current = v.get("current").and_then(|c| c.as_str()).map(String::from);
-        let all = v
-            .get("all")
-            .and_then(|a| a.as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|x| x.as_str().map(String::from))
-            .collect();
-        Ok((current, all))
+        parse_list(&out)
+    }
+}
+
+/// `systemd-sysupdate list --json=short` output: (current, all versions).
+fn parse_list(out: &str) -> Result<(Option<String>, Vec<String>), CaseError> {
+    let v: serde_json::Value =
+        serde_json::from_str(out.trim()).map_err(|e| format!("list --json: {e}: {out}"))?;
+    let current = v.get("current").and_then(|c| c.as_str()).map(String::from);
+    let all = v
+        .get("all")
+        .and_then(|a| a.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|x| x.as_str().map(String::from))
+        .collect();
+    Ok((current, all))
+}
+
+/// The guest as a user sees it after a step (see [`Ctx::look_after`]).
+struct Look {
+    /// The file the `CurrentSymlink` resolves to (empty when it dangles).
+    linked: String,
+    /// Files in the target directory, hidden ones (sysupdate's temp files) included.
+    files: Vec<String>,
+    /// What the extension's version command printed.
+    live: String,
+    link: String,
+    target_dir: String,
+    version_command: String,
+}
+
+impl Look {
+    /// The version command reported `version`.
+    fn expect_live(&self, version: &str, when: &str) -> CaseResult {
+        if !self.live.split_whitespace().any(|w| w == version) {
+            return Err(CaseError::from(format!(
+                "{when}: expected `{}` to report {version}, it printed: {}",
+                self.version_command,
+                self.live.trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The symlink names `file`.
+    fn expect_linked(&self, file: &str, when: &str) -> CaseResult {
+        if self.linked != file {
+            return Err(CaseError::from(format!(
+                "{when}: expected {} -> {file}, it resolves to '{}'; files: {:?}",
+                self.link, self.linked, self.files
+            )));
+        }
+        Ok(())
+    }
+
+    /// No sysupdate temp file (`.#sysupdate…` in 257, `.sysupdate.partial.…` later) stays.
+    fn expect_no_partial_files(&self, when: &str) -> CaseResult {
+        let partial: Vec<&String> = self.files.iter().filter(|f| f.starts_with('.')).collect();
+        if !partial.is_empty() {
+            return Err(CaseError::from(format!(
+                "{when}: partial files left in {}: {partial:?}",
+                self.target_dir
+            )));
+        }
+        Ok(())
     }
 }
 

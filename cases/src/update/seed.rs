@@ -6,8 +6,11 @@ use crate::vm::CaseError;
 use std::time::Duration;
 
 use super::{Ctx, h};
-use crate::vm::CaseResult;
+use crate::vm::{CaseResult, quote};
 
+/// Installs the first release in two round trips: the image upload, then one batch that
+/// writes the transfer files, links the image, refreshes and asks for the version and
+/// `sysupdate list` (each separate SSH exec costs a TCG guest about half a second).
 pub fn install_first_release(ctx: &Ctx) -> CaseResult {
     let first = ctx
         .versions
@@ -21,40 +24,52 @@ pub fn install_first_release(ctx: &Ctx) -> CaseResult {
         .get(first)
         .ok_or_else(|| format!("no release {first} was built"))?;
     let vm = ctx.vm;
-    vm.succeed(&format!(
-        "mkdir -p {} /etc/extensions /etc/sysupdate.{}.d /etc/sysupdate.d",
-        ctx.target_dir(),
-        ctx.name
-    ))
-    .map_err(h)?;
-    vm.upload(image, &format!("{}/{}", ctx.target_dir(), ctx.file(first)))
-        .map_err(h)?;
-    vm.succeed(&format!(
-        "ln -sfn {}/{} {}",
-        ctx.target_dir(),
-        ctx.file(first),
-        ctx.link()
-    ))
-    .map_err(h)?;
-    vm.write_file(
-        &format!("/etc/sysupdate.{}.d/{}.conf", ctx.name, ctx.name),
-        &conf,
-    )
-    .map_err(h)?;
-    vm.write_file("/etc/sysupdate.d/noop.conf", &noop)
-        .map_err(h)?;
-    ctx.refresh()?;
-    ctx.expect_live(first, "after installing the first release")?;
-    if let Some(service) = &ctx.plan.service {
-        vm.wait_for_unit(service, Duration::from_secs(30))
-            .map_err(h)?;
+    let installed = format!("{}/{}", ctx.target_dir(), ctx.file(first));
+    vm.upload(image, &installed).map_err(h)?;
+    let conf_dir = format!("/etc/sysupdate.{}.d", ctx.name);
+    let steps = [
+        format!("mkdir -p /etc/extensions {conf_dir} /etc/sysupdate.d"),
+        format!(
+            "printf '%s' {} > {conf_dir}/{}.conf",
+            quote(&conf),
+            ctx.name
+        ),
+        format!("printf '%s' {} > /etc/sysupdate.d/noop.conf", quote(&noop)),
+        format!("ln -sfn {installed} {}", ctx.link()),
+        "systemd-sysext refresh 2>&1".to_string(),
+    ];
+    let mut cmds: Vec<&str> = steps.iter().map(String::as_str).collect();
+    let list = ctx.sysupdate("list --json=short");
+    cmds.push(&ctx.plan.version_command);
+    cmds.push(&list);
+    let outs = vm.batch(&cmds).map_err(h)?;
+    for (cmd, out) in steps.iter().zip(&outs) {
+        if out.status != 0 {
+            return Err(CaseError::Harness(sysext_harness::HarnessError::Command {
+                cmd: cmd.clone(),
+                what: format!("exited {} while installing the first release", out.status),
+                output: out.combined(),
+            }));
+        }
     }
-    let (current, _) = ctx.list()?;
+    let live = outs[steps.len()].combined();
+    if !live.split_whitespace().any(|w| w == first) {
+        return Err(CaseError::from(format!(
+            "after installing the first release: expected `{}` to report {first}, it printed: {}",
+            ctx.plan.version_command,
+            live.trim()
+        )));
+    }
+    let (current, _) = super::parse_list(&outs[steps.len() + 1].stdout)?;
     if current.as_deref() != Some(first.as_str()) {
         return Err(CaseError::from(format!(
             "after installing {first}, `systemd-sysupdate -C {} list` says the current version is {current:?}",
             ctx.name
         )));
+    }
+    if let Some(service) = &ctx.plan.service {
+        vm.wait_for_unit(service, Duration::from_secs(30))
+            .map_err(h)?;
     }
     ctx.mirror.clear_requests();
     Ok(())
