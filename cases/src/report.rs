@@ -4,10 +4,12 @@ use std::io::{self, Write};
 
 use serde::Serialize;
 
-use crate::lint::{ImageReport, Severity};
+use crate::lint::{ImageReport, ReportKind, Severity};
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
+    /// What the images were judged against (`flatcar 4230.2.0 (systemd >= 255, ...)`).
+    target: &'a str,
     images: &'a [ImageReport],
     summary: Summary,
 }
@@ -22,7 +24,10 @@ pub struct Summary {
 
 pub fn summarize(reports: &[ImageReport]) -> Summary {
     let mut s = Summary {
-        images: reports.iter().filter(|r| r.kind == "image").count(),
+        images: reports
+            .iter()
+            .filter(|r| r.kind == ReportKind::Image)
+            .count(),
         ..Default::default()
     };
     for r in reports {
@@ -33,8 +38,9 @@ pub fn summarize(reports: &[ImageReport]) -> Summary {
     s
 }
 
-pub fn json(out: &mut dyn Write, reports: &[ImageReport]) -> io::Result<()> {
+pub fn json(out: &mut dyn Write, reports: &[ImageReport], target: &str) -> io::Result<()> {
     let r = JsonReport {
+        target,
         images: reports,
         summary: summarize(reports),
     };
@@ -42,7 +48,12 @@ pub fn json(out: &mut dyn Write, reports: &[ImageReport]) -> io::Result<()> {
     writeln!(out)
 }
 
-pub fn human(out: &mut dyn Write, reports: &[ImageReport], color: bool) -> io::Result<()> {
+pub fn human(
+    out: &mut dyn Write,
+    reports: &[ImageReport],
+    target: &str,
+    color: bool,
+) -> io::Result<()> {
     let paint = |s: Severity, text: &str| -> String {
         if !color {
             return text.to_string();
@@ -56,7 +67,7 @@ pub fn human(out: &mut dyn Write, reports: &[ImageReport], color: bool) -> io::R
     };
     for r in reports {
         let what = match (r.kind, &r.name, r.format) {
-            ("release-dir", _, _) => "release directory".to_string(),
+            (ReportKind::ReleaseDir, _, _) => "release directory".to_string(),
             (_, Some(n), Some(f)) => format!("{f} image '{n}'"),
             _ => "image".to_string(),
         };
@@ -78,7 +89,7 @@ pub fn human(out: &mut dyn Write, reports: &[ImageReport], color: bool) -> io::R
     let s = summarize(reports);
     writeln!(
         out,
-        "{} image(s) checked: {} error(s), {} warning(s), {} info",
+        "{} image(s) checked against {target}: {} error(s), {} warning(s), {} info",
         s.images, s.errors, s.warnings, s.info
     )
 }

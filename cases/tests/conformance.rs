@@ -160,7 +160,7 @@ fn lint_fixture(fx: &Fixture) -> Result<(), Failed> {
         let dir_reports = linter.lint_path(&out).map_err(|e| e.to_string())?;
         let dir_findings: Vec<&sysext_cases::lint::Finding> = dir_reports
             .iter()
-            .filter(|r| r.kind == "release-dir")
+            .filter(|r| r.kind == sysext_cases::lint::ReportKind::ReleaseDir)
             .flat_map(|r| r.findings.iter())
             .collect();
         let dir: Vec<&'static str> = dir_findings.iter().map(|f| f.rule).collect();

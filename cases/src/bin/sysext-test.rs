@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use sysext_builder::Arch;
 use sysext_builder::build::{self, Format};
 use sysext_builder::spec::Compression;
-use sysext_cases::lint::{self, LintError, Linter, TargetKind};
+use sysext_cases::lint::{self, LintError, Linter, TargetSpec};
 use sysext_cases::report;
 
 #[derive(Parser)]
@@ -66,9 +66,15 @@ enum Command {
         paths: Vec<PathBuf>,
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
-        /// The OS the images will be merged on.
-        #[arg(long, value_enum, default_value_t = TargetArg::Flatcar)]
-        target: TargetArg,
+        /// The OS the images will be merged on: flatcar, flatcar:VERSION (a Flatcar release,
+        /// e.g. flatcar:4230.2.0: its VERSION_ID, its /usr/sbin layout and its systemd
+        /// decide the version-gated rules), or generic.
+        #[arg(long, default_value = "flatcar", value_parser = parse_target)]
+        target: TargetSpec,
+        /// The target's systemd major version (e.g. 255), when you know it: rules that hold
+        /// only before or after a systemd change (lint --list-rules shows which) use it.
+        #[arg(long, value_name = "MAJOR")]
+        systemd: Option<u32>,
         /// Match extension-release against this os-release instead of the target's built-in one.
         #[arg(long, value_name = "FILE")]
         host_os_release: Option<PathBuf>,
@@ -209,10 +215,8 @@ enum OutputFormat {
     Human,
     Json,
 }
-#[derive(Clone, Copy, ValueEnum)]
-enum TargetArg {
-    Flatcar,
-    Generic,
+fn parse_target(s: &str) -> Result<TargetSpec, String> {
+    s.parse()
 }
 
 #[derive(Clone, Copy)]
@@ -254,10 +258,19 @@ fn main() -> ExitCode {
             paths,
             format,
             target,
+            systemd,
             host_os_release,
             arch,
             list_rules,
-        } => run_lint(paths, format, target, host_os_release, arch, list_rules),
+        } => run_lint(
+            paths,
+            format,
+            target,
+            systemd,
+            host_os_release,
+            arch,
+            list_rules,
+        ),
         Command::Guest(GuestCommand::Build { arch, save_state }) => {
             run_guest_build(arch, save_state)
         }
@@ -642,7 +655,8 @@ fn run_guest_clean() -> anyhow::Result<ExitCode> {
 fn run_lint(
     paths: Vec<PathBuf>,
     format: OutputFormat,
-    target: TargetArg,
+    target: TargetSpec,
+    systemd: Option<u32>,
     host_os_release: Option<PathBuf>,
     arch: Option<Arch>,
     list_rules: bool,
@@ -656,6 +670,7 @@ fn run_lint(
                     serde_json::json!({
                         "id": r.id, "severity": r.severity.as_str(),
                         "summary": r.summary, "reference": r.reference,
+                        "applies_to": lint::gates::gate(r.id).map(|g| g.describe()),
                     })
                 })
                 .collect();
@@ -663,9 +678,12 @@ fn run_lint(
             return Ok(ExitCode::SUCCESS);
         }
         for r in lint::rules::all() {
+            let gate = lint::gates::gate(r.id)
+                .map(|g| format!(" (only {})", g.describe()))
+                .unwrap_or_default();
             writeln!(
                 out,
-                "{:<36} {:<7} {}  [{}]",
+                "{:<36} {:<7} {}{gate}  [{}]",
                 r.id,
                 r.severity.as_str(),
                 r.summary,
@@ -683,10 +701,8 @@ fn run_lint(
         None => None,
     };
     let linter = Linter::new(lint::Options {
-        target: match target {
-            TargetArg::Flatcar => TargetKind::Flatcar,
-            TargetArg::Generic => TargetKind::Generic,
-        },
+        target,
+        systemd,
         host_os_release: host,
         arch,
     });
@@ -707,8 +723,13 @@ fn run_lint(
     }
     let mut out = std::io::stdout().lock();
     match format {
-        OutputFormat::Json => report::json(&mut out, &reports)?,
-        OutputFormat::Human => report::human(&mut out, &reports, std::io::stdout().is_terminal())?,
+        OutputFormat::Json => report::json(&mut out, &reports, &linter.target().describe())?,
+        OutputFormat::Human => report::human(
+            &mut out,
+            &reports,
+            &linter.target().describe(),
+            std::io::stdout().is_terminal(),
+        )?,
     }
     let summary = report::summarize(&reports);
     Ok(if summary.errors > 0 {

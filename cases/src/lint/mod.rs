@@ -6,6 +6,7 @@
 
 pub mod context;
 pub mod finding;
+pub mod gates;
 pub mod rules;
 pub mod target;
 
@@ -20,7 +21,7 @@ use sysext_builder::osrelease::OsRelease;
 use context::Context;
 pub use finding::{Finding, Rule, Severity};
 use rules::{binaries, content, matching, naming, release_dir, release_file, served, units};
-pub use target::{Target, TargetKind};
+pub use target::{SystemdRange, Target, TargetKind, TargetSpec};
 
 /// A file systemd would refuse outright: empty, garbage, truncated, or an unknown format.
 pub const UNREADABLE: Rule = Rule {
@@ -42,13 +43,21 @@ pub enum LintError {
     Environment(ImageError),
 }
 
+/// What a report is about: one image, or a release directory as a whole (SHA256SUMS,
+/// transfer files, what its mirror would serve).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ReportKind {
+    Image,
+    ReleaseDir,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageReport {
     pub path: String,
     /// The image name systemd will use, when the file is an image.
     pub name: Option<String>,
-    /// `image` or `release-dir`.
-    pub kind: &'static str,
+    pub kind: ReportKind,
     pub format: Option<&'static str>,
     pub findings: Vec<Finding>,
 }
@@ -61,7 +70,10 @@ impl ImageReport {
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub target: TargetKind,
+    /// `flatcar`, `flatcar:4230.2.0` or `generic`.
+    pub target: TargetSpec,
+    /// The target's systemd major version, when the user knows it (`--systemd`).
+    pub systemd: Option<u32>,
     pub host_os_release: Option<OsRelease>,
     pub arch: Option<Arch>,
 }
@@ -69,7 +81,11 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            target: TargetKind::Flatcar,
+            target: TargetSpec {
+                kind: TargetKind::Flatcar,
+                version: None,
+            },
+            systemd: None,
             host_os_release: None,
             arch: None,
         }
@@ -84,7 +100,7 @@ pub struct Linter {
 
 impl Linter {
     pub fn new(opts: Options) -> Linter {
-        let target = Target::new(opts.target);
+        let target = Target::from_spec(&opts.target, opts.systemd);
         let host = opts
             .host_os_release
             .unwrap_or_else(|| target.os_release.clone());
@@ -137,10 +153,17 @@ impl Linter {
         reports.push(ImageReport {
             path: dir.display().to_string(),
             name: None,
-            kind: "release-dir",
+            kind: ReportKind::ReleaseDir,
             format: None,
-            findings: sorted({
+            findings: self.finish({
                 let mut f = release_dir::check(&rd);
+                f.extend(naming::check_version_order(
+                    &rd.images,
+                    &rd.release_names
+                        .iter()
+                        .map(|(_, n)| n.clone())
+                        .collect::<Vec<_>>(),
+                ));
                 f.extend(served::check(dir, &release_dir::transfer_files(dir)));
                 f
             }),
@@ -159,7 +182,7 @@ impl Linter {
         let mut report = ImageReport {
             path: path.display().to_string(),
             name: None,
-            kind: "image",
+            kind: ReportKind::Image,
             format: None,
             findings: Vec::new(),
         };
@@ -172,7 +195,7 @@ impl Linter {
                     "",
                     format!("{e}; systemd refuses such a file and, with it, merges no extension at all. Rebuild the image"),
                 ));
-                report.findings = sorted(findings);
+                report.findings = self.finish(findings);
                 return Ok((report, None));
             }
         };
@@ -205,7 +228,7 @@ impl Linter {
         findings.extend(binaries::check(&ctx));
         findings.extend(units::check(&ctx));
         report.name = Some(image_name);
-        report.findings = sorted(findings);
+        report.findings = self.finish(findings);
         Ok((report, ctx.release.map(|r| r.name)))
     }
 }
@@ -225,10 +248,19 @@ fn is_release_dir(dir: &Path) -> bool {
             .unwrap_or(false)
 }
 
-/// Errors first, then warnings, then info; within a severity, the order rules ran in.
-fn sorted(mut v: Vec<Finding>) -> Vec<Finding> {
-    v.sort_by_key(|f| std::cmp::Reverse(f.severity));
-    v
+impl Linter {
+    /// The target findings are judged against.
+    pub fn target(&self) -> &Target {
+        &self.target
+    }
+
+    /// Drops findings of rules that do not hold on this target (`gates`), then sorts:
+    /// errors first, then warnings, then info; within a severity, the order rules ran in.
+    fn finish(&self, mut v: Vec<Finding>) -> Vec<Finding> {
+        v.retain(|f| gates::applies(f.rule, &self.target));
+        v.sort_by_key(|f| std::cmp::Reverse(f.severity));
+        v
+    }
 }
 
 #[cfg(test)]

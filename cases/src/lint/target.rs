@@ -25,9 +25,103 @@ impl std::str::FromStr for TargetKind {
     }
 }
 
+/// What the user named with `--target`: a kind and, for Flatcar, a release version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetSpec {
+    pub kind: TargetKind,
+    /// A Flatcar release (`4230.2.0`): Flatcar numbers its releases as semver.
+    pub version: Option<semver::Version>,
+}
+
+impl std::str::FromStr for TargetSpec {
+    type Err = String;
+    /// `flatcar`, `flatcar:4230.2.0` or `generic`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, version) = match s.split_once(':') {
+            Some((k, v)) => (k, Some(v)),
+            None => (s, None),
+        };
+        let kind: TargetKind = kind.parse()?;
+        let version = match version {
+            None => None,
+            Some(_) if kind == TargetKind::Generic => {
+                return Err(format!(
+                    "target '{s}': only flatcar takes a version (flatcar:4230.2.0); for another OS give --systemd"
+                ));
+            }
+            Some(v) => Some(semver::Version::parse(v).map_err(|e| {
+                format!("target '{s}': '{v}' is not a Flatcar release version like 4230.2.0 ({e})")
+            })?),
+        };
+        Ok(TargetSpec { kind, version })
+    }
+}
+
+/// What is known about the target's systemd: a major version range. Rules that exist for
+/// one side of a systemd change (see `lint::gates`) only run when the range says which side
+/// the target is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SystemdRange {
+    /// The target's systemd is at least this major version (0: unknown).
+    pub at_least: u32,
+    /// The target's systemd is older than this major version, if known.
+    pub below: Option<u32>,
+}
+
+impl SystemdRange {
+    pub fn exactly(major: u32) -> SystemdRange {
+        SystemdRange {
+            at_least: major,
+            below: Some(major + 1),
+        }
+    }
+
+    /// Certainly at least `major`.
+    pub fn is_at_least(&self, major: u32) -> bool {
+        self.at_least >= major
+    }
+
+    /// Certainly older than `major`.
+    pub fn is_below(&self, major: u32) -> bool {
+        self.below.is_some_and(|b| b <= major)
+    }
+
+    pub fn describe(&self) -> String {
+        match (self.at_least, self.below) {
+            (0, None) => "unknown".into(),
+            (a, Some(b)) if b == a + 1 => format!("{a}"),
+            (0, Some(b)) => format!("< {b}"),
+            (a, None) => format!(">= {a}"),
+            (a, Some(b)) => format!(">= {a}, < {b}"),
+        }
+    }
+}
+
+/// Flatcar releases from which a behaviour holds, with where we know it from. Flatcar
+/// versions are semver, so "from" is a semver comparison.
+pub mod flatcar {
+    /// systemd 255 arrived in Alpha 3913.0.0 (flatcar/Flatcar#1391, "Update to systemd
+    /// v255" as a release blocker); earlier releases have an older systemd.
+    pub const SYSTEMD_255: (u64, u64, u64) = (3913, 0, 0);
+    /// `/usr/sbin` became a symlink to `bin` (flatcar/scripts#2068, merged 2024-09); the
+    /// first Stable with it is 4152.2.0, whose notes say "The /usr/sbin directory is now
+    /// merged into /usr/bin". Older releases have a real `/usr/sbin` directory.
+    pub const SBIN_MERGE: (u64, u64, u64) = (4152, 0, 0);
+
+    pub fn at_least(v: &semver::Version, (major, minor, patch): (u64, u64, u64)) -> bool {
+        // Compare release numbers only: a pre-release tag on a Flatcar version (none are
+        // published) must not move it below its own release.
+        (v.major, v.minor, v.patch) >= (major, minor, patch)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Target {
     pub kind: TargetKind,
+    /// The Flatcar release, when the user named one.
+    pub version: Option<semver::Version>,
+    /// The target's systemd, as far as it is known.
+    pub systemd: SystemdRange,
     pub os_release: OsRelease,
     /// Absolute paths of executables the base OS provides.
     pub binaries: HashSet<String>,
@@ -215,10 +309,65 @@ const FLATCAR_LIBRARIES: &[&str] = &[
 ];
 
 impl Target {
+    /// The target `spec` names; `systemd` (a major version, from `--systemd`) overrides
+    /// what the Flatcar version implies.
+    pub fn from_spec(spec: &TargetSpec, systemd: Option<u32>) -> Target {
+        let mut t = Target::new(spec.kind);
+        if let Some(v) = &spec.version {
+            t.os_release = OsRelease::from_pairs(&[
+                ("ID", "flatcar"),
+                ("ID_LIKE", "coreos"),
+                ("VERSION_ID", &v.to_string()),
+                ("SYSEXT_LEVEL", "1.0"),
+            ]);
+            t.sbin_merged = flatcar::at_least(v, flatcar::SBIN_MERGE);
+            t.systemd = if flatcar::at_least(v, flatcar::SYSTEMD_255) {
+                SystemdRange {
+                    at_least: 255,
+                    below: None,
+                }
+            } else {
+                SystemdRange {
+                    at_least: 0,
+                    below: Some(255),
+                }
+            };
+            t.version = Some(v.clone());
+        }
+        if let Some(major) = systemd {
+            t.systemd = SystemdRange::exactly(major);
+        }
+        t
+    }
+
+    /// One line for reports: `flatcar 4230.2.0 (systemd >= 255, /usr/sbin -> bin)`.
+    pub fn describe(&self) -> String {
+        let kind = match self.kind {
+            TargetKind::Flatcar => "flatcar",
+            TargetKind::Generic => "generic",
+        };
+        let version = self
+            .version
+            .as_ref()
+            .map(|v| format!(" {v}"))
+            .unwrap_or_default();
+        format!(
+            "{kind}{version} (systemd {}, /usr/sbin {})",
+            self.systemd.describe(),
+            if self.sbin_merged {
+                "-> bin"
+            } else {
+                "a directory"
+            }
+        )
+    }
+
     pub fn new(kind: TargetKind) -> Target {
         match kind {
             TargetKind::Flatcar => Target {
                 kind,
+                version: None,
+                systemd: SystemdRange::default(),
                 // Flatcar's /etc/os-release: ID, VERSION_ID and SYSEXT_LEVEL=1.0 (bakery.md §2.1).
                 os_release: OsRelease::from_pairs(&[
                     ("ID", "flatcar"),
@@ -241,6 +390,8 @@ impl Target {
             },
             TargetKind::Generic => Target {
                 kind,
+                version: None,
+                systemd: SystemdRange::default(),
                 os_release: OsRelease::from_pairs(&[("ID", "linux")]),
                 binaries: bin_paths(FLATCAR_BINARIES, false),
                 libraries: [

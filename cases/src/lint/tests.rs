@@ -4,6 +4,7 @@
 //! directory trees where a case needs what our squashfs writer cannot make (xattrs, device
 //! nodes, foreign owners).
 
+use crate::lint::TargetSpec;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -96,7 +97,19 @@ impl Fx {
         self.with(Item::File(path, text.as_bytes().to_vec(), 0o644))
     }
     fn target(mut self, t: TargetKind) -> Fx {
-        self.opts.target = t;
+        self.opts.target = TargetSpec {
+            kind: t,
+            version: None,
+        };
+        self
+    }
+    /// A target named as a user names it: `flatcar:3815.2.0`, `generic`.
+    fn target_spec(mut self, spec: &str) -> Fx {
+        self.opts.target = spec.parse().expect("a valid target spec");
+        self
+    }
+    fn systemd(mut self, major: u32) -> Fx {
+        self.opts.systemd = Some(major);
         self
     }
     fn arch(mut self, a: Arch) -> Fx {
@@ -258,6 +271,9 @@ fn svc(exec: &str) -> String {
     Fx::raw("x-2.0.rc1-x86-64.raw")
 )]
 #[case::naming_version_has_dash("naming/version-has-dash", Fx::raw("x-1.0-rc1-x86-64.raw").release_name("x"), Fx::raw("x-1.0.rc1-x86-64.raw"))]
+#[case::naming_version_order_disagrees("naming/version-order-disagrees", Fx::raw("x-1.0.0-rc1-x86-64.raw").release_name("x"), Fx::raw("x-1.0.0-x86-64.raw"))]
+// version-gated: ID=_any and ARCHITECTURE= on a systemd that predates them
+#[case::match_keys_need_systemd_252("match/keys-need-systemd-252", Fx::raw("x.raw").target_spec("generic").systemd(251), Fx::raw("x.raw").target_spec("generic").systemd(252))]
 // release file
 #[case::release_missing("release/missing", Fx::raw("x.raw").no_release(), Fx::raw("x.raw"))]
 #[case::release_confext_only("release/confext-only", Fx::raw("x.raw").no_release().file("etc/extension-release.d/extension-release.x", "ID=_any\n"), Fx::raw("x.raw"))]
@@ -388,6 +404,11 @@ fn every_rule_has_a_unique_id_and_a_family() {
 
 /// A bakery release directory built by `sysext-test build`, then changed by `mutate`.
 fn release_dir(mutate: fn(&Path)) -> Vec<Finding> {
+    release_dir_for(mutate, Options::default())
+}
+
+/// [`release_dir`], linted for the target `opts` describe.
+fn release_dir_for(mutate: fn(&Path), opts: Options) -> Vec<Finding> {
     let tmp = tempfile::tempdir().unwrap();
     let spec_dir = tmp.path().join("spec");
     std::fs::create_dir(&spec_dir).unwrap();
@@ -400,7 +421,7 @@ fn release_dir(mutate: fn(&Path)) -> Vec<Finding> {
     let out = tmp.path().join("rel");
     sysext_builder::build::build(&spec_path, &out, &Default::default()).unwrap();
     mutate(&out);
-    let linter = Linter::new(Options::default());
+    let linter = Linter::new(opts);
     linter
         .lint_path(&out)
         .unwrap()
@@ -471,6 +492,102 @@ fn release_dir_rule_fires_when_broken_and_not_on_the_built_dir(
         !good.iter().any(|f| f.rule == rule),
         "{rule} reported for the built directory: {good:#?}"
     );
+}
+
+fn systemd(major: u32) -> Options {
+    Options {
+        systemd: Some(major),
+        ..Options::default()
+    }
+}
+
+fn to_transfer(d: &Path) {
+    std::fs::rename(d.join("x.conf"), d.join("x.transfer")).unwrap();
+}
+
+#[test]
+fn transfer_suffix_needs_257_fires_only_where_systemd_is_known_older() {
+    let fired = |f: Vec<Finding>| f.iter().any(|f| f.rule == "transfer/suffix-needs-257");
+    assert!(fired(release_dir_for(to_transfer, systemd(256))));
+    assert!(!fired(release_dir_for(to_transfer, systemd(257))));
+    // Unknown systemd: a false alarm on every modern target, so not reported.
+    assert!(!fired(release_dir_for(to_transfer, Options::default())));
+    // Flatcar before 3913 runs a systemd older than 255.
+    let old_flatcar = Options {
+        target: "flatcar:3815.2.0".parse().unwrap(),
+        ..Options::default()
+    };
+    assert!(fired(release_dir_for(to_transfer, old_flatcar)));
+    assert!(!fired(release_dir_for(|_| {}, systemd(256))));
+}
+
+#[test]
+fn transfer_conf_suffix_is_not_reported_where_conf_is_the_only_suffix_read() {
+    let fired = |f: Vec<Finding>| f.iter().any(|f| f.rule == "transfer/conf-suffix");
+    assert!(fired(release_dir_for(|_| {}, systemd(257))));
+    assert!(!fired(release_dir_for(|_| {}, systemd(256))));
+}
+
+#[test]
+fn naming_version_order_disagrees_across_a_release_dir() {
+    let findings = release_dir(|d| {
+        add_image(d, "x-2.0.0-x86-64.raw", true);
+        add_image(d, "x-2.0.0-rc1-x86-64.raw", true);
+    });
+    let dir_level: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| f.rule == "naming/version-order-disagrees" && f.path == "x-*-x86-64.raw")
+        .collect();
+    assert_eq!(dir_level.len(), 1, "{findings:#?}");
+    assert!(
+        dir_level[0].message.contains(
+            "orders the releases 2.0.0 < 2.0.0-rc1 but semver orders them 2.0.0-rc1 < 2.0.0"
+        ),
+        "{}",
+        dir_level[0].message
+    );
+    let agreeing = release_dir(|d| {
+        add_image(d, "x-2.0.0-x86-64.raw", true);
+        add_image(d, "x-10.0.0-x86-64.raw", true);
+    });
+    assert!(
+        !agreeing
+            .iter()
+            .any(|f| f.rule == "naming/version-order-disagrees"),
+        "{agreeing:#?}"
+    );
+}
+
+#[test]
+fn usr_sbin_is_an_error_only_where_sbin_is_a_symlink() {
+    let severity = |spec: &str| {
+        Fx::raw("x.raw")
+            .file("usr/sbin/tool", "x")
+            .target_spec(spec)
+            .lint()
+            .iter()
+            .find(|f| f.rule == "content/usr-sbin")
+            .map(|f| f.severity)
+    };
+    assert_eq!(severity("flatcar"), Some(Severity::Error));
+    assert_eq!(severity("flatcar:4230.2.0"), Some(Severity::Error));
+    assert_eq!(severity("flatcar:4081.2.0"), Some(Severity::Warning));
+}
+
+#[test]
+fn an_sbin_exec_path_is_missing_on_flatcar_before_the_sbin_merge() {
+    let rules = |spec: &str| {
+        let fx = Fx::raw("x.raw")
+            .release(unit(true))
+            .file("usr/bin/d", "#!/bin/sh\n")
+            .file("usr/lib/systemd/system/t.service", &svc("/usr/sbin/d"))
+            .target_spec(spec);
+        fx.lint().iter().map(|f| f.rule).collect::<Vec<_>>()
+    };
+    assert!(rules("flatcar:4230.2.0").contains(&"unit/exec-via-sbin-merge"));
+    let old = rules("flatcar:4081.2.0");
+    assert!(old.contains(&"unit/exec-missing"), "{old:?}");
+    assert!(!old.contains(&"unit/exec-via-sbin-merge"), "{old:?}");
 }
 
 #[test]

@@ -5,7 +5,6 @@ use sysext_builder::image::{Kind, normalize};
 
 use crate::lint::context::Context;
 use crate::lint::finding::{Finding, Rule, Severity};
-use crate::lint::target::TargetKind;
 
 pub const TOP_LEVEL: Rule = Rule {
     id: "content/top-level",
@@ -230,7 +229,8 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
                 "usr/sbin is {what} in the image: on Flatcar /usr/sbin is a symlink to bin, and merging this replaces it, hiding every base sbin binary (a boot-breaking bug the bakery has shipped). Install binaries in usr/bin"
             ),
         );
-        out.push(if ctx.target.kind == TargetKind::Flatcar {
+        // An error where /usr/sbin is a symlink (Flatcar from 4152): merging replaces it.
+        out.push(if ctx.target.sbin_merged {
             f
         } else {
             f.with_severity(Severity::Warning)

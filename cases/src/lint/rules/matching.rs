@@ -68,8 +68,16 @@ pub const PINNED: Rule = Rule {
     reference: "C13",
 };
 
+pub const KEYS_NEED_252: Rule = Rule {
+    id: "match/keys-need-systemd-252",
+    severity: Severity::Error,
+    summary: "ID=_any and ARCHITECTURE= need systemd 252; an older target refuses the image",
+    reference: "C5, C7, bakery.md 2 (note 8)",
+};
+
 pub const RULES: &[&Rule] = &[
     &NO_DATA,
+    &KEYS_NEED_252,
     &SCOPE,
     &SCOPE_INVALID,
     &ARCH_INVALID,
@@ -89,6 +97,26 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
     if d.is_empty() {
         out.push(Finding::new(&NO_DATA, p, "the release file has no fields: systemd ignores the image. Add ID=_any (and ARCHITECTURE=)"));
         return out;
+    }
+    // Reported always, kept only for a target known to run systemd < 252 (lint::gates).
+    let new_keys: Vec<String> = [("ID", d.get("ID")), ("ARCHITECTURE", d.get("ARCHITECTURE"))]
+        .into_iter()
+        .filter_map(|(k, v)| match (k, v) {
+            ("ID", Some("_any")) => Some("ID=_any".to_string()),
+            ("ARCHITECTURE", Some(a)) => Some(format!("ARCHITECTURE={a}")),
+            _ => None,
+        })
+        .collect();
+    if !new_keys.is_empty() {
+        out.push(Finding::new(
+            &KEYS_NEED_252,
+            p,
+            format!(
+                "{} arrived in systemd 252; the target's systemd ({}) does not know it and refuses the image. Build a variant with the target's ID and VERSION_ID, or require a newer OS",
+                new_keys.join(" and "),
+                ctx.target.systemd.describe()
+            ),
+        ));
     }
 
     let scope = d.get("SYSEXT_SCOPE").unwrap_or("system portable");

@@ -1,7 +1,7 @@
 //! Naming: what systemd calls an image, and whether the bakery's `NAME-VERSION-ARCH.raw`
 //! convention and systemd-sysupdate can both live with the file name (rule book A1-A8, K12).
 
-use sysext_builder::version;
+use sysext_builder::{Arch, version};
 
 use crate::lint::context::Context;
 use crate::lint::finding::{Finding, Rule, Severity};
@@ -49,6 +49,13 @@ pub const VERSION_DASH: Rule = Rule {
     reference: "bakery.md 3.3",
 };
 
+pub const VERSION_ORDER: Rule = Rule {
+    id: "naming/version-order-disagrees",
+    severity: Severity::Warning,
+    summary: "systemd-sysupdate orders these versions differently from semver (1.0.0-rc1 after 1.0.0)",
+    reference: "UAPI.10, K11",
+};
+
 pub const RULES: &[&Rule] = &[
     &NOT_RAW,
     &INVALID_NAME,
@@ -57,6 +64,7 @@ pub const RULES: &[&Rule] = &[
     &ARCH_MISMATCH,
     &VERSION_INVISIBLE,
     &VERSION_DASH,
+    &VERSION_ORDER,
 ];
 
 pub use sysext_builder::naming::{Triple, triple};
@@ -110,6 +118,76 @@ pub fn check_file_name(file_name: &str, is_dir: bool) -> Vec<Finding> {
                 name.escape_debug()
             ),
         ));
+    }
+    out
+}
+
+/// A pre-release such as `1.0.0-rc1` is older than `1.0.0` for semver (what a bakery
+/// release tag means) but newer for systemd's version order (what sysupdate offers as
+/// newest): published next to the final release, it is what sysupdate installs.
+fn pre_release_order(t: &Triple) -> Option<Finding> {
+    let sv = semver::Version::parse(&t.version).ok()?;
+    if sv.pre.is_empty() {
+        return None;
+    }
+    let release = format!("{}.{}.{}", sv.major, sv.minor, sv.patch);
+    (version::compare(&t.version, &release) == std::cmp::Ordering::Greater).then(|| {
+        Finding::new(
+            &VERSION_ORDER,
+            format!("{}-{}-{}.raw", t.name, t.version, t.arch),
+            format!(
+                "{v} is a pre-release for semver (before {release}) but systemd-sysupdate orders it after {release}: once both are published it offers {v} as the update over {release}. Keep pre-releases off the mirror sysupdate reads",
+                v = t.version
+            ),
+        )
+    })
+}
+
+/// The versions of each extension in a release directory, in systemd's order and in
+/// semver's (for the versions that are semver): when they differ, sysupdate's "newest" is
+/// not the release the tags call newest.
+pub fn check_version_order(file_names: &[String], release_names: &[String]) -> Vec<Finding> {
+    use std::collections::BTreeMap;
+    let mut by_name: BTreeMap<(String, Arch), Vec<(String, semver::Version)>> = BTreeMap::new();
+    for f in file_names {
+        if let Some(t) = triple(f, release_names)
+            && let Ok(sv) = semver::Version::parse(&t.version)
+        {
+            by_name
+                .entry((t.name, t.arch))
+                .or_default()
+                .push((t.version, sv));
+        }
+    }
+    let mut out = Vec::new();
+    for ((name, arch), versions) in by_name {
+        let mut systemd_order: Vec<&(String, semver::Version)> = versions.iter().collect();
+        systemd_order.sort_by(|a, b| version::compare(&a.0, &b.0));
+        let mut semver_order = systemd_order.clone();
+        semver_order.sort_by(|a, b| a.1.cmp(&b.1));
+        if systemd_order
+            .iter()
+            .map(|p| &p.0)
+            .ne(semver_order.iter().map(|p| &p.0))
+        {
+            let list = |o: &[&(String, semver::Version)]| {
+                o.iter()
+                    .map(|p| p.0.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" < ")
+            };
+            out.push(Finding::new(
+                &VERSION_ORDER,
+                format!("{name}-*-{arch}.raw"),
+                format!(
+                    "systemd-sysupdate orders the releases {} but semver orders them {}: sysupdate's newest is {}, not {}",
+                    list(&systemd_order),
+                    list(&semver_order),
+                    systemd_order.last().map(|p| p.0.as_str()).unwrap_or_default(),
+                    semver_order.last().map(|p| p.0.as_str()).unwrap_or_default()
+                ),
+            ));
+        }
     }
     out
 }
@@ -187,6 +265,7 @@ pub fn check(ctx: &Context, parsed: Option<&Triple>) -> Vec<Finding> {
             ),
         ));
     }
+    out.extend(pre_release_order(t));
     out
 }
 

@@ -61,6 +61,12 @@ pub const TRANSFER_SUFFIX: Rule = Rule {
     summary: "systemd >= 257 wants *.transfer; *.conf is read with a deprecation warning",
     reference: "K2, bakery #225",
 };
+pub const TRANSFER_UNREAD: Rule = Rule {
+    id: "transfer/suffix-needs-257",
+    severity: Severity::Error,
+    summary: "systemd < 257 reads only *.conf transfer files: a *.transfer is never read",
+    reference: "K2",
+};
 pub const TRANSFER_REQUIRED: Rule = Rule {
     id: "transfer/missing-key",
     severity: Severity::Error,
@@ -119,6 +125,7 @@ pub const RULES: &[&Rule] = &[
     &TRANSFER_SYNTAX,
     &TRANSFER_UNKNOWN,
     &TRANSFER_SUFFIX,
+    &TRANSFER_UNREAD,
     &TRANSFER_REQUIRED,
     &TRANSFER_TYPES,
     &TRANSFER_PATTERN,
@@ -276,6 +283,15 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
             &TRANSFER_SYNTAX,
             file,
             format!("line {line}: {msg}"),
+        ));
+    }
+    // Both suffix rules are reported here and kept by lint::gates for the targets they
+    // hold on.
+    if file.ends_with(".transfer") {
+        out.push(Finding::new(
+            &TRANSFER_UNREAD,
+            file,
+            "systemd before 257 reads only .conf transfer files, so this target never sees this one: publish it as .conf too",
         ));
     }
     if file.ends_with(".conf") {

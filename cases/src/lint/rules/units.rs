@@ -365,6 +365,13 @@ fn resolve_program(ctx: &Context, program: &str) -> Resolution {
                 // The image ships the program in bin but the unit calls it through sbin.
                 return if ctx.target.sbin_merged && program.starts_with('/') {
                     Resolution::ViaSbinMerge(a)
+                } else if !ctx.target.sbin_merged
+                    && ctx.target.version.is_some()
+                    && program.starts_with("/usr/sbin/")
+                {
+                    // A Flatcar release from before the sbin merge: /usr/sbin is a real
+                    // directory and the program is not in it (keepalived's 203/EXEC).
+                    Resolution::Missing
                 } else {
                     Resolution::Found
                 };
