@@ -43,6 +43,22 @@ pub fn triple(file_name: &str, release_names: &[String]) -> Option<Triple> {
     })
 }
 
+/// The image name systemd derives from a search-directory entry (rule book A1): `.raw` stripped, then
+/// an optional `.sysext`/`.confext` class suffix; for directories the same suffixes.
+pub fn image_name(file_name: &str, is_dir: bool) -> String {
+    let mut s = file_name;
+    if !is_dir {
+        s = s.strip_suffix(".raw").unwrap_or(s);
+    }
+    for suffix in [".sysext", ".confext", ".mstack"] {
+        if let Some(stripped) = s.strip_suffix(suffix) {
+            s = stripped;
+            break;
+        }
+    }
+    s.to_string()
+}
+
 /// The arch a bakery-style file name states, if it is one.
 pub fn arch_of(file_name: &str) -> Option<Arch> {
     triple(file_name, &[]).map(|t| t.arch)

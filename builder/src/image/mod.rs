@@ -7,6 +7,7 @@
 mod detect;
 mod dir;
 mod extract;
+pub mod facts;
 mod squashfs;
 mod squashfs_xattr;
 

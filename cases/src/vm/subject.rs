@@ -3,11 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use sysext_builder::image::{Image, Kind};
-use sysext_builder::unitfile::IniFile;
-
-use crate::lint::rules::{naming, release_file, units};
 use crate::manifest::Manifest;
+use sysext_builder::image::{Image, facts};
+use sysext_builder::naming;
+use sysext_builder::osrelease::parse_bool;
 
 #[derive(Debug, Clone)]
 pub struct Subject {
@@ -37,61 +36,17 @@ impl Subject {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let image = Image::open(image_path).map_err(|e| e.to_string())?;
-        let names = release_file::candidate_names(&image);
+        let names = facts::release_names(&image);
         let name = naming::triple(&file_name, &names)
             .map(|t| t.name)
             .unwrap_or_else(|| naming::image_name(&file_name, false));
-        let (release, _) = release_file::check(&image, &name);
-        let reload_manager = release
-            .as_ref()
-            .and_then(|r| r.data.get("EXTENSION_RELOAD_MANAGER"))
-            .and_then(sysext_builder::osrelease::parse_bool)
+        let reload_manager = facts::release(&image, &name)
+            .and_then(|r| r.get("EXTENSION_RELOAD_MANAGER").and_then(parse_bool))
             .unwrap_or(false);
-        let has_opt = image
-            .entries()
-            .iter()
-            .any(|e| e.path.starts_with("opt/") && !e.is_dir());
-        let sample_files = image
-            .entries()
-            .iter()
-            .filter(|e| {
-                e.is_file()
-                    && !e.path.starts_with(release_file::DIR)
-                    && (e.path.starts_with("usr/") || e.path.starts_with("opt/"))
-            })
-            .take(5)
-            .map(|e| format!("/{}", e.path))
-            .collect();
-        let unit_files = units::unit_files(&image);
-        let mut enabled = Vec::new();
-        for e in image.entries() {
-            for dir in units::UNIT_DIRS {
-                let Some(rest) = e.path.strip_prefix(dir).and_then(|r| r.strip_prefix('/')) else {
-                    continue;
-                };
-                let Some((sub, file)) = rest.split_once('/') else {
-                    continue;
-                };
-                if [".wants", ".upholds", ".requires"]
-                    .iter()
-                    .any(|s| sub.ends_with(s))
-                    && matches!(e.kind, Kind::Symlink(_))
-                {
-                    enabled.push(file.to_string());
-                }
-                if sub.ends_with(".target.d")
-                    && file.ends_with(".conf")
-                    && let Ok(bytes) = image.read(&e.path, 1 << 20)
-                {
-                    let ini = IniFile::parse(&String::from_utf8_lossy(&bytes));
-                    for key in ["Upholds", "Wants", "Requires"] {
-                        for a in ini.all("Unit", key) {
-                            enabled.extend(a.value.split_whitespace().map(str::to_string));
-                        }
-                    }
-                }
-            }
-        }
+        let has_opt = facts::has_opt(&image);
+        let sample_files = facts::sample_files(&image, 5);
+        let unit_files = facts::unit_files(&image);
+        let mut enabled = facts::enabled_units(&image);
         enabled.extend(manifest.services.iter().cloned());
         enabled
             .retain(|u| u.ends_with(".service") || u.ends_with(".socket") || u.ends_with(".timer"));

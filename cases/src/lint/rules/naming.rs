@@ -67,23 +67,7 @@ pub const RULES: &[&Rule] = &[
     &VERSION_ORDER,
 ];
 
-pub use sysext_builder::naming::{Triple, triple};
-
-/// The image name systemd derives from a search-directory entry (A1): `.raw` stripped, then
-/// an optional `.sysext`/`.confext` class suffix; for directories the same suffixes.
-pub fn image_name(file_name: &str, is_dir: bool) -> String {
-    let mut s = file_name;
-    if !is_dir {
-        s = s.strip_suffix(".raw").unwrap_or(s);
-    }
-    for suffix in [".sysext", ".confext", ".mstack"] {
-        if let Some(stripped) = s.strip_suffix(suffix) {
-            s = stripped;
-            break;
-        }
-    }
-    s.to_string()
-}
+pub use sysext_builder::naming::{Triple, image_name, triple};
 
 /// Checks that need only the file name; they run even when the image cannot be opened.
 pub fn check_file_name(file_name: &str, is_dir: bool) -> Vec<Finding> {

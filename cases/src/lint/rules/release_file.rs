@@ -106,22 +106,10 @@ pub const RULES: &[&Rule] = &[
     &RELOAD_VALUE,
 ];
 
-pub const DIR: &str = "usr/lib/extension-release.d";
-const PREFIX: &str = "extension-release.";
+pub use sysext_builder::image::facts::{
+    RELEASE_DIR as DIR, RELEASE_PREFIX as PREFIX, release_names as candidate_names,
+};
 const STRICT_XATTR: &str = "user.extension-release.strict";
-
-/// The `X` of every `usr/lib/extension-release.d/extension-release.X` entry, of any kind.
-pub fn candidate_names(image: &Image) -> Vec<String> {
-    image
-        .entries()
-        .iter()
-        .filter_map(|e| e.path.strip_prefix(DIR).and_then(|r| r.strip_prefix('/')))
-        .filter(|n| !n.contains('/'))
-        .filter_map(|n| n.strip_prefix(PREFIX))
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-        .collect()
-}
 
 /// Finds the release file systemd would use for `image_name`, parses it, and reports
 /// what is wrong on the way.

@@ -78,20 +78,7 @@ pub const RULES: &[&Rule] = &[
 ];
 
 /// Unit directories a sysext can populate (both under /usr, so merged).
-pub const UNIT_DIRS: &[&str] = &["usr/lib/systemd/system", "usr/local/lib/systemd/system"];
-const UNIT_SUFFIXES: &[&str] = &[
-    ".service",
-    ".socket",
-    ".target",
-    ".timer",
-    ".path",
-    ".mount",
-    ".automount",
-    ".swap",
-    ".slice",
-    ".scope",
-    ".device",
-];
+pub use sysext_builder::image::facts::UNIT_DIRS;
 const EXEC_KEYS: &[&str] = &[
     "ExecStart",
     "ExecStartPre",
@@ -104,28 +91,7 @@ const EXEC_KEYS: &[&str] = &[
 /// systemd's fixed search path for Exec*= commands given without a directory.
 const EXEC_SEARCH: &[&str] = &["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin"];
 
-pub fn is_unit_name(name: &str) -> bool {
-    UNIT_SUFFIXES
-        .iter()
-        .any(|s| name.ends_with(s) && name.len() > s.len())
-}
-
-/// Unit files the image ships: `(path, unit name)`.
-pub fn unit_files(image: &Image) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for e in image.entries() {
-        for dir in UNIT_DIRS {
-            if let Some(rest) = e.path.strip_prefix(dir).and_then(|r| r.strip_prefix('/'))
-                && !rest.contains('/')
-                && is_unit_name(rest)
-                && matches!(e.kind, Kind::File | Kind::Symlink(_))
-            {
-                out.push((e.path.clone(), rest.to_string()));
-            }
-        }
-    }
-    out
-}
+pub use sysext_builder::image::facts::{is_unit_name, unit_files};
 
 fn image_has_unit(image: &Image, unit: &str) -> bool {
     let template = unit.split_once('@').map(|(pre, rest)| {
