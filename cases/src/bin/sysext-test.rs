@@ -60,31 +60,7 @@ enum Command {
         after_help = "A release directory (holding *.raw and SHA256SUMS) is checked as a whole: each image, \
                             SHA256SUMS against the files, and each transfer file against the published names."
     )]
-    Lint {
-        /// Images (.raw), directory images, or bakery release directories.
-        #[arg(required_unless_present = "list_rules")]
-        paths: Vec<PathBuf>,
-        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
-        format: OutputFormat,
-        /// The OS the images will be merged on: flatcar, flatcar:VERSION (a Flatcar release,
-        /// e.g. flatcar:4230.2.0: its VERSION_ID, its /usr/sbin layout and its systemd
-        /// decide the version-gated rules), or generic.
-        #[arg(long, default_value = "flatcar", value_parser = parse_target)]
-        target: TargetSpec,
-        /// The target's systemd major version (e.g. 255), when you know it: rules that hold
-        /// only before or after a systemd change (lint --list-rules shows which) use it.
-        #[arg(long, value_name = "MAJOR")]
-        systemd: Option<u32>,
-        /// Match extension-release against this os-release instead of the target's built-in one.
-        #[arg(long, value_name = "FILE")]
-        host_os_release: Option<PathBuf>,
-        /// The architecture the images are for (default: from each file name, if bakery-style).
-        #[arg(long, value_parser = parse_arch)]
-        arch: Option<Arch>,
-        /// List every rule with its id, severity and summary, then exit.
-        #[arg(long)]
-        list_rules: bool,
-    },
+    Lint(LintArgs),
     /// Boot guests and run the VM cases (merge, binaries, services, unmerge) on your images.
     #[command(
         after_help = "Each case restores a saved Debian trixie guest (systemd 257), installs the image \
@@ -215,6 +191,34 @@ enum OutputFormat {
     Human,
     Json,
 }
+/// `sysext-test lint`'s arguments.
+#[derive(clap::Args)]
+struct LintArgs {
+    /// Images (.raw), directory images, or bakery release directories.
+    #[arg(required_unless_present = "list_rules")]
+    paths: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    format: OutputFormat,
+    /// The OS the images will be merged on: flatcar, flatcar:VERSION (a Flatcar release,
+    /// e.g. flatcar:4230.2.0: its VERSION_ID, its /usr/sbin layout and its systemd
+    /// decide the version-gated rules), or generic.
+    #[arg(long, default_value = "flatcar", value_parser = parse_target)]
+    target: TargetSpec,
+    /// The target's systemd major version (e.g. 255), when you know it: rules that hold
+    /// only before or after a systemd change (lint --list-rules shows which) use it.
+    #[arg(long, value_name = "MAJOR")]
+    systemd: Option<u32>,
+    /// Match extension-release against this os-release instead of the target's built-in one.
+    #[arg(long, value_name = "FILE")]
+    host_os_release: Option<PathBuf>,
+    /// The architecture the images are for (default: from each file name, if bakery-style).
+    #[arg(long, value_parser = parse_arch)]
+    arch: Option<Arch>,
+    /// List every rule with its id, severity and summary, then exit.
+    #[arg(long)]
+    list_rules: bool,
+}
+
 fn parse_target(s: &str) -> Result<TargetSpec, String> {
     s.parse()
 }
@@ -254,23 +258,7 @@ fn main() -> ExitCode {
             compression,
             hub,
         } => run_build(specs, output, arch, format, compression, hub),
-        Command::Lint {
-            paths,
-            format,
-            target,
-            systemd,
-            host_os_release,
-            arch,
-            list_rules,
-        } => run_lint(
-            paths,
-            format,
-            target,
-            systemd,
-            host_os_release,
-            arch,
-            list_rules,
-        ),
+        Command::Lint(args) => run_lint(args),
         Command::Guest(GuestCommand::Build { arch, save_state }) => {
             run_guest_build(arch, save_state)
         }
@@ -652,15 +640,16 @@ fn run_guest_clean() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_lint(
-    paths: Vec<PathBuf>,
-    format: OutputFormat,
-    target: TargetSpec,
-    systemd: Option<u32>,
-    host_os_release: Option<PathBuf>,
-    arch: Option<Arch>,
-    list_rules: bool,
-) -> anyhow::Result<ExitCode> {
+fn run_lint(args: LintArgs) -> anyhow::Result<ExitCode> {
+    let LintArgs {
+        paths,
+        format,
+        target,
+        systemd,
+        host_os_release,
+        arch,
+        list_rules,
+    } = args;
     if list_rules {
         let mut out = std::io::stdout().lock();
         if format == OutputFormat::Json {
