@@ -190,6 +190,20 @@ pub fn transfer_files(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Whether `file` is `NAME.conf` for an extension published here: the bakery ships one
+/// per extension, named after the images' release name.
+fn names_an_extension(rd: &ReleaseDir, file: &str) -> bool {
+    let Some(stem) = file.strip_suffix(".conf") else {
+        return false;
+    };
+    let names: Vec<String> = rd.release_names.iter().map(|(_, n)| n.clone()).collect();
+    names.iter().any(|n| n == stem)
+        || rd
+            .images
+            .iter()
+            .any(|img| sysext_builder::naming::triple(img, &names).is_some_and(|t| t.name == stem))
+}
+
 pub fn check(rd: &ReleaseDir) -> Vec<Finding> {
     let mut out = Vec::new();
     check_sums(rd, &mut out);
@@ -267,8 +281,14 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
         return;
     };
     let ini = IniFile::parse(&text);
-    // A .conf that is not a transfer (no [Source]) is someone else's file.
-    if file.ends_with(".conf") && !ini.has_section("Source") && !ini.has_section("Target") {
+    // A .conf that is not a transfer (no [Source]) is someone else's file, unless it is
+    // named after an extension here: then it is that extension's transfer, however broken
+    // (a NAME.conf cut short before its [Source] was once waved through as "not ours").
+    if file.ends_with(".conf")
+        && !ini.has_section("Source")
+        && !ini.has_section("Target")
+        && !names_an_extension(rd, file)
+    {
         return;
     }
     for (line, msg) in &ini.issues {
