@@ -166,6 +166,17 @@ const SOURCE_TYPES: &[&str] = &[
     "subvolume",
 ];
 
+/// The keys sysupdate knows in a transfer file's `section`, or `None` for a section it
+/// does not know; the fuzzer's oracle uses it to tell an unknown name from a renamed one.
+pub fn known_keys(section: &str) -> Option<&'static [&'static str]> {
+    match section {
+        "Transfer" => Some(TRANSFER_KEYS),
+        "Source" => Some(SOURCE_KEYS),
+        "Target" => Some(TARGET_KEYS),
+        _ => None,
+    }
+}
+
 /// What a release directory holds, as far as these rules care.
 pub struct ReleaseDir<'a> {
     pub dir: &'a Path,
