@@ -335,16 +335,19 @@ impl Mutation {
 // ------------------------------------------------------------------- subjects
 
 /// The subjects [`prepare`] can build, by name.
-pub const SUBJECTS: [&str; 4] = [
+pub const SUBJECTS: [&str; 5] = [
     "squashfs-gzip:hello-service",
     "release-dir:hello-service",
     "erofs:hello-service",
     "squashfs-xz:busybox",
+    "mksquashfs-xattr:hello-service",
 ];
 
 /// Builds the subjects named in `wanted` (all of [`SUBJECTS`] when empty) under
 /// `work/originals`: hello-service as gzip squashfs (also its release directory) and as
-/// erofs, and busybox as xz squashfs (a real static ELF).
+/// erofs, busybox as xz squashfs (a real static ELF), and hello-service repacked by
+/// `mksquashfs` with its release file renamed and rescued by
+/// `user.extension-release.strict=0` (the bakery's tool, and the xattr table lint reads).
 pub fn prepare(work: &Path, wanted: &[&str]) -> Result<Vec<Subject>, FuzzError> {
     let want = |n: &str| wanted.is_empty() || wanted.contains(&n);
     if let Some(unknown) = wanted.iter().find(|w| !SUBJECTS.contains(w)) {
@@ -437,6 +440,17 @@ pub fn prepare(work: &Path, wanted: &[&str]) -> Result<Vec<Subject>, FuzzError> 
             });
         }
     }
+    let xattr_name = "mksquashfs-xattr:hello-service";
+    if want(xattr_name) {
+        subjects.push(
+            mksquashfs_subject(xattr_name, &originals, work).map_err(|message| {
+                FuzzError::Build {
+                    subject: xattr_name.into(),
+                    message,
+                }
+            })?,
+        );
+    }
     // Findings on a mutant mean something only if the original has none.
     let scratch = work.join("check-original");
     for s in &subjects {
@@ -453,6 +467,68 @@ pub fn prepare(work: &Path, wanted: &[&str]) -> Result<Vec<Subject>, FuzzError> 
         }
     }
     Ok(subjects)
+}
+
+/// hello-service built, extracted, its release file renamed to `extension-release.renamed`
+/// with `user.extension-release.strict=0`, and packed again with `mksquashfs -all-root`.
+fn mksquashfs_subject(name: &str, originals: &Path, work: &Path) -> Result<Subject, String> {
+    let fx = fixtures::load(&fixtures::root().join("extensions/hello-service.toml"))?;
+    let out = originals.join("mksquashfs-src");
+    let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
+    let opts = build::Options {
+        arch: Some(Arch::X86_64),
+        ..Default::default()
+    };
+    let built = build::build_spec(&fx.spec, spec_dir, &out, &opts).map_err(|e| e.to_string())?;
+    let stage = originals.join("mksquashfs-tree");
+    read_back(
+        Reader::Unsquashfs,
+        &built.image,
+        &stage,
+        Duration::from_secs(60),
+    )?;
+    let root = stage.join("root");
+    let dir = root.join("usr/lib/extension-release.d");
+    let renamed = dir.join("extension-release.renamed");
+    std::fs::rename(dir.join("extension-release.hello-service"), &renamed)
+        .map_err(|e| format!("{}: {e}", renamed.display()))?;
+    xattr::set(&renamed, "user.extension-release.strict", b"0").map_err(|e| {
+        format!("setting user.extension-release.strict (no user xattrs here?): {e}")
+    })?;
+    let image = originals
+        .join("mksquashfs")
+        .join(built.image.file_name().unwrap_or_default());
+    std::fs::create_dir_all(originals.join("mksquashfs")).map_err(|e| e.to_string())?;
+    let st = Command::new("mksquashfs")
+        .arg(&root)
+        .arg(&image)
+        .args([
+            "-all-root",
+            "-noappend",
+            "-quiet",
+            "-no-progress",
+            "-processors",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .status()
+        .map_err(|e| format!("running mksquashfs (apt-get install squashfs-tools): {e}"))?;
+    if !st.success() {
+        return Err(format!("mksquashfs: {st}"));
+    }
+    let tree = read_back(
+        Reader::Unsquashfs,
+        &image,
+        &work.join("reference"),
+        Duration::from_secs(60),
+    )?;
+    let file = read_file(&image).map_err(|e| e.to_string())?;
+    Ok(Subject {
+        name: name.into(),
+        kind: SubjectKind::Image(Reader::Unsquashfs),
+        files: vec![file],
+        tree: Some(tree),
+    })
 }
 
 fn read_file(path: &Path) -> Result<SubjectFile, FuzzError> {
