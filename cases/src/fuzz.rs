@@ -873,14 +873,23 @@ pub enum Outcome {
 /// payload alone lacks the place, and a panic in a rayon worker happens on another thread).
 static LAST_PANIC: Mutex<Option<String>> = Mutex::new(None);
 
-/// Replaces the panic hook with one that records the panic for [`lint_bounded`] instead
-/// of printing it, so a fuzz run's output stays one line per finding.
+/// Installs (once) a panic hook that records every panic for [`lint_bounded`] and keeps
+/// quiet about those on its lint threads, so a fuzz run's output stays one line per
+/// failure; other threads' panics (another test's) are printed as before.
 pub fn quiet_panics() {
-    std::panic::set_hook(Box::new(|info| {
-        let mut last = LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner());
-        *last = Some(info.to_string());
-    }));
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            *LAST_PANIC.lock().unwrap_or_else(|p| p.into_inner()) = Some(info.to_string());
+            if std::thread::current().name() != Some(LINT_THREAD) {
+                previous(info);
+            }
+        }));
+    });
 }
+
+const LINT_THREAD: &str = "fuzz-lint";
 
 /// Lints `path` in a thread of its own, giving up after `timeout`: a hang becomes
 /// [`Outcome::Hang`] (the thread is left behind, so the caller should stop soon after),
@@ -901,7 +910,7 @@ fn bounded(
 ) -> Outcome {
     let (tx, rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
-        .name("fuzz-lint".into())
+        .name(LINT_THREAD.into())
         .spawn(move || {
             let r = catch_unwind(AssertUnwindSafe(lint));
             let _ = tx.send(r);
@@ -922,7 +931,8 @@ fn bounded(
                 .map(|s| s.to_string())
                 .or_else(|| payload.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "non-string panic payload".into());
-            Outcome::Panic(recorded.unwrap_or(text))
+            // The hook's record adds the place; it is this panic's if it says the same.
+            Outcome::Panic(recorded.filter(|r| r.contains(&text)).unwrap_or(text))
         }
         Err(_) => Outcome::Hang,
     }
