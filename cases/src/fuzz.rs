@@ -335,19 +335,22 @@ impl Mutation {
 // ------------------------------------------------------------------- subjects
 
 /// The subjects [`prepare`] can build, by name.
-pub const SUBJECTS: [&str; 5] = [
+pub const SUBJECTS: [&str; 6] = [
     "squashfs-gzip:hello-service",
     "release-dir:hello-service",
     "erofs:hello-service",
     "squashfs-xz:busybox",
     "mksquashfs-xattr:hello-service",
+    "mksquashfs-uncompressed:busybox",
 ];
 
 /// Builds the subjects named in `wanted` (all of [`SUBJECTS`] when empty) under
 /// `work/originals`: hello-service as gzip squashfs (also its release directory) and as
-/// erofs, busybox as xz squashfs (a real static ELF), and hello-service repacked by
+/// erofs, busybox as xz squashfs (a real static ELF), hello-service repacked by
 /// `mksquashfs` with its release file renamed and rescued by
-/// `user.extension-release.strict=0` (the bakery's tool, and the xattr table lint reads).
+/// `user.extension-release.strict=0` (the bakery's tool, and the xattr table lint reads),
+/// and busybox repacked by `mksquashfs` without any compression, so that mutants change
+/// the ELF bytes lint inspects instead of breaking a compressed block.
 pub fn prepare(work: &Path, wanted: &[&str]) -> Result<Vec<Subject>, FuzzError> {
     let want = |n: &str| wanted.is_empty() || wanted.contains(&n);
     if let Some(unknown) = wanted.iter().find(|w| !SUBJECTS.contains(w)) {
@@ -440,16 +443,29 @@ pub fn prepare(work: &Path, wanted: &[&str]) -> Result<Vec<Subject>, FuzzError> 
             });
         }
     }
-    let xattr_name = "mksquashfs-xattr:hello-service";
-    if want(xattr_name) {
-        subjects.push(
-            mksquashfs_subject(xattr_name, &originals, work).map_err(|message| {
-                FuzzError::Build {
-                    subject: xattr_name.into(),
+    for (name, fixture, renamed, extra) in [
+        (
+            "mksquashfs-xattr:hello-service",
+            "hello-service",
+            true,
+            &[][..],
+        ),
+        (
+            "mksquashfs-uncompressed:busybox",
+            "busybox",
+            false,
+            &["-noI", "-noD", "-noF", "-noX", "-no-xattrs"][..],
+        ),
+    ] {
+        if want(name) {
+            let s = mksquashfs_subject(name, fixture, renamed, extra, &originals, work).map_err(
+                |message| FuzzError::Build {
+                    subject: name.into(),
                     message,
-                }
-            })?,
-        );
+                },
+            )?;
+            subjects.push(s);
+        }
     }
     // Findings on a mutant mean something only if the original has none.
     let scratch = work.join("check-original");
@@ -469,18 +485,31 @@ pub fn prepare(work: &Path, wanted: &[&str]) -> Result<Vec<Subject>, FuzzError> 
     Ok(subjects)
 }
 
-/// hello-service built, extracted, its release file renamed to `extension-release.renamed`
-/// with `user.extension-release.strict=0`, and packed again with `mksquashfs -all-root`.
-fn mksquashfs_subject(name: &str, originals: &Path, work: &Path) -> Result<Subject, String> {
-    let fx = fixtures::load(&fixtures::root().join("extensions/hello-service.toml"))?;
-    let out = originals.join("mksquashfs-src");
+/// `fixture` built, extracted, with `renamed` its release file renamed to
+/// `extension-release.renamed` with `user.extension-release.strict=0`, and packed again
+/// with `mksquashfs -all-root` and `extra`.
+fn mksquashfs_subject(
+    name: &str,
+    fixture: &str,
+    renamed: bool,
+    extra: &[&str],
+    originals: &Path,
+    work: &Path,
+) -> Result<Subject, String> {
+    let fx = fixtures::load(
+        &fixtures::root()
+            .join("extensions")
+            .join(format!("{fixture}.toml")),
+    )?;
+    let label = name.split(':').next().unwrap_or(name);
+    let out = originals.join(format!("{label}-src"));
     let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
     let opts = build::Options {
         arch: Some(Arch::X86_64),
         ..Default::default()
     };
     let built = build::build_spec(&fx.spec, spec_dir, &out, &opts).map_err(|e| e.to_string())?;
-    let stage = originals.join("mksquashfs-tree");
+    let stage = originals.join(format!("{label}-tree"));
     read_back(
         Reader::Unsquashfs,
         &built.image,
@@ -488,17 +517,19 @@ fn mksquashfs_subject(name: &str, originals: &Path, work: &Path) -> Result<Subje
         Duration::from_secs(60),
     )?;
     let root = stage.join("root");
-    let dir = root.join("usr/lib/extension-release.d");
-    let renamed = dir.join("extension-release.renamed");
-    std::fs::rename(dir.join("extension-release.hello-service"), &renamed)
-        .map_err(|e| format!("{}: {e}", renamed.display()))?;
-    xattr::set(&renamed, "user.extension-release.strict", b"0").map_err(|e| {
-        format!("setting user.extension-release.strict (no user xattrs here?): {e}")
-    })?;
+    if renamed {
+        let dir = root.join("usr/lib/extension-release.d");
+        let to = dir.join("extension-release.renamed");
+        std::fs::rename(dir.join(format!("extension-release.{}", fx.spec.name)), &to)
+            .map_err(|e| format!("{}: {e}", to.display()))?;
+        xattr::set(&to, "user.extension-release.strict", b"0").map_err(|e| {
+            format!("setting user.extension-release.strict (no user xattrs here?): {e}")
+        })?;
+    }
     let image = originals
-        .join("mksquashfs")
+        .join(label)
         .join(built.image.file_name().unwrap_or_default());
-    std::fs::create_dir_all(originals.join("mksquashfs")).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(originals.join(label)).map_err(|e| e.to_string())?;
     let st = Command::new("mksquashfs")
         .arg(&root)
         .arg(&image)
@@ -510,6 +541,7 @@ fn mksquashfs_subject(name: &str, originals: &Path, work: &Path) -> Result<Subje
             "-processors",
             "1",
         ])
+        .args(extra)
         .stdout(Stdio::null())
         .status()
         .map_err(|e| format!("running mksquashfs (apt-get install squashfs-tools): {e}"))?;

@@ -67,6 +67,11 @@ mod mutation {
     }
 
     #[test]
+    fn lint_never_panics_hangs_or_misses_a_broken_uncompressed_squashfs_with_an_elf() {
+        campaign(&["mksquashfs-uncompressed:busybox"], DEFAULT_MUTANTS / 2);
+    }
+
+    #[test]
     fn lint_never_panics_hangs_or_misses_a_broken_erofs() {
         campaign(&["erofs:hello-service"], DEFAULT_MUTANTS);
     }
