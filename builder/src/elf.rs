@@ -1361,6 +1361,134 @@ mod tests {
         }
     }
 
+    // ------------------------------------------------------------ properties
+
+    mod proptests {
+        use super::*;
+        use crate::props::check;
+        use proptest::prelude::*;
+
+        /// A hand-built file of either class and byte order.
+        fn built() -> impl Strategy<Value = Vec<u8>> {
+            (any::<bool>(), any::<bool>()).prop_map(|(class64, le)| {
+                build(&Spec {
+                    class64,
+                    le,
+                    machine: if class64 { EM_AARCH64 } else { EM_ARM },
+                    ..arm_be_spec()
+                })
+            })
+        }
+
+        #[test]
+        fn inspect_returns_ok_or_err_on_arbitrary_bytes() {
+            let bytes = prop_oneof![
+                prop::collection::vec(any::<u8>(), 0..512),
+                // The magic and a valid class and byte order, so the rest gets parsed.
+                (
+                    1u8..=2,
+                    1u8..=2,
+                    prop::collection::vec(any::<u8>(), 0..1024)
+                )
+                    .prop_map(|(class, data, rest)| [
+                        &MAGIC[..],
+                        &[class, data],
+                        &rest
+                    ]
+                    .concat()),
+            ];
+            check(bytes, |bytes| {
+                let _ = inspect(&bytes);
+                Ok(())
+            });
+        }
+
+        /// Overwrites and a cut anywhere in a valid file: an error or an answer, never a
+        /// panic; and a cut file is never mistaken for the whole one.
+        #[test]
+        fn inspect_survives_overwritten_and_truncated_files() {
+            let edits = prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..6);
+            check(
+                (built(), edits, any::<prop::sample::Index>()),
+                |(mut data, edits, cut)| {
+                    prop_assert!(inspect(&data).is_ok());
+                    let cut = cut.index(data.len());
+                    prop_assert!(
+                        inspect(&&data[..cut]).is_err(),
+                        "a {}-byte prefix parsed",
+                        cut
+                    );
+                    for (at, byte) in edits {
+                        let i = at.index(data.len());
+                        data[i] = byte;
+                    }
+                    let _ = inspect(&data);
+                    let _ = inspect(&&data[..cut]);
+                    Ok(())
+                },
+            );
+        }
+
+        /// A file that claims to be huge: a header, then one 16-byte word repeated.
+        struct Huge {
+            head: Vec<u8>,
+            word: [u8; 16],
+            len: u64,
+            read: Cell<u64>,
+        }
+
+        impl ReadAt for Huge {
+            fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+                let n = usize::try_from(self.len.saturating_sub(offset))
+                    .map_or(buf.len(), |left| left.min(buf.len()));
+                for (i, b) in buf[..n].iter_mut().enumerate() {
+                    let pos = offset + i as u64;
+                    *b = match usize::try_from(pos).ok().and_then(|p| self.head.get(p)) {
+                        Some(h) => *h,
+                        None => self.word[(pos % 16) as usize],
+                    };
+                }
+                self.read.set(self.read.get() + n as u64);
+                Ok(n)
+            }
+            fn len(&self) -> u64 {
+                self.len
+            }
+        }
+
+        /// However large a file claims to be and whatever its tables say, inspect reads at
+        /// most the capped tables and strings: a hostile image cannot make lint read it all.
+        #[test]
+        fn inspect_reads_a_bounded_amount_of_any_file() {
+            // Program headers, interpreter, dynamic entries, strings: each capped, plus one
+            // 256-byte chunk of overshoot per string read.
+            let bound = MAX_PHDR_TABLE
+                + 64
+                + MAX_INTERP
+                + MAX_DYN_ENTRIES * 16
+                + MAX_STRING_TOTAL
+                + MAX_DYN_ENTRIES * STRING_CHUNK as u64;
+            let head = (
+                1u8..=2,
+                1u8..=2,
+                prop::collection::vec(any::<u8>(), 58..200),
+            )
+                .prop_map(|(class, data, rest)| [&MAGIC[..], &[class, data], &rest].concat());
+            let len = prop_oneof![Just(u64::MAX), 0u64..(1 << 40)];
+            check((head, any::<[u8; 16]>(), len), |(head, word, len)| {
+                let file = Huge {
+                    head,
+                    word,
+                    len,
+                    read: Cell::new(0),
+                };
+                let _ = inspect(&file);
+                prop_assert!(file.read.get() <= bound, "read {} bytes", file.read.get());
+                Ok(())
+            });
+        }
+    }
+
     // ------------------------------------------------------- host binaries
 
     #[cfg(all(target_os = "linux", target_arch = "x86_64"))]

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::arch::Arch;
 use crate::errors::BuildError;
+use crate::osrelease;
 use crate::spec::Spec;
 
 /// Where a file's bytes come from.
@@ -210,7 +211,7 @@ impl Layout {
         l.insert(
             &format!("usr/lib/extension-release.d/extension-release.{release_name}"),
             Node::File {
-                content: Content::Inline(release_file(spec, arch).into_bytes()),
+                content: Content::Inline(release_file(spec, arch)?.into_bytes()),
                 mode: 0o644,
             },
         )?;
@@ -220,7 +221,11 @@ impl Layout {
 
 /// Renders extension-release the way the bakery's `_create_metadata` does, plus any extra
 /// fields the spec sets. `ID` comes first, then the matching keys, then the rest sorted.
-pub fn release_file(spec: &Spec, arch: Arch) -> String {
+///
+/// Values are quoted where os-release(5) needs it ([`osrelease::render_assignment`]): a
+/// field such as `NAME = "Hello World"` written bare would be misread by every shell
+/// script that sources the file, and flagged by our own `release/syntax` rule.
+pub fn release_file(spec: &Spec, arch: Arch) -> Result<String, BuildError> {
     let mut fields = spec.release.clone();
     fields.entry("ID".into()).or_insert_with(|| "_any".into());
     fields
@@ -240,25 +245,83 @@ pub fn release_file(spec: &Spec, arch: Arch) -> String {
         "EXTENSION_RELOAD_MANAGER",
     ];
     let mut out = String::new();
-    let mut emit = |k: &str, v: &str| {
+    let mut emit = |k: &str, v: &str| -> Result<(), BuildError> {
         if !v.is_empty() {
-            out.push_str(&format!("{k}={v}\n"));
+            let line = osrelease::render_assignment(k, v)
+                .map_err(|e| BuildError::Spec(format!("[release] {e}")))?;
+            out.push_str(&line);
         }
+        Ok(())
     };
     for k in FIRST {
         if let Some(v) = fields.get(k) {
-            emit(k, v);
+            emit(k, v)?;
         }
     }
     for (k, v) in &fields {
         if !FIRST.contains(&k.as_str()) {
-            emit(k, v);
+            emit(k, v)?;
         }
     }
-    out
+    Ok(out)
 }
 /// Inline text with `@VERSION@` replaced by the spec's version, so one spec can build the
 /// successive releases an update cycle needs, each binary reporting its own version.
 fn with_version(text: &str, spec: &Spec) -> String {
     text.replace("@VERSION@", &spec.version)
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::osrelease::OsRelease;
+    use crate::props::check;
+    use proptest::prelude::*;
+
+    fn spec_with_release(fields: &std::collections::BTreeMap<String, String>) -> Spec {
+        let mut table = toml::Table::new();
+        table.insert("name".into(), "x".into());
+        table.insert("version".into(), "1".into());
+        let release: toml::Table = fields
+            .iter()
+            .map(|(k, v)| (k.clone(), toml::Value::from(v.as_str())))
+            .collect();
+        table.insert("release".into(), release.into());
+        match table.try_into() {
+            Ok(spec) => spec,
+            Err(e) => panic!("spec table: {e}"),
+        }
+    }
+
+    /// Regression (found by the property below): `NAME = "Hello World"` was written bare,
+    /// `NAME=Hello World`, which a shell runs as the command `World`.
+    #[test]
+    fn release_file_quotes_a_value_with_spaces() {
+        let fields = [("NAME".to_string(), "Hello World".to_string())].into();
+        let text = release_file(&spec_with_release(&fields), Arch::X86_64).unwrap();
+        assert_eq!(text, "ID=_any\nARCHITECTURE=x86-64\nNAME=\"Hello World\"\n");
+    }
+
+    /// Whatever a spec's `[release]` holds, the written file is clean os-release(5) that
+    /// reads back as those fields: the builder must not make images its own linter flags.
+    #[test]
+    fn release_file_reads_back_as_the_spec_fields() {
+        let fields = prop::collection::btree_map(
+            crate::osrelease::proptests::key(),
+            crate::osrelease::proptests::value(),
+            0..6,
+        );
+        check(fields, |fields| {
+            let spec = spec_with_release(&fields);
+            let text = release_file(&spec, Arch::X86_64)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let (parsed, issues) = OsRelease::parse(&text);
+            prop_assert!(issues.is_empty(), "{:?} in {:?}", issues, text);
+            for (k, v) in &fields {
+                let want = if v.is_empty() { None } else { Some(v.as_str()) };
+                prop_assert_eq!(parsed.get(k), want, "{}", text);
+            }
+            Ok(())
+        });
+    }
 }

@@ -18,6 +18,8 @@ pub mod layout;
 pub mod naming;
 pub mod osrelease;
 pub mod pattern;
+#[cfg(test)]
+mod props;
 pub mod sha256sums;
 pub mod spec;
 pub mod transfer;

@@ -76,3 +76,65 @@ mod tests {
         assert_eq!(arch_of("docker-28.0.4-x86_64.raw"), None);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::props::check;
+    use proptest::prelude::*;
+
+    fn arch() -> impl Strategy<Value = Arch> {
+        prop::sample::select(Arch::ALL.to_vec())
+    }
+
+    /// Without release names the version is what follows the last '-' before the arch, so
+    /// a version without '-' round-trips whatever the name holds.
+    #[test]
+    fn triple_round_trips_a_dashless_version() {
+        check(
+            ("\\PC{1,16}", "[^-\\p{C}]{1,12}", arch()),
+            |(name, version, arch)| {
+                let file = format!("{name}-{version}-{}.raw", arch.systemd_name());
+                let want = Triple {
+                    name: name.clone(),
+                    version: version.clone(),
+                    arch,
+                };
+                prop_assert_eq!(triple(&file, &[]), Some(want));
+                Ok(())
+            },
+        );
+    }
+
+    /// With the release name known, any version round-trips, dashes included.
+    #[test]
+    fn triple_round_trips_any_version_given_the_release_name() {
+        check(
+            ("\\PC{1,16}", "\\PC{1,12}", arch()),
+            |(name, version, arch)| {
+                let file = format!("{name}-{version}-{}.raw", arch.systemd_name());
+                let want = Triple {
+                    name: name.clone(),
+                    version: version.clone(),
+                    arch,
+                };
+                prop_assert_eq!(triple(&file, std::slice::from_ref(&name)), Some(want));
+                Ok(())
+            },
+        );
+    }
+
+    #[test]
+    fn triple_never_panics() {
+        check(
+            ("\\PC{0,30}", prop::collection::vec("\\PC{0,8}", 0..3)),
+            |(file, names)| {
+                if let Some(t) = triple(&file, &names) {
+                    prop_assert!(!t.name.is_empty() && !t.version.is_empty());
+                    prop_assert_eq!(format!("{}-{}-{}.raw", t.name, t.version, t.arch), file);
+                }
+                Ok(())
+            },
+        );
+    }
+}

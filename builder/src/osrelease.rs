@@ -137,6 +137,60 @@ impl OsRelease {
     }
 }
 
+/// Why a pair cannot be written as an os-release(5) line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error(
+        "invalid variable name {0:?}: use letters, digits and '_', not starting with a digit, so shell scripts can read it"
+    )]
+    InvalidName(String),
+    #[error(
+        "{key}: the value contains the control character {ch:?}; os-release(5) is one assignment per line and cannot hold it"
+    )]
+    ControlChar { key: String, ch: char },
+}
+
+impl OsRelease {
+    /// The file text, one [`render_assignment`] line per entry, in order.
+    pub fn render(&self) -> Result<String, RenderError> {
+        self.entries
+            .iter()
+            .map(|(k, v)| render_assignment(k, v))
+            .collect()
+    }
+}
+
+/// One `KEY=value` line with its newline, parsing back to exactly `value` with no
+/// [`SyntaxIssue`]: bare when every character is safe in a shell word, else in double
+/// quotes with `"`, `\`, `$` and `` ` `` escaped. Values with a control character (a
+/// newline above all) cannot be written on one line and are refused.
+pub fn render_assignment(key: &str, value: &str) -> Result<String, RenderError> {
+    if !is_valid_name(key) {
+        return Err(RenderError::InvalidName(key.to_owned()));
+    }
+    if let Some(ch) = value.chars().find(|c| c.is_control()) {
+        return Err(RenderError::ControlChar {
+            key: key.to_owned(),
+            ch,
+        });
+    }
+    let bare = value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-+,:/@%=".contains(c));
+    if bare {
+        return Ok(format!("{key}={value}\n"));
+    }
+    let mut out = format!("{key}=\"");
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | '$' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push_str("\"\n");
+    Ok(out)
+}
+
 /// Shell variable names; systemd itself accepts any key, but one that is not a
 /// valid shell name can never be read by the scripts that `source` the file.
 fn is_valid_name(key: &str) -> bool {
@@ -513,5 +567,89 @@ mod tests {
     #[case::yess("yess", None)]
     fn parse_bool_follows_systemd(#[case] input: &str, #[case] expected: Option<bool>) {
         assert_eq!(parse_bool(input), expected);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod proptests {
+    use super::*;
+    use crate::props::check;
+    use proptest::prelude::*;
+
+    /// Shell variable names, the only keys a clean file has.
+    pub(crate) fn key() -> impl Strategy<Value = String> {
+        "[A-Za-z_][A-Za-z0-9_]{0,12}"
+    }
+
+    /// Any text a value can hold: everything but control characters, with the characters
+    /// that need quoting or escaping made common.
+    pub(crate) fn value() -> impl Strategy<Value = String> {
+        let tricky = prop::sample::select(vec![
+            " ", "\"", "'", "\\", "$", "`", ";", "&", "|", "<", ">", "(", ")", "#", "=", "~", "*",
+            "a", "Z", "0", ".", "-", "_", "é", "✓",
+        ]);
+        prop_oneof![
+            prop::collection::vec(tricky, 0..10).prop_map(|v| v.concat()),
+            "\\PC*",
+        ]
+    }
+
+    #[test]
+    fn parse_never_panics_and_reports_lines_that_exist() {
+        check("(?s).{0,400}", |text| {
+            let (release, issues) = OsRelease::parse(&text);
+            let lines = text.lines().count();
+            for i in &issues {
+                prop_assert!(i.line >= 1 && i.line <= lines, "{:?} of {} lines", i, lines);
+            }
+            for k in release.keys() {
+                prop_assert!(is_valid_name(k), "kept invalid key {:?}", k);
+                prop_assert!(release.get(k).is_some());
+            }
+            Ok(())
+        });
+    }
+
+    /// Rendering then parsing gives back exactly the pairs, with no issue: what the builder
+    /// writes is what systemd reads, and clean by os-release(5).
+    #[test]
+    fn render_then_parse_round_trips() {
+        check(prop::collection::vec((key(), value()), 0..8), |pairs| {
+            let pairs: Vec<(&str, &str)> = pairs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            let release = OsRelease::from_pairs(&pairs);
+            let text = release
+                .render()
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let (parsed, issues) = OsRelease::parse(&text);
+            prop_assert_eq!(issues, Vec::<SyntaxIssue>::new(), "{}", text);
+            prop_assert_eq!(parsed, release, "{}", text);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn values_with_a_newline_or_control_character_are_refused() {
+        check(
+            (key(), value(), "[\\x00-\\x1f\\x7f]", value()),
+            |(k, a, c, b)| {
+                let v = format!("{a}{c}{b}");
+                prop_assert!(render_assignment(&k, &v).is_err());
+                Ok(())
+            },
+        );
+    }
+
+    #[test]
+    fn invalid_names_are_refused() {
+        check(("\\PC{0,8}", value()), |(k, v)| {
+            prop_assert_eq!(
+                render_assignment(&k, &v).is_ok(),
+                is_valid_name(&k) && !v.chars().any(char::is_control)
+            );
+            Ok(())
+        });
     }
 }

@@ -230,3 +230,96 @@ mod tests {
         assert_eq!(expand_specifiers(input, arch), expected);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::props::check;
+    use proptest::prelude::*;
+
+    /// Pattern-shaped text: literals, `@` wildcards known and unknown, `%` specifiers.
+    fn pattern_like() -> impl Strategy<Value = String> {
+        let piece = prop::sample::select(vec![
+            "a", "docker", "-", ".raw", "_", "@v", "@a", "@u", "@x", "@@", "@", "%a", "%%", "%w",
+            "*", "é", " ",
+        ]);
+        prop_oneof![
+            prop::collection::vec(piece, 0..8).prop_map(|p| p.concat()),
+            "\\PC{0,20}",
+        ]
+    }
+
+    /// What `parse` accepts has the shape `match_name` relies on.
+    #[test]
+    fn parse_never_panics_and_accepted_patterns_are_well_formed() {
+        check((pattern_like(), "\\PC{0,24}"), |(p, name)| {
+            let _ = expand_specifiers(&p, "x86-64");
+            let Ok(elements) = parse(&p) else {
+                return Ok(());
+            };
+            prop_assert!(elements.contains(&Element::Wildcard('v')));
+            for pair in elements.windows(2) {
+                prop_assert!(
+                    !matches!(pair, [Element::Wildcard(_), Element::Wildcard(_)]),
+                    "adjacent wildcards in {:?}",
+                    elements
+                );
+            }
+            for e in &elements {
+                if let Element::Literal(l) = e {
+                    prop_assert!(!l.is_empty());
+                }
+            }
+            let _ = match_name(&elements, &name);
+            Ok(())
+        });
+    }
+
+    /// A pattern made of a literal, `@v` and a literal matches the name made of the same
+    /// literals around a version, and captures exactly that version (or reports it
+    /// invalid), as long as the suffix first occurs where the version ends: sysupdate's
+    /// capture stops at the first occurrence of the next literal.
+    #[test]
+    fn literal_version_literal_matches_its_own_name() {
+        let literal = "[a-z0-9._+,@ -]{0,8}";
+        let version = prop_oneof!["[A-Za-z0-9.,_+-]{1,12}", "[0-9a-z.~^-]{1,8}"];
+        check((literal, version, literal), |(prefix, version, suffix)| {
+            let name = format!("{prefix}{version}{suffix}");
+            prop_assume!(
+                suffix.is_empty() || name[prefix.len()..].find(&suffix) == Some(version.len())
+            );
+            let pattern = format!(
+                "{}@v{}",
+                prefix.replace('@', "@@"),
+                suffix.replace('@', "@@")
+            );
+            let elements =
+                parse(&pattern).map_err(|e| TestCaseError::fail(format!("{pattern}: {e}")))?;
+            let want = if version::sysupdate_version_is_valid(&version) {
+                Match::Version(version.clone())
+            } else {
+                Match::InvalidVersion(version.clone())
+            };
+            prop_assert_eq!(
+                match_name(&elements, &name),
+                want,
+                "{} vs {}",
+                pattern,
+                name
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn expanding_specifiers_only_touches_percent_signs() {
+        check(("[^%]{0,12}", "[^%]{0,12}"), |(a, b)| {
+            prop_assert_eq!(
+                expand_specifiers(&format!("{a}%a{b}%%"), "arm64"),
+                Ok(format!("{a}arm64{b}%"))
+            );
+            prop_assert_eq!(expand_specifiers(&a, "arm64"), Ok(a.clone()));
+            Ok(())
+        });
+    }
+}

@@ -261,3 +261,66 @@ mod tests {
         assert_eq!(digest_file(f.path()).unwrap(), D);
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::props::check;
+    use proptest::prelude::*;
+
+    /// File names sysupdate accepts in a manifest: no '/', no control character, no
+    /// leading backslash, not `.` or `..`.
+    fn file_name() -> impl Strategy<Value = String> {
+        "[^/\\\\\\p{Cc}][^/\\p{Cc}]{0,30}".prop_filter("not . or ..", |n| n != "." && n != "..")
+    }
+
+    fn digest() -> impl Strategy<Value = String> {
+        "[0-9a-f]{64}"
+    }
+
+    #[test]
+    fn render_then_parse_round_trips() {
+        check(
+            prop::collection::btree_map(file_name(), digest(), 0..6),
+            |digests| {
+                let (entries, issues) = parse(render(&digests).as_bytes());
+                prop_assert_eq!(issues, Vec::<Issue>::new());
+                let got: BTreeMap<String, String> =
+                    entries.into_iter().map(|e| (e.file, e.digest)).collect();
+                prop_assert_eq!(got, digests);
+                Ok(())
+            },
+        );
+    }
+
+    /// Whatever the bytes, every line is either an entry that is a valid manifest line on
+    /// its own, or an issue; issues name lines that exist.
+    #[test]
+    fn parse_never_panics_and_entries_are_well_formed() {
+        let lines = prop::collection::vec(
+            prop_oneof![
+                (digest(), "( |\\*)", file_name()).prop_map(|(d, s, f)| format!("{d} {s}{f}")),
+                "[0-9a-fA-F ]{60,70}[ -~]{0,5}".prop_map(String::from),
+            ],
+            0..6,
+        )
+        .prop_map(|l| l.join("\n").into_bytes());
+        let bytes = prop_oneof![lines, prop::collection::vec(any::<u8>(), 0..300)];
+        check(bytes, |bytes| {
+            let (entries, issues) = parse(&bytes);
+            let line_count = bytes.split(|b| *b == b'\n').count();
+            for e in &entries {
+                prop_assert!(
+                    e.digest.len() == 64 && e.digest.bytes().all(|b| b.is_ascii_hexdigit())
+                );
+                prop_assert!(!e.file.is_empty() && !e.file.contains('/'));
+                prop_assert!(!e.file.chars().any(char::is_control));
+                prop_assert!(e.line >= 1 && e.line <= line_count);
+            }
+            for i in &issues {
+                prop_assert!(i.line <= line_count, "{:?} of {} lines", i, line_count);
+            }
+            Ok(())
+        });
+    }
+}

@@ -182,6 +182,10 @@ impl Spec {
                 self.version
             ));
         }
+        // Caught here rather than at build time, so the message names the spec file.
+        for (k, v) in &self.release {
+            crate::osrelease::render_assignment(k, v).map_err(|e| format!("[release] {e}"))?;
+        }
         for f in &self.files {
             let sources = [f.text.is_some(), f.from.is_some(), f.deb.is_some()]
                 .iter()
@@ -289,6 +293,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("normalized"), "{err}");
+    }
+
+    #[test]
+    fn release_fields_must_fit_os_release() {
+        let err = load_str("name='a'\nversion='1'\n[release]\nNAME=\"two\\nlines\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("x.toml") && err.contains("control character"),
+            "{err}"
+        );
+        let err = load_str("name='a'\nversion='1'\n[release]\nMY-KEY='x'\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("invalid variable name"), "{err}");
     }
 
     #[test]

@@ -141,3 +141,82 @@ mod tests {
         assert_eq!(f.get("B", "X").unwrap().value, "1");
     }
 }
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::props::check;
+    use proptest::prelude::*;
+
+    /// Text that looks like unit files often enough to reach every branch: sections,
+    /// assignments, comments, continuations, and garbage lines between them.
+    fn ini_like() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            "\\[[A-Za-z ]{0,8}\\]?",
+            "[A-Za-z]{0,6} ?= ?[ -~]{0,10}\\\\?",
+            "[#;][ -~]{0,10}",
+            "[ -~]{0,12}",
+            "\\PC{0,6}",
+        ];
+        prop::collection::vec(line, 0..16).prop_map(|l| l.join("\n"))
+    }
+
+    /// Every key the parser reports can be looked up, and `get` returns the last of its
+    /// assignments; line numbers point into the file; keys and values come trimmed.
+    #[test]
+    fn every_reported_key_is_found_by_get() {
+        check(prop_oneof![ini_like(), "(?s).{0,300}"], |text| {
+            let f = IniFile::parse(&text);
+            let lines = text.lines().count();
+            for a in &f.assignments {
+                let got = f.get(&a.section, &a.key);
+                let last = f.all(&a.section, &a.key).last();
+                prop_assert_eq!(got, last);
+                prop_assert!(got.is_some_and(|g| g.line >= a.line));
+                prop_assert!(
+                    !a.key.is_empty() && a.key == a.key.trim() && a.value == a.value.trim()
+                );
+                prop_assert!(a.line >= 1 && a.line <= lines);
+                prop_assert!(f.has_section(&a.section));
+            }
+            for (line, _) in &f.issues {
+                prop_assert!(
+                    *line >= 1 && *line <= lines,
+                    "issue on line {} of {}",
+                    line,
+                    lines
+                );
+            }
+            Ok(())
+        });
+    }
+
+    /// A file written from sections of `Key=Value` pairs parses back to exactly them.
+    #[test]
+    fn rendered_sections_parse_back_to_the_same_assignments() {
+        let key = "[A-Za-z][A-Za-z0-9]{0,10}";
+        // No surrounding blanks (the parser trims) and no trailing backslash (continuation).
+        let value = "([!-\\[\\]-~]([ -~]{0,10}[!-\\[\\]-~])?)?";
+        let section = ("[A-Z][a-z]{0,8}", prop::collection::vec((key, value), 0..5));
+        check(prop::collection::vec(section, 0..4), |sections| {
+            let mut text = String::new();
+            let mut want = Vec::new();
+            for (name, pairs) in &sections {
+                text.push_str(&format!("[{name}]\n"));
+                for (k, v) in pairs {
+                    text.push_str(&format!("{k}={v}\n"));
+                    want.push((name.clone(), k.clone(), v.clone()));
+                }
+            }
+            let f = IniFile::parse(&text);
+            prop_assert!(f.issues.is_empty(), "{:?}", f.issues);
+            let got: Vec<(String, String, String)> = f
+                .assignments
+                .iter()
+                .map(|a| (a.section.clone(), a.key.clone(), a.value.clone()))
+                .collect();
+            prop_assert_eq!(got, want);
+            Ok(())
+        });
+    }
+}

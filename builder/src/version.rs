@@ -323,3 +323,124 @@ mod tests {
         assert_eq!(invalid_sysupdate_chars(v), culprits);
     }
 }
+
+/// Properties `sort_by` and the update logic rely on, over arbitrary strings.
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use crate::props::check;
+    use proptest::prelude::*;
+    use std::cmp::Ordering::{Equal, Greater, Less};
+
+    /// Strings over the characters every branch of `compare` reacts to, so random triples
+    /// often tie or interleave; plain arbitrary strings almost never relate interestingly.
+    fn version_like() -> impl Strategy<Value = String> {
+        let pieces = prop::sample::select(vec![
+            "0", "1", "9", "00", "10", "a", "b", "B", "z", "~", "-", "^", ".", "_", "+", "α", "\0",
+        ]);
+        prop::collection::vec(pieces, 0..8).prop_map(|p| p.concat())
+    }
+
+    fn any_version() -> impl Strategy<Value = String> {
+        prop_oneof![version_like(), any::<String>()]
+    }
+
+    #[test]
+    fn compare_is_reflexive_and_antisymmetric() {
+        check((any_version(), any_version()), |(a, b)| {
+            prop_assert_eq!(compare(&a, &a), Equal);
+            prop_assert_eq!(compare(&a, &b), compare(&b, &a).reverse());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn compare_is_transitive() {
+        check(
+            (version_like(), version_like(), version_like()),
+            |(a, b, c)| {
+                let (ab, bc, ac) = (compare(&a, &b), compare(&b, &c), compare(&a, &c));
+                if ab != Greater && bc != Greater {
+                    // a <= b <= c: a <= c, strictly if either step was strict.
+                    let want = if ab == Less || bc == Less {
+                        Less
+                    } else {
+                        Equal
+                    };
+                    prop_assert_eq!(ac, want, "{:?} {:?} {:?}: {:?} {:?}", a, b, c, ab, bc);
+                }
+                Ok(())
+            },
+        );
+    }
+
+    /// Sorting with `compare` yields a chain, whatever the input order: what "pick the
+    /// newest" needs, and what a non-total comparison would silently break.
+    #[test]
+    fn sorting_by_compare_yields_a_chain() {
+        check(prop::collection::vec(any_version(), 0..12), |mut v| {
+            v.sort_by(|a, b| compare(a, b));
+            for (i, a) in v.iter().enumerate() {
+                for b in &v[i + 1..] {
+                    prop_assert_ne!(compare(a, b), Greater, "{:?} sorted before {:?}", a, b);
+                }
+            }
+            Ok(())
+        });
+    }
+
+    /// Dotted numbers order like their segment lists, at any magnitude (no overflow), with
+    /// an extra segment newer than none (`1.2` < `1.2.0`).
+    #[test]
+    fn dotted_numbers_order_like_their_segments() {
+        let segments = || prop::collection::vec(any::<u128>(), 1..5);
+        check((segments(), segments()), |(a, b)| {
+            let join = |s: &[u128]| s.iter().map(u128::to_string).collect::<Vec<_>>().join(".");
+            prop_assert_eq!(compare(&join(&a), &join(&b)), a.cmp(&b));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn leading_zeros_never_change_the_order() {
+        check(
+            (any::<u64>(), 1usize..4, version_like()),
+            |(n, zeros, rest)| {
+                let padded = format!("{}{n}{rest}", "0".repeat(zeros));
+                prop_assert_eq!(compare(&padded, &format!("{n}{rest}")), Equal);
+                Ok(())
+            },
+        );
+    }
+
+    /// Validity is exactly "a file name made of the allowed characters", and the culprits
+    /// listed are the disallowed characters of `v`, each once, in order.
+    #[test]
+    fn validity_agrees_with_the_reported_culprits() {
+        check(any_version(), |v| {
+            let culprits = invalid_sysupdate_chars(&v);
+            let shape_ok = !v.is_empty() && v != "." && v != ".." && v.len() <= NAME_MAX;
+            prop_assert_eq!(
+                sysupdate_version_is_valid(&v),
+                shape_ok && culprits.is_empty()
+            );
+            let mut expected: Vec<char> = Vec::new();
+            for c in v.chars().filter(|c| !is_sysupdate_char(*c)) {
+                if !expected.contains(&c) {
+                    expected.push(c);
+                }
+            }
+            prop_assert_eq!(culprits, expected);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn versions_from_the_sysupdate_alphabet_are_valid() {
+        check("[A-Za-z0-9.,_+-]{1,255}", |v| {
+            prop_assume!(v != "." && v != "..");
+            prop_assert!(sysupdate_version_is_valid(&v));
+            Ok(())
+        });
+    }
+}

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod fixtures;
+pub mod fuzz;
 pub mod lint;
 pub mod manifest;
 pub mod report;

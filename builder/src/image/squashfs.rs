@@ -68,6 +68,8 @@ impl SquashTree {
         }
         let compressor = sb.compressor;
         let xattr_start = sb.xattr_table;
+        check_id_table(&file, sb.id_table, sb.id_count, compressor)
+            .map_err(|e| corrupt(format!("id table: {e}")))?;
         let fs = sq
             .into_filesystem_reader()
             .map_err(|e| corrupt(e.to_string()))?;
@@ -123,7 +125,7 @@ impl SquashTree {
             None
         } else {
             Some(
-                XattrTable::load(&file, xattr_start, compressor)
+                XattrTable::load(&file, xattr_start, sb.bytes_used, compressor)
                     .map_err(|e| corrupt(format!("xattr table: {e}")))?,
             )
         };
@@ -207,6 +209,47 @@ fn file_data(f: &SquashfsFileReader) -> FileData {
     }
 }
 
+/// The uid/gid table as unsquashfs checks it: each metadata block the index points to must
+/// hold exactly the ids it should (8 KiB, the last one the rest). backhand reads what a
+/// block's header says, so a header claiming a longer block passes there, while
+/// unsquashfs (and so anyone extracting the image) calls it corruption.
+fn check_id_table(file: &File, index: u64, ids: u16, c: Compressor) -> io::Result<()> {
+    const METADATA: usize = 8192;
+    let bytes = usize::from(ids) * 4;
+    let blocks = bytes.div_ceil(METADATA);
+    let mut raw_index = vec![0u8; blocks * 8];
+    file.read_exact_at(&mut raw_index, index)?;
+    for (i, p) in raw_index.chunks_exact(8).enumerate() {
+        let at = u64::from_le_bytes([p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]]);
+        let mut h = [0u8; 2];
+        file.read_exact_at(&mut h, at)?;
+        let word = u16::from_le_bytes(h);
+        let len = usize::from(word & 0x7fff);
+        if len == 0 || len > METADATA {
+            return Err(corrupt_io("bad metadata block header"));
+        }
+        let mut raw = vec![0u8; len];
+        file.read_exact_at(&mut raw, at.saturating_add(2))?;
+        let block = if word & 0x8000 != 0 {
+            raw
+        } else {
+            let mut out = Vec::with_capacity(METADATA);
+            DefaultCompressor
+                .decompress(&raw, &mut out, c)
+                .map_err(|e| corrupt_io(&format!("decompressing: {e}")))?;
+            out
+        };
+        let want = (bytes - i * METADATA).min(METADATA);
+        if block.len() != want {
+            return Err(corrupt_io(&format!(
+                "block {i} holds {} bytes where {ids} ids need {want}",
+                block.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Linux's new_encode_dev layout, which squashfs stores.
 fn split_dev(dev: u32) -> (u32, u32) {
     let major = (dev & 0xfff00) >> 8;
@@ -236,7 +279,8 @@ impl Tree for SquashTree {
         let mut pos = data.blocks_start;
         for (size, _) in &data.block_sizes {
             offsets.push(pos);
-            pos += u64::from(*size);
+            // An inode's blocks_start comes from the image: a corrupt one must not overflow.
+            pos = pos.saturating_add(u64::from(*size));
         }
         Ok(Box::new(SquashFile {
             tree: self,

@@ -17,6 +17,8 @@ use std::os::unix::fs::FileExt;
 use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
 
 const METADATA_SIZE: usize = 8192;
+/// More pairs than any inode plausibly has; a larger count is corruption, not a file.
+const MAX_PAIRS: u32 = 4096;
 const PREFIXES: [&str; 3] = ["user.", "trusted.", "security."];
 
 pub(crate) struct XattrTable {
@@ -25,26 +27,62 @@ pub(crate) struct XattrTable {
     id_blocks: Vec<u64>,
 }
 
+/// The metadata block a key/value reference points into, as Linux and unsquashfs read it
+/// (`SQUASHFS_XATTR_BLK`: 32 bits, the reference's top 16 ignored). Found by the fuzzer: a
+/// flipped top bit made lint miss an xattr the kernel reads fine.
+fn block_of(reference: u64) -> u64 {
+    (reference >> 16) & 0xffff_ffff
+}
+
 fn bad(msg: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg.to_string())
 }
 
 impl XattrTable {
-    pub fn load(file: &File, start: u64, _c: Compressor) -> io::Result<XattrTable> {
+    /// Reads the id table's header and index, with the checks Linux makes before it mounts
+    /// (fs/squashfs/xattr_id.c): at least one id, an index that ends exactly at
+    /// `bytes_used` (the table is the image's last), index blocks in order and each at
+    /// most one metadata block long, the key/value area before them. An image that fails
+    /// one is refused by the kernel, so lint must not read past it.
+    pub fn load(
+        file: &File,
+        start: u64,
+        bytes_used: u64,
+        _c: Compressor,
+    ) -> io::Result<XattrTable> {
         let mut hdr = [0u8; 16];
         file.read_exact_at(&mut hdr, start)?;
         let kv_start = u64::from_le_bytes(hdr[0..8].try_into().map_err(|_| bad("header"))?);
         let count = u32::from_le_bytes(hdr[8..12].try_into().map_err(|_| bad("header"))?);
+        if count == 0 {
+            return Err(bad("the xattr id table holds no ids"));
+        }
         let blocks = (count as usize * 16).div_ceil(METADATA_SIZE);
-        if blocks > 1 << 16 {
-            return Err(bad("implausible xattr id count"));
+        let after = start
+            .checked_add(16)
+            .ok_or_else(|| bad("xattr table offset"))?;
+        if bytes_used.checked_sub(after) != Some(blocks as u64 * 8) {
+            return Err(bad(&format!(
+                "{count} xattr ids need a {}-byte index, which does not end where the image does",
+                blocks * 8
+            )));
         }
         let mut ptrs = vec![0u8; blocks * 8];
-        file.read_exact_at(&mut ptrs, start + 16)?;
-        let id_blocks = ptrs
+        file.read_exact_at(&mut ptrs, after)?;
+        let id_blocks: Vec<u64> = ptrs
             .chunks_exact(8)
             .map(|c| u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]))
             .collect();
+        let longest = (METADATA_SIZE + 2) as u64;
+        let ends = id_blocks.iter().skip(1).copied().chain([start]);
+        for (&block, end) in id_blocks.iter().zip(ends) {
+            if block >= end || end - block > longest {
+                return Err(bad("xattr id index out of order"));
+            }
+        }
+        if id_blocks.first().is_none_or(|first| kv_start >= *first) {
+            return Err(bad("xattr key/value area does not precede its ids"));
+        }
         Ok(XattrTable {
             kv_start,
             count,
@@ -53,6 +91,10 @@ impl XattrTable {
     }
 
     /// The value of xattr `name` for xattr id `index`, if the inode has it.
+    ///
+    /// Reads all of the inode's pairs even after a match: an id whose count overruns its
+    /// pairs is corrupt (unsquashfs crashes on it, `listxattr` fails), though the first
+    /// pair alone would read fine.
     pub fn get(
         &self,
         file: &File,
@@ -72,13 +114,16 @@ impl XattrTable {
         let id = ids.take(16)?;
         let xref = u64::from_le_bytes(id[0..8].try_into().map_err(|_| bad("id"))?);
         let n = u32::from_le_bytes(id[8..12].try_into().map_err(|_| bad("id"))?);
-        let mut kv = Meta::new(
-            file,
-            c,
-            self.kv_start + (xref >> 16),
-            (xref & 0xffff) as usize,
-        )?;
-        for _ in 0..n.min(4096) {
+        if n > MAX_PAIRS {
+            return Err(bad("implausible xattr count"));
+        }
+        let kv_at = self
+            .kv_start
+            .checked_add(block_of(xref))
+            .ok_or_else(|| bad("xattr reference past the end"))?;
+        let mut kv = Meta::new(file, c, kv_at, (xref & 0xffff) as usize)?;
+        let mut found = None;
+        for _ in 0..n {
             let h = kv.take(4)?;
             let typ = u16::from_le_bytes([h[0], h[1]]);
             let name_len = u16::from_le_bytes([h[2], h[3]]) as usize;
@@ -94,11 +139,12 @@ impl XattrTable {
                 return Err(bad("xattr value too large"));
             }
             let value = kv.take(vlen)?;
-            if full != name {
+            if full != name || found.is_some() {
                 continue;
             }
             if typ & 0x100 == 0 {
-                return Ok(Some(value));
+                found = Some(value);
+                continue;
             }
             // Out-of-line value: a reference to a {u32 size, bytes} record.
             let r = u64::from_le_bytes(
@@ -107,15 +153,19 @@ impl XattrTable {
                     .and_then(|v| v.try_into().ok())
                     .ok_or_else(|| bad("ool ref"))?,
             );
-            let mut ool = Meta::new(file, c, self.kv_start + (r >> 16), (r & 0xffff) as usize)?;
+            let ool_at = self
+                .kv_start
+                .checked_add(block_of(r))
+                .ok_or_else(|| bad("xattr reference past the end"))?;
+            let mut ool = Meta::new(file, c, ool_at, (r & 0xffff) as usize)?;
             let s = ool.take(4)?;
             let len = u32::from_le_bytes([s[0], s[1], s[2], s[3]]) as usize;
             if len > 1 << 16 {
                 return Err(bad("xattr value too large"));
             }
-            return Ok(Some(ool.take(len)?));
+            found = Some(ool.take(len)?);
         }
-        Ok(None)
+        Ok(found)
     }
 }
 
@@ -154,8 +204,12 @@ impl<'a> Meta<'a> {
             return Err(bad("bad metadata block header"));
         }
         let mut raw = vec![0u8; len];
-        self.file.read_exact_at(&mut raw, self.next + 2)?;
-        self.next += 2 + len as u64;
+        self.file
+            .read_exact_at(&mut raw, self.next.saturating_add(2))?;
+        self.next = self
+            .next
+            .checked_add(2 + len as u64)
+            .ok_or_else(|| bad("metadata block past the end"))?;
         let block = if word & 0x8000 != 0 {
             raw
         } else {

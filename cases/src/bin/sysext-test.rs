@@ -111,6 +111,40 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
+    /// Mutation-fuzz lint: break real images and a release directory byte by byte, lint each.
+    #[command(
+        after_help = "Builds the fuzz subjects (hello-service as gzip squashfs, as erofs and as a release \
+                            directory; busybox as xz squashfs), then flips bits, truncates, splices and zeroes \
+                            their bytes and lints every mutant with a deadline. A mutant fails the run when lint \
+                            panics, hangs, errors, or reports nothing although the format's own tool (unsquashfs, \
+                            fsck.erofs) cannot read it back. Prints the seed, a progress line every 10 s and each \
+                            failure with the command that replays it; failing mutants are kept under \
+                            WORKDIR/failures/. Exit status: 0 no failure, 1 failures, 2 could not run.\n\n\
+                            Examples:\n  sysext-test fuzz --duration 10m\n  sysext-test fuzz --seed 7 --replay 1234"
+    )]
+    Fuzz {
+        /// How long to run: 90s, 10m, 1h.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        duration: std::time::Duration,
+        /// Seed of the mutants (default: from the clock; printed either way).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Lint only mutant N of --seed, to replay a reported failure.
+        #[arg(long, value_name = "N", requires = "seed")]
+        replay: Option<u64>,
+        /// Stop after this many mutants.
+        #[arg(long)]
+        mutants: Option<u64>,
+        /// Fuzz only this subject (repeatable), e.g. erofs:hello-service.
+        #[arg(long = "subject", value_name = "SUBJECT")]
+        subjects: Vec<String>,
+        /// Deadline for linting one mutant; over it counts as a hang.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        /// Scratch directory; failing mutants are kept under its failures/.
+        #[arg(long, default_value = "target/sysext-test/fuzz")]
+        workdir: PathBuf,
+    },
     /// Build (or reuse) the cached Debian trixie guest images the VM cases boot.
     #[command(subcommand)]
     Guest(GuestCommand),
@@ -242,6 +276,10 @@ fn parse_case(s: &str) -> Result<sysext_cases::vm::Case, String> {
         .map_err(|e: sysext_cases::vm::outcome::UnknownCase| e.to_string())
 }
 
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    sysext_cases::fuzz::parse_duration(s)
+}
+
 fn parse_arch(s: &str) -> Result<Arch, String> {
     s.parse()
         .map_err(|e: sysext_builder::arch::UnknownArch| e.to_string())
@@ -259,6 +297,15 @@ fn main() -> ExitCode {
             hub,
         } => run_build(specs, output, arch, format, compression, hub),
         Command::Lint(args) => run_lint(args),
+        Command::Fuzz {
+            duration,
+            seed,
+            replay,
+            mutants,
+            subjects,
+            timeout,
+            workdir,
+        } => run_fuzz(duration, seed, replay, mutants, subjects, timeout, workdir),
         Command::Guest(GuestCommand::Build { arch, save_state }) => {
             run_guest_build(arch, save_state)
         }
@@ -426,6 +473,82 @@ fn run_vm(
         OutputFormat::Human => report::vm_human(&mut out, &rows)?,
     }
     Ok(ExitCode::from(vm::runner::exit_status(&rows)))
+}
+
+fn run_fuzz(
+    duration: std::time::Duration,
+    seed: Option<u64>,
+    replay: Option<u64>,
+    mutants: Option<u64>,
+    subjects: Vec<String>,
+    timeout: std::time::Duration,
+    work: PathBuf,
+) -> anyhow::Result<ExitCode> {
+    use sysext_cases::fuzz::{self, Progress};
+    if let Some(what) = fuzz::died_in_flight(&work) {
+        eprintln!(
+            "fuzz: the last run died while linting {}  (its files are in {}); replay it with --seed and --replay",
+            what.trim_end(),
+            work.join("mutant").display()
+        );
+    }
+    std::fs::create_dir_all(&work).with_context(|| format!("{}", work.display()))?;
+    fuzz::limit_memory(8 << 30).context("capping the address space")?;
+    let seed = seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
+    let wanted: Vec<&str> = subjects.iter().map(String::as_str).collect();
+    let subjects = fuzz::prepare(&work, &wanted)?;
+    fuzz::quiet_panics();
+    let config = fuzz::Config {
+        seed,
+        duration: replay.is_none().then_some(duration),
+        max_mutants: mutants,
+        replay,
+        timeout,
+        work: work.clone(),
+    };
+    let mut last = std::time::Instant::now();
+    let summary = fuzz::run(&config, &subjects, &mut |p| match p {
+        Progress::Started { seed, subjects } => eprintln!(
+            "fuzz: seed {seed}, {} subjects ({}), {}",
+            subjects.len(),
+            subjects
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            match replay {
+                Some(n) => format!("replaying mutant {n}"),
+                None => format!("for {}s", duration.as_secs()),
+            }
+        ),
+        Progress::Tick(stats) => {
+            if last.elapsed() >= std::time::Duration::from_secs(10) {
+                eprintln!("fuzz: {stats}");
+                last = std::time::Instant::now();
+            }
+        }
+        Progress::Failed(f) => eprintln!("fuzz: FAILURE {f}"),
+    })?;
+    println!("seed {seed}: {}", summary.stats);
+    for f in &summary.failures {
+        println!("{f}");
+    }
+    for note in &summary.stricter {
+        println!("note: the format's tool reads this back unchanged, lint flags it: {note}");
+    }
+    if summary.stopped_at_hang {
+        println!("stopped at the hang: its lint thread is still running");
+    }
+    Ok(if summary.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn run_vm_bench(runs: usize, format: OutputFormat) -> anyhow::Result<ExitCode> {

@@ -389,6 +389,75 @@ fn image_unreadable_for_garbage_empty_and_truncated_files_not_the_good_one() {
     );
 }
 
+/// A squashfs image whose first data block (right after the 96-byte superblock: backhand
+/// writes file data first) has a byte flipped: it still opens, so only reading the file's
+/// data shows the damage. Found missing by the mutation fuzzer.
+#[test]
+fn content_unreadable_file_fires_on_a_corrupt_block_not_on_the_intact_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let text: Vec<u8> = (0..40_000)
+        .flat_map(|i| format!("line {i}\n").into_bytes())
+        .collect();
+    let good = Fx::raw("good.raw")
+        .with(Item::File("usr/share/fx/big", text, 0o644))
+        .write(tmp.path());
+    let mut bytes = std::fs::read(&good).unwrap();
+    bytes[96 + 200] ^= 0x55;
+    let bad = tmp.path().join("bad.raw");
+    std::fs::write(&bad, &bytes).unwrap();
+    let linter = Linter::new(Options::default());
+    let rules = |p: &Path| -> Vec<(&'static str, String)> {
+        let (report, _) = linter.lint_image(p).unwrap();
+        report
+            .findings
+            .into_iter()
+            .map(|f| (f.rule, f.path))
+            .collect()
+    };
+    let on_bad = rules(&bad);
+    assert!(
+        on_bad.contains(&("content/unreadable-file", "usr/share/fx/big".to_string())),
+        "{on_bad:?}"
+    );
+    assert!(
+        !rules(&good)
+            .iter()
+            .any(|(r, _)| *r == "content/unreadable-file"),
+        "reported for the intact image"
+    );
+}
+
+/// Found by the mutation fuzzer: backhand was built without its `error-strings` feature,
+/// so every error it reported displayed as "" and the finding said only "corrupt or
+/// truncated squashfs image: ". The finding must say what is wrong.
+#[test]
+fn image_unreadable_says_why_backhand_refused_the_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let good = Fx::raw("x.raw").write(tmp.path());
+    let mut bytes = std::fs::read(&good).unwrap();
+    // The inode table's first metadata block header (superblock offset 64): a length over
+    // the 8 KiB a metadata block may hold.
+    let at = u64::from_le_bytes(bytes[64..72].try_into().unwrap()) as usize;
+    bytes[at..at + 2].copy_from_slice(&[0xff, 0x7f]);
+    std::fs::write(&good, &bytes).unwrap();
+    let (report, _) = Linter::new(Options::default()).lint_image(&good).unwrap();
+    let f = report
+        .findings
+        .iter()
+        .find(|f| f.rule == "image/unreadable")
+        .unwrap_or_else(|| panic!("{report:#?}"));
+    let detail = f
+        .message
+        .split_once("squashfs image: ")
+        .map(|(_, d)| d)
+        .unwrap_or_default();
+    assert!(
+        detail.len() > 2 && !detail.starts_with(';'),
+        "no reason given: {}",
+        f.message
+    );
+}
+
 #[test]
 fn every_rule_has_a_unique_id_and_a_family() {
     let rules = super::rules::all();
@@ -451,6 +520,9 @@ fn add_image(dir: &Path, name: &str, listed: bool) {
 #[case::sums_unlisted_image("sums/unlisted-image", |d: &Path| add_image(d, "x-1.1-x86-64.raw", false))]
 #[case::sums_listed_file_missing("sums/listed-file-missing", |d: &Path| edit(d, "SHA256SUMS", |t| format!("{t}{}  x-0.9-x86-64.raw\n", "a".repeat(64))))]
 #[case::transfer_syntax("transfer/syntax", |d: &Path| edit(d, "x.conf", |t| format!("{t}this is not a key\n")))]
+// Found by the mutation fuzzer: a NAME.conf cut short before [Source] was taken for
+// someone else's file and not checked at all.
+#[case::transfer_syntax_truncated_conf("transfer/syntax", |d: &Path| std::fs::write(d.join("x.conf"), "[Tr").unwrap())]
 #[case::transfer_unknown_key("transfer/unknown-key", |d: &Path| edit(d, "x.conf", |t| t.replace("[Source]\n", "[Source]\nFoo=bar\n")))]
 #[case::transfer_conf_suffix("transfer/conf-suffix", |_: &Path| {})]
 #[case::transfer_missing_key("transfer/missing-key", |d: &Path| edit(d, "x.conf", |t| t.replace("MatchPattern=x-@v-%a.raw\n\n[Target]", "\n[Target]")))]

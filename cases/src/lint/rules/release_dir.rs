@@ -173,6 +173,17 @@ const SOURCE_TYPES: &[&str] = &[
     "subvolume",
 ];
 
+/// The keys sysupdate knows in a transfer file's `section`, or `None` for a section it
+/// does not know; the fuzzer's oracle uses it to tell an unknown name from a renamed one.
+pub fn known_keys(section: &str) -> Option<&'static [&'static str]> {
+    match section {
+        "Transfer" => Some(TRANSFER_KEYS),
+        "Source" => Some(SOURCE_KEYS),
+        "Target" => Some(TARGET_KEYS),
+        _ => None,
+    }
+}
+
 /// What a release directory holds, as far as these rules care.
 pub struct ReleaseDir<'a> {
     pub dir: &'a Path,
@@ -195,6 +206,20 @@ pub fn transfer_files(dir: &Path) -> Vec<String> {
     }
     out.sort();
     out
+}
+
+/// Whether `file` is `NAME.conf` for an extension published here: the bakery ships one
+/// per extension, named after the images' release name.
+fn names_an_extension(rd: &ReleaseDir, file: &str) -> bool {
+    let Some(stem) = file.strip_suffix(".conf") else {
+        return false;
+    };
+    let names: Vec<String> = rd.release_names.iter().map(|(_, n)| n.clone()).collect();
+    names.iter().any(|n| n == stem)
+        || rd
+            .images
+            .iter()
+            .any(|img| sysext_builder::naming::triple(img, &names).is_some_and(|t| t.name == stem))
 }
 
 pub fn check(rd: &ReleaseDir) -> Vec<Finding> {
@@ -274,8 +299,14 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
         return;
     };
     let ini = IniFile::parse(&text);
-    // A .conf that is not a transfer (no [Source]) is someone else's file.
-    if file.ends_with(".conf") && !ini.has_section("Source") && !ini.has_section("Target") {
+    // A .conf that is not a transfer (no [Source]) is someone else's file, unless it is
+    // named after an extension here: then it is that extension's transfer, however broken
+    // (a NAME.conf cut short before its [Source] was once waved through as "not ours").
+    if file.ends_with(".conf")
+        && !ini.has_section("Source")
+        && !ini.has_section("Target")
+        && !names_an_extension(rd, file)
+    {
         return;
     }
     for (line, msg) in &ini.issues {
