@@ -87,22 +87,30 @@ mod proptests {
         prop::sample::select(Arch::ALL.to_vec())
     }
 
+    /// `NAME-VERSION-ARCH.raw` splits back into its parts, given `release_names`.
+    fn round_trips(
+        name: String,
+        version: String,
+        arch: Arch,
+        release_names: &[String],
+    ) -> Result<(), TestCaseError> {
+        let file = format!("{name}-{version}-{}.raw", arch.systemd_name());
+        let want = Triple {
+            name,
+            version,
+            arch,
+        };
+        prop_assert_eq!(triple(&file, release_names), Some(want));
+        Ok(())
+    }
+
     /// Without release names the version is what follows the last '-' before the arch, so
     /// a version without '-' round-trips whatever the name holds.
     #[test]
     fn triple_round_trips_a_dashless_version() {
         check(
             ("\\PC{1,16}", "[^-\\p{C}]{1,12}", arch()),
-            |(name, version, arch)| {
-                let file = format!("{name}-{version}-{}.raw", arch.systemd_name());
-                let want = Triple {
-                    name: name.clone(),
-                    version: version.clone(),
-                    arch,
-                };
-                prop_assert_eq!(triple(&file, &[]), Some(want));
-                Ok(())
-            },
+            |(name, version, arch)| round_trips(name, version, arch, &[]),
         );
     }
 
@@ -112,14 +120,8 @@ mod proptests {
         check(
             ("\\PC{1,16}", "\\PC{1,12}", arch()),
             |(name, version, arch)| {
-                let file = format!("{name}-{version}-{}.raw", arch.systemd_name());
-                let want = Triple {
-                    name: name.clone(),
-                    version: version.clone(),
-                    arch,
-                };
-                prop_assert_eq!(triple(&file, std::slice::from_ref(&name)), Some(want));
-                Ok(())
+                let names = [name.clone()];
+                round_trips(name, version, arch, &names)
             },
         );
     }
