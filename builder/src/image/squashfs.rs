@@ -66,10 +66,10 @@ impl SquashTree {
                 sb.bytes_used
             )));
         }
+        check_table_order(&sb).map_err(corrupt)?;
         let compressor = sb.compressor;
         let xattr_start = sb.xattr_table;
-        check_id_table(&file, sb.id_table, sb.id_count, compressor)
-            .map_err(|e| corrupt(format!("id table: {e}")))?;
+        check_lookup_tables(&file, &sb).map_err(corrupt)?;
         let fs = sq
             .into_filesystem_reader()
             .map_err(|e| corrupt(e.to_string()))?;
@@ -209,18 +209,108 @@ fn file_data(f: &SquashfsFileReader) -> FileData {
     }
 }
 
-/// The uid/gid table as unsquashfs checks it: each metadata block the index points to must
-/// hold exactly the ids it should (8 KiB, the last one the rest). backhand reads what a
-/// block's header says, so a header claiming a longer block passes there, while
-/// unsquashfs (and so anyone extracting the image) calls it corruption.
-fn check_id_table(file: &File, index: u64, ids: u16, c: Compressor) -> io::Result<()> {
+/// The superblock's table positions in the order every reader relies on (inode table,
+/// directory table, fragment and export tables, id table, xattr table, end of filesystem),
+/// as unsquashfs's `read_filesystem_tables` and Linux's `squashfs_fill_super` check them
+/// before reading any: a table that starts past the next one (or past `bytes_used`) makes
+/// both refuse the image, while backhand may still read it.
+fn check_table_order(sb: &backhand::SuperBlock) -> Result<(), String> {
+    const ABSENT: u64 = u64::MAX;
+    let end = if sb.xattr_table == ABSENT {
+        sb.bytes_used
+    } else {
+        if sb.xattr_table >= sb.bytes_used {
+            return Err("xattr table starts past the end of the filesystem".into());
+        }
+        sb.xattr_table
+    };
+    let checks = [
+        (
+            sb.id_table >= end,
+            "id table starts past the table after it",
+        ),
+        (
+            sb.export_table != ABSENT && sb.export_table >= sb.id_table,
+            "export table starts past the id table",
+        ),
+        (
+            sb.frag_count != 0 && sb.frag_table >= sb.id_table,
+            "fragment table starts past the id table",
+        ),
+        (
+            sb.dir_table >= sb.id_table,
+            "directory table starts past the id table",
+        ),
+        (
+            sb.inode_table >= sb.dir_table,
+            "inode table starts past the directory table",
+        ),
+    ];
+    match checks.iter().find(|(bad, _)| *bad) {
+        Some((_, what)) => Err(format!("{what} (superblock)")),
+        None => Ok(()),
+    }
+}
+
+/// The lookup tables at the end of the filesystem (fragments, then exports, then ids, then
+/// xattrs) as unsquashfs and Linux check them before mounting: each index must end exactly
+/// where the next table's first block starts, and each metadata block it points to must
+/// hold exactly its share of the entries (8 KiB, the last one the rest). backhand reads what
+/// a block's header says and stops at what it needs, so it accepts images both refuse.
+fn check_lookup_tables(file: &File, sb: &backhand::SuperBlock) -> Result<(), String> {
+    const ABSENT: u64 = u64::MAX;
+    let c = sb.compressor;
+    // With xattrs, the id table ends where the xattr metadata starts: the first field of
+    // the xattr id table's header that `xattr_table` points at.
+    let end = if sb.xattr_table == ABSENT {
+        sb.bytes_used
+    } else {
+        let mut start = [0u8; 8];
+        file.read_exact_at(&mut start, sb.xattr_table)
+            .map_err(|e| format!("xattr table header: {e}"))?;
+        u64::from_le_bytes(start)
+    };
+    let mut next = check_lookup_table(file, sb.id_table, end, usize::from(sb.id_count), 4, c)
+        .map_err(|e| format!("id table: {e}"))?;
+    if sb.export_table != ABSENT {
+        next = check_lookup_table(file, sb.export_table, next, sb.inode_count as usize, 8, c)
+            .map_err(|e| format!("export table: {e}"))?;
+    }
+    if sb.frag_count != 0 {
+        check_lookup_table(file, sb.frag_table, next, sb.frag_count as usize, 16, c)
+            .map_err(|e| format!("fragment table: {e}"))?;
+    }
+    Ok(())
+}
+
+/// One lookup table whose index starts at `index` and must end at `end`; returns where its
+/// first metadata block starts (the end of the table before it).
+fn check_lookup_table(
+    file: &File,
+    index: u64,
+    end: u64,
+    entries: usize,
+    entry_size: usize,
+    c: Compressor,
+) -> io::Result<u64> {
     const METADATA: usize = 8192;
-    let bytes = usize::from(ids) * 4;
+    let bytes = entries
+        .checked_mul(entry_size)
+        .ok_or_else(|| corrupt_io("entry count overflows"))?;
     let blocks = bytes.div_ceil(METADATA);
+    if index.checked_add(blocks as u64 * 8) != Some(end) {
+        return Err(corrupt_io(&format!(
+            "its index of {blocks} block(s) at {index} does not end where the next table starts ({end})"
+        )));
+    }
     let mut raw_index = vec![0u8; blocks * 8];
     file.read_exact_at(&mut raw_index, index)?;
+    let mut first = index;
     for (i, p) in raw_index.chunks_exact(8).enumerate() {
         let at = u64::from_le_bytes([p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]]);
+        if i == 0 {
+            first = at;
+        }
         let mut h = [0u8; 2];
         file.read_exact_at(&mut h, at)?;
         let word = u16::from_le_bytes(h);
@@ -242,12 +332,12 @@ fn check_id_table(file: &File, index: u64, ids: u16, c: Compressor) -> io::Resul
         let want = (bytes - i * METADATA).min(METADATA);
         if block.len() != want {
             return Err(corrupt_io(&format!(
-                "block {i} holds {} bytes where {ids} ids need {want}",
+                "block {i} holds {} bytes where {entries} entries need {want}",
                 block.len()
             )));
         }
     }
-    Ok(())
+    Ok(first)
 }
 
 /// Linux's new_encode_dev layout, which squashfs stores.

@@ -249,9 +249,13 @@ fn a_clean_subject_reads_back_as_the_same_tree() {
 /// Lints the mksquashfs subject with one byte flipped at the offset `at` computes from the
 /// image, and returns the warnings and errors.
 fn lint_mksquashfs_flipped(at: impl Fn(&[u8]) -> usize, mask: u8) -> Vec<String> {
+    lint_flipped("mksquashfs-xattr:hello-service", at, mask)
+}
+
+/// Lints `subject`'s image with the bits of `mask` flipped in the byte `at` picks.
+fn lint_flipped(subject: &str, at: impl Fn(&[u8]) -> usize, mask: u8) -> Vec<String> {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let subjects =
-        prepare(tmp.path(), &["mksquashfs-xattr:hello-service"]).unwrap_or_else(|e| panic!("{e}"));
+    let subjects = prepare(tmp.path(), &[subject]).unwrap_or_else(|e| panic!("{e}"));
     let m = Mutation {
         subject: 0,
         file: 0,
@@ -305,6 +309,49 @@ fn lint_flags_an_xattr_id_count_its_index_does_not_hold() {
 #[test]
 fn lint_flags_an_id_table_block_longer_than_its_ids() {
     let found = lint_mksquashfs_flipped(|b| u64_at(b, u64_at(b, 48)), 0x10);
+    assert!(
+        found.iter().any(|f| f.starts_with("image/unreadable")),
+        "{found:#?}"
+    );
+}
+
+// Superblock offsets: 40 bytes_used, 48 id table index, 80 fragment table index.
+
+/// Regression, found by `sysext-test fuzz --seed 20261130` (mutant 935): `bytes_used`
+/// shrunk below the id table's start. unsquashfs ("id table start too large in super
+/// block") and Linux refuse the image; backhand read it.
+#[test]
+fn lint_flags_a_table_that_starts_past_the_end_of_the_filesystem() {
+    let found = lint_flipped("squashfs-gzip:hello-service", |_| 0x28, 0x10);
+    assert!(
+        found.iter().any(|f| f.starts_with("image/unreadable")),
+        "{found:#?}"
+    );
+}
+
+/// Regression, found by `sysext-test fuzz --seed 20261130` (mutant 1584): `bytes_used` a
+/// few bytes off, so the id index no longer ends where the filesystem does. unsquashfs
+/// ("Bad id count in super block") and Linux check that length exactly.
+#[test]
+fn lint_flags_an_id_index_that_does_not_end_at_the_next_table() {
+    let found = lint_flipped("squashfs-gzip:hello-service", |_| 0x28, 0x04);
+    assert!(
+        found.iter().any(|f| f.starts_with("image/unreadable")),
+        "{found:#?}"
+    );
+}
+
+/// Regression, found by `sysext-test fuzz --seed 20261130` (mutant 5514): the fragment
+/// table's metadata block header claims 20 bytes for one 16-byte entry. unsquashfs cannot
+/// read the table ("failed to read fragment table index"); backhand read what it needed.
+#[test]
+fn lint_flags_a_fragment_table_block_that_does_not_hold_its_entries() {
+    // The fragment index's first entry points at the table's metadata block header.
+    let found = lint_flipped(
+        "squashfs-gzip:hello-service",
+        |b| u64_at(b, u64_at(b, 80)),
+        0x04,
+    );
     assert!(
         found.iter().any(|f| f.starts_with("image/unreadable")),
         "{found:#?}"
