@@ -44,12 +44,7 @@ impl XattrTable {
     /// `bytes_used` (the table is the image's last), index blocks in order and each at
     /// most one metadata block long, the key/value area before them. An image that fails
     /// one is refused by the kernel, so lint must not read past it.
-    pub fn load(
-        file: &File,
-        start: u64,
-        bytes_used: u64,
-        _c: Compressor,
-    ) -> io::Result<XattrTable> {
+    pub fn load(file: &File, start: u64, bytes_used: u64, c: Compressor) -> io::Result<XattrTable> {
         let mut hdr = [0u8; 16];
         file.read_exact_at(&mut hdr, start)?;
         let kv_start = u64::from_le_bytes(hdr[0..8].try_into().map_err(|_| bad("header"))?);
@@ -80,9 +75,13 @@ impl XattrTable {
                 return Err(bad("xattr id index out of order"));
             }
         }
-        if id_blocks.first().is_none_or(|first| kv_start >= *first) {
+        let Some(&first_id_block) = id_blocks.first() else {
+            return Err(bad("xattr id index is empty"));
+        };
+        if kv_start >= first_id_block {
             return Err(bad("xattr key/value area does not precede its ids"));
         }
+        check_kv_blocks(file, c, kv_start, first_id_block)?;
         Ok(XattrTable {
             kv_start,
             count,
@@ -170,6 +169,37 @@ impl XattrTable {
 }
 
 /// Reads consecutive metadata blocks as one byte stream.
+/// The key/value area as unsquashfs reads it: whole metadata blocks from `start` that end
+/// exactly at `end` (where the xattr ids begin), each but the last holding 8 KiB. A block
+/// header that claims the wrong length makes unsquashfs give up on every xattr ("Xattr
+/// block N should be 8192 bytes"), though the first pairs may still read.
+fn check_kv_blocks(file: &File, c: Compressor, start: u64, end: u64) -> io::Result<()> {
+    let mut m = Meta {
+        file,
+        c,
+        next: start,
+        buf: Vec::new(),
+        pos: 0,
+    };
+    let mut block = 0;
+    while m.next < end {
+        // Everything read so far is consumed, so `fill` leaves only the new block.
+        m.pos = m.buf.len();
+        m.fill()?;
+        let len = m.buf.len();
+        if m.next < end && len != METADATA_SIZE {
+            return Err(bad(&format!(
+                "xattr block {block} holds {len} bytes where a block before the last holds {METADATA_SIZE}"
+            )));
+        }
+        block += 1;
+    }
+    if m.next != end {
+        return Err(bad("the xattr key/value blocks overrun the xattr ids"));
+    }
+    Ok(())
+}
+
 struct Meta<'a> {
     file: &'a File,
     c: Compressor,

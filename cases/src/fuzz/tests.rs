@@ -358,6 +358,20 @@ fn lint_flags_a_fragment_table_block_that_does_not_hold_its_entries() {
     );
 }
 
+/// Regression, found by `sysext-test fuzz --seed 20261130` (mutant 22096): the xattr
+/// key/value block's header claims 256 bytes more than the block has. unsquashfs gives up
+/// on every xattr ("Xattr block 0 should be 8192 bytes"); lint read the first pair.
+#[test]
+fn lint_flags_xattr_blocks_that_overrun_the_xattr_ids() {
+    // Superblock offset 56: the xattr id table, whose first field is where the key/value
+    // blocks start; +1 is the high byte of the first block's length word.
+    let found = lint_mksquashfs_flipped(|b| u64_at(b, u64_at(b, 56)) + 1, 0x01);
+    assert!(
+        found.iter().any(|f| f.starts_with("image/unreadable")),
+        "{found:#?}"
+    );
+}
+
 /// Regression, found by `sysext-test fuzz --seed 400` (mutants 4469, 5044): a flip in the
 /// top 16 bits of an xattr id's reference, which Linux and unsquashfs ignore. lint took the
 /// whole 48 bits, missed the strict flag, and reported a name mismatch systemd would not see.
