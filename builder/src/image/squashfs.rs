@@ -67,6 +67,18 @@ impl SquashTree {
             )));
         }
         check_table_order(&sb).map_err(corrupt)?;
+        // Inode numbers run from 1 to the superblock's count; unsquashfs refuses anything
+        // else ("inode number zero is invalid"), backhand does not look.
+        if let Some(n) = std::iter::once(&sq.root_inode)
+            .chain(sq.inodes.values())
+            .map(|i| i.header.inode_number)
+            .find(|&n| n == 0 || n > sb.inode_count)
+        {
+            return Err(corrupt(format!(
+                "an inode is numbered {n}, outside 1..={}",
+                sb.inode_count
+            )));
+        }
         let compressor = sb.compressor;
         let xattr_start = sb.xattr_table;
         check_lookup_tables(&file, &sb).map_err(corrupt)?;
@@ -285,10 +297,26 @@ fn check_lookup_tables(file: &File, sb: &backhand::SuperBlock) -> Result<(), Str
 
 /// One lookup table whose index starts at `index` and must end at `end`; returns where its
 /// first metadata block starts (the end of the table before it).
-fn check_lookup_table(
+pub(crate) fn check_lookup_table(
     file: &File,
     index: u64,
     end: u64,
+    entries: usize,
+    entry_size: usize,
+    c: Compressor,
+) -> io::Result<u64> {
+    check_lookup_table_ending(file, index, end, index, entries, entry_size, c)
+}
+
+/// [`check_lookup_table`] for a table whose metadata blocks end at `blocks_end` rather than
+/// right before the index (the xattr id table keeps a 16-byte header between the two). The
+/// blocks follow each other with no gap, as every reader that sizes a block by where the
+/// next one starts (unsquashfs's xattr reader) expects.
+pub(crate) fn check_lookup_table_ending(
+    file: &File,
+    index: u64,
+    end: u64,
+    blocks_end: u64,
     entries: usize,
     entry_size: usize,
     c: Compressor,
@@ -306,10 +334,17 @@ fn check_lookup_table(
     let mut raw_index = vec![0u8; blocks * 8];
     file.read_exact_at(&mut raw_index, index)?;
     let mut first = index;
+    let mut expected_at = None;
     for (i, p) in raw_index.chunks_exact(8).enumerate() {
         let at = u64::from_le_bytes([p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7]]);
         if i == 0 {
             first = at;
+        }
+        if expected_at.is_some_and(|e| e != at) {
+            return Err(corrupt_io(&format!(
+                "block {i} does not start where block {} ends",
+                i - 1
+            )));
         }
         let mut h = [0u8; 2];
         file.read_exact_at(&mut h, at)?;
@@ -336,6 +371,12 @@ fn check_lookup_table(
                 block.len()
             )));
         }
+        expected_at = Some(at.saturating_add(2 + len as u64));
+    }
+    if expected_at.is_some_and(|e| e != blocks_end) {
+        return Err(corrupt_io(&format!(
+            "its blocks do not end where they should ({blocks_end})"
+        )));
     }
     Ok(first)
 }

@@ -82,6 +82,16 @@ impl XattrTable {
             return Err(bad("xattr key/value area does not precede its ids"));
         }
         check_kv_blocks(file, c, kv_start, first_id_block)?;
+        // The id blocks themselves: whole, holding exactly `count` ids, ending at the header.
+        super::squashfs::check_lookup_table_ending(
+            file,
+            after,
+            bytes_used,
+            start,
+            count as usize,
+            16,
+            c,
+        )?;
         Ok(XattrTable {
             kv_start,
             count,

@@ -372,6 +372,39 @@ fn lint_flags_xattr_blocks_that_overrun_the_xattr_ids() {
     );
 }
 
+/// Regression, found by `sysext-test fuzz --seed 20261201` (mutants 5326, 8950, 14596): the
+/// xattr id table's metadata block header claims another length than its ids take.
+/// unsquashfs sizes that block by where the table's header starts and refuses it.
+#[test]
+fn lint_flags_an_xattr_id_block_whose_header_lies_about_its_length() {
+    // Superblock offset 56: the xattr id table header; 16 bytes on, its index, whose first
+    // entry points at the id block's length word.
+    let found = lint_mksquashfs_flipped(|b| u64_at(b, u64_at(b, 56) + 16), 0x01);
+    assert!(
+        found.iter().any(|f| f.starts_with("image/unreadable")),
+        "{found:#?}"
+    );
+}
+
+/// Regression, found by `sysext-test fuzz --seed 20261201` (mutant 6077): bytes spliced
+/// into the (uncompressed) inode table left an inode numbered 0. unsquashfs refuses inode
+/// numbers outside 1..=inodes ("inode number zero is invalid"); backhand does not look.
+#[test]
+fn lint_flags_an_inode_number_outside_the_superblocks_count() {
+    // Superblock offset 64: the inode table; the first inode's header is 2 bytes into its
+    // uncompressed metadata block, and its number is the last 4 of its 16 header bytes:
+    // flipping the low byte of a number below 8 puts it above the image's 7 inodes.
+    let found = lint_flipped(
+        "mksquashfs-uncompressed:busybox",
+        |b| u64_at(b, 64) + 2 + 12,
+        0xff,
+    );
+    assert!(
+        found.iter().any(|f| f.starts_with("image/unreadable")),
+        "{found:#?}"
+    );
+}
+
 /// Regression, found by `sysext-test fuzz --seed 400` (mutants 4469, 5044): a flip in the
 /// top 16 bits of an xattr id's reference, which Linux and unsquashfs ignore. lint took the
 /// whole 48 bits, missed the strict flag, and reported a name mismatch systemd would not see.
