@@ -66,6 +66,14 @@ impl SquashTree {
                 sb.bytes_used
             )));
         }
+        // Bit 2 is squashfs 3's "check data" flag: no squashfs 4 writer sets it, and
+        // unsquashfs still honours it (an extra byte after every metadata header), so it
+        // misreads the image; anyone extracting or repacking it gets garbage.
+        if sb.flags & 0x0004 != 0 {
+            return Err(corrupt(
+                "the superblock sets squashfs 3's check-data flag (0x0004), which unsquashfs misreads".into(),
+            ));
+        }
         check_table_order(&sb).map_err(corrupt)?;
         // Inode numbers run from 1 to the superblock's count; unsquashfs refuses anything
         // else ("inode number zero is invalid"), backhand does not look.

@@ -405,6 +405,19 @@ fn lint_flags_an_inode_number_outside_the_superblocks_count() {
     );
 }
 
+/// Regression, found by `sysext-test fuzz --seed 20261202` (mutant 6598): the superblock's
+/// obsolete check-data flag set. unsquashfs then expects an extra byte after every metadata
+/// header and misreads the xattr table ("Xattr block 0 should be 8192 bytes").
+#[test]
+fn lint_flags_the_obsolete_check_data_flag() {
+    // Superblock offset 24: the flags word.
+    let found = lint_mksquashfs_flipped(|_| 0x18, 0x04);
+    assert!(
+        found.iter().any(|f| f.starts_with("image/unreadable")),
+        "{found:#?}"
+    );
+}
+
 /// Regression, found by `sysext-test fuzz --seed 400` (mutants 4469, 5044): a flip in the
 /// top 16 bits of an xattr id's reference, which Linux and unsquashfs ignore. lint took the
 /// whole 48 bits, missed the strict flag, and reported a name mismatch systemd would not see.
