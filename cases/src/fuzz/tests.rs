@@ -271,6 +271,14 @@ fn lint_flipped(subject: &str, at: impl Fn(&[u8]) -> usize, mask: u8) -> Vec<Str
     }
 }
 
+/// The mutant must be an `image/unreadable` finding: systemd refuses it.
+fn assert_unreadable(found: Vec<String>) {
+    assert!(
+        found.iter().any(|f| f.starts_with("image/unreadable")),
+        "{found:#?}"
+    );
+}
+
 fn u64_at(b: &[u8], o: usize) -> usize {
     u64::from_le_bytes(b[o..o + 8].try_into().expect("8 bytes")) as usize
 }
@@ -296,11 +304,7 @@ fn lint_flags_an_xattr_id_whose_count_overruns_its_pairs() {
 /// (fs/squashfs/xattr_id.c); lint read the first id and said nothing.
 #[test]
 fn lint_flags_an_xattr_id_count_its_index_does_not_hold() {
-    let found = lint_mksquashfs_flipped(|b| u64_at(b, 56) + 9, 0x20);
-    assert!(
-        found.iter().any(|f| f.starts_with("image/unreadable")),
-        "{found:#?}"
-    );
+    assert_unreadable(lint_mksquashfs_flipped(|b| u64_at(b, 56) + 9, 0x20));
 }
 
 /// Regression, found by `sysext-test fuzz --seed 301` (mutants 496, 2573): the uid/gid
@@ -308,11 +312,7 @@ fn lint_flags_an_xattr_id_count_its_index_does_not_hold() {
 /// calls it corruption and extracts nothing.
 #[test]
 fn lint_flags_an_id_table_block_longer_than_its_ids() {
-    let found = lint_mksquashfs_flipped(|b| u64_at(b, u64_at(b, 48)), 0x10);
-    assert!(
-        found.iter().any(|f| f.starts_with("image/unreadable")),
-        "{found:#?}"
-    );
+    assert_unreadable(lint_mksquashfs_flipped(|b| u64_at(b, u64_at(b, 48)), 0x10));
 }
 
 // Superblock offsets: 40 bytes_used, 48 id table index, 80 fragment table index.
@@ -322,11 +322,7 @@ fn lint_flags_an_id_table_block_longer_than_its_ids() {
 /// block") and Linux refuse the image; backhand read it.
 #[test]
 fn lint_flags_a_table_that_starts_past_the_end_of_the_filesystem() {
-    let found = lint_flipped("squashfs-gzip:hello-service", |_| 0x28, 0x10);
-    assert!(
-        found.iter().any(|f| f.starts_with("image/unreadable")),
-        "{found:#?}"
-    );
+    assert_unreadable(lint_flipped("squashfs-gzip:hello-service", |_| 0x28, 0x10));
 }
 
 /// Regression, found by `sysext-test fuzz --seed 20261130` (mutant 1584): `bytes_used` a
@@ -334,11 +330,7 @@ fn lint_flags_a_table_that_starts_past_the_end_of_the_filesystem() {
 /// ("Bad id count in super block") and Linux check that length exactly.
 #[test]
 fn lint_flags_an_id_index_that_does_not_end_at_the_next_table() {
-    let found = lint_flipped("squashfs-gzip:hello-service", |_| 0x28, 0x04);
-    assert!(
-        found.iter().any(|f| f.starts_with("image/unreadable")),
-        "{found:#?}"
-    );
+    assert_unreadable(lint_flipped("squashfs-gzip:hello-service", |_| 0x28, 0x04));
 }
 
 /// Regression, found by `sysext-test fuzz --seed 20261130` (mutant 5514): the fragment
@@ -347,15 +339,11 @@ fn lint_flags_an_id_index_that_does_not_end_at_the_next_table() {
 #[test]
 fn lint_flags_a_fragment_table_block_that_does_not_hold_its_entries() {
     // The fragment index's first entry points at the table's metadata block header.
-    let found = lint_flipped(
+    assert_unreadable(lint_flipped(
         "squashfs-gzip:hello-service",
         |b| u64_at(b, u64_at(b, 80)),
         0x04,
-    );
-    assert!(
-        found.iter().any(|f| f.starts_with("image/unreadable")),
-        "{found:#?}"
-    );
+    ));
 }
 
 /// Regression, found by `sysext-test fuzz --seed 20261130` (mutant 22096): the xattr
@@ -365,11 +353,10 @@ fn lint_flags_a_fragment_table_block_that_does_not_hold_its_entries() {
 fn lint_flags_xattr_blocks_that_overrun_the_xattr_ids() {
     // Superblock offset 56: the xattr id table, whose first field is where the key/value
     // blocks start; +1 is the high byte of the first block's length word.
-    let found = lint_mksquashfs_flipped(|b| u64_at(b, u64_at(b, 56)) + 1, 0x01);
-    assert!(
-        found.iter().any(|f| f.starts_with("image/unreadable")),
-        "{found:#?}"
-    );
+    assert_unreadable(lint_mksquashfs_flipped(
+        |b| u64_at(b, u64_at(b, 56)) + 1,
+        0x01,
+    ));
 }
 
 /// Regression, found by `sysext-test fuzz --seed 20261201` (mutants 5326, 8950, 14596): the
@@ -379,11 +366,10 @@ fn lint_flags_xattr_blocks_that_overrun_the_xattr_ids() {
 fn lint_flags_an_xattr_id_block_whose_header_lies_about_its_length() {
     // Superblock offset 56: the xattr id table header; 16 bytes on, its index, whose first
     // entry points at the id block's length word.
-    let found = lint_mksquashfs_flipped(|b| u64_at(b, u64_at(b, 56) + 16), 0x01);
-    assert!(
-        found.iter().any(|f| f.starts_with("image/unreadable")),
-        "{found:#?}"
-    );
+    assert_unreadable(lint_mksquashfs_flipped(
+        |b| u64_at(b, u64_at(b, 56) + 16),
+        0x01,
+    ));
 }
 
 /// Regression, found by `sysext-test fuzz --seed 20261201` (mutant 6077): bytes spliced
@@ -394,15 +380,11 @@ fn lint_flags_an_inode_number_outside_the_superblocks_count() {
     // Superblock offset 64: the inode table; the first inode's header is 2 bytes into its
     // uncompressed metadata block, and its number is the last 4 of its 16 header bytes:
     // flipping the low byte of a number below 8 puts it above the image's 7 inodes.
-    let found = lint_flipped(
+    assert_unreadable(lint_flipped(
         "mksquashfs-uncompressed:busybox",
         |b| u64_at(b, 64) + 2 + 12,
         0xff,
-    );
-    assert!(
-        found.iter().any(|f| f.starts_with("image/unreadable")),
-        "{found:#?}"
-    );
+    ));
 }
 
 /// Regression, found by `sysext-test fuzz --seed 20261202` (mutant 6598): the superblock's
@@ -411,11 +393,7 @@ fn lint_flags_an_inode_number_outside_the_superblocks_count() {
 #[test]
 fn lint_flags_the_obsolete_check_data_flag() {
     // Superblock offset 24: the flags word.
-    let found = lint_mksquashfs_flipped(|_| 0x18, 0x04);
-    assert!(
-        found.iter().any(|f| f.starts_with("image/unreadable")),
-        "{found:#?}"
-    );
+    assert_unreadable(lint_mksquashfs_flipped(|_| 0x18, 0x04));
 }
 
 /// Regression, found by `sysext-test fuzz --seed 400` (mutants 4469, 5044): a flip in the
