@@ -22,6 +22,8 @@ pub enum BuildError {
     Fetch(String),
     #[error("writing squashfs: {0}")]
     Squashfs(#[from] backhand::BackhandError),
+    #[error(transparent)]
+    Gpt(#[from] crate::gpt::GptError),
 }
 
 impl BuildError {

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod deb;
 pub mod elf;
 pub mod errors;
+pub mod gpt;
 pub mod guest;
 pub mod host_tool;
 pub mod image;

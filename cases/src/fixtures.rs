@@ -35,9 +35,13 @@ pub struct Fixture {
     pub expect: Expect,
 }
 
-/// The repository's `fixtures/` directory.
+/// The repository's `fixtures/` directory. cargo and nextest name the crate's directory at
+/// run time too, and that one wins: a target directory shared between clones (CI caches
+/// one) may hold a binary compiled in another clone.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .join("..")
         .join("fixtures")
 }

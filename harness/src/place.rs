@@ -2,7 +2,7 @@
 //! every test: the cargo target directory (artifacts of failed cases) and the cache outside
 //! the clone (guests, their SSH keys, saved guest states).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The directories a run writes to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,10 +40,14 @@ impl Place {
 }
 
 fn default_target_dir() -> PathBuf {
-    // The workspace root is this crate's parent; it exists when the binary runs from the
-    // checkout it was built in (tests, `cargo run`).
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent();
-    match workspace {
+    // The workspace root is the crate's parent; it exists when the binary runs from a
+    // checkout (tests, `cargo run`).
+    // At run time cargo and nextest name the crate being tested, which wins over the one
+    // compiled in (a target directory shared between clones).
+    let crate_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    match crate_dir.parent() {
         Some(w) if w.join("Cargo.toml").is_file() => w.join("target"),
         _ => std::env::current_dir()
             .unwrap_or_else(|_| PathBuf::from("."))
@@ -63,7 +67,7 @@ mod tests {
         };
         assert_eq!(
             p.artifacts("vm::x86-64::a::merge"),
-            crate::artifacts::dir_for(Path::new("/t"), "vm::x86-64::a::merge")
+            crate::artifacts::dir_for(std::path::Path::new("/t"), "vm::x86-64::a::merge")
         );
         assert_eq!(p.snapshots(), PathBuf::from("/c/snapshots"));
     }

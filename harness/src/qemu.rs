@@ -94,8 +94,9 @@ impl Launch {
             kernel: guest.kernel.clone(),
             initrd: guest.initrd.clone(),
             cmdline: format!(
-                "console={} root=/dev/vda rw panic=-1 quiet loglevel=3 systemd.show_status=0 net.ifnames=0{workaround} {extra_cmdline}",
-                p.console
+                "console={} {} panic=-1 quiet loglevel=3 systemd.show_status=0 net.ifnames=0{workaround} {extra_cmdline}",
+                p.console,
+                guest.root_args()
             ),
             disk,
             ssh_port,

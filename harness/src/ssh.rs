@@ -84,12 +84,27 @@ impl Ssh {
 
     /// Runs `cmd` under `sh -c` with a deadline; a command still running then is an error.
     pub fn exec(&self, cmd: &str, timeout: Duration) -> Result<Output> {
+        self.exec_with_input(cmd, None, timeout)
+    }
+
+    /// Like [`Ssh::exec`], with `input` on the command's stdin (then end of file).
+    pub fn exec_with_input(
+        &self,
+        cmd: &str,
+        input: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Output> {
         let s = &self.session;
         s.set_blocking(true);
         let mut ch = s
             .channel_session()
             .map_err(|e| ssh_err("open channel", e))?;
         ch.exec(cmd).map_err(|e| ssh_err("exec", e))?;
+        if let Some(data) = input {
+            ch.write_all(data)
+                .map_err(|e| ssh_err("writing stdin", e))?;
+            ch.send_eof().map_err(|e| ssh_err("stdin eof", e))?;
+        }
         s.set_blocking(false);
         let deadline = Instant::now() + timeout;
         let (mut out, mut err) = (Vec::new(), Vec::new());
@@ -159,41 +174,43 @@ impl Ssh {
     /// a temp name so a reader never sees half a file. A plain exec with the bytes on stdin:
     /// no scp or sftp binary is needed in the guest.
     pub fn write_file(&self, remote: &str, data: &[u8], mode: i32) -> Result<()> {
-        let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-        let tmp = format!("{remote}.sysext-test-upload");
-        let dir = remote
-            .rsplit_once('/')
-            .map(|(d, _)| d)
-            .filter(|d| !d.is_empty())
-            .unwrap_or("/");
-        let cmd = format!(
-            "mkdir -p {dir} && cat > {tmp} && chmod {mode:o} {tmp} && mv -f {tmp} {remote}",
-            dir = q(dir),
-            tmp = q(&tmp),
-            remote = q(remote),
-        );
-        let s = &self.session;
-        s.set_blocking(true);
-        let mut ch = s
-            .channel_session()
-            .map_err(|e| ssh_err("open channel", e))?;
-        ch.exec(&cmd).map_err(|e| ssh_err("exec", e))?;
-        ch.write_all(data)
-            .map_err(|e| ssh_err(&format!("writing {remote}"), e))?;
-        ch.send_eof().map_err(|e| ssh_err("upload eof", e))?;
-        let mut err = String::new();
-        let _ = ch.stderr().read_to_string(&mut err);
-        ch.wait_close().map_err(|e| ssh_err("upload close", e))?;
-        let status = ch.exit_status().map_err(|e| ssh_err("upload status", e))?;
-        if status != 0 {
+        let cmd = write_command(remote, mode);
+        let out = self.exec_with_input(&cmd, Some(data), Duration::from_secs(300))?;
+        if out.status != 0 {
             return Err(HarnessError::Command {
                 cmd: format!("upload to {remote}"),
-                what: format!("exited {status}"),
-                output: err,
+                what: format!("exited {}", out.status),
+                output: out.combined(),
             });
         }
         Ok(())
     }
+}
+
+/// The shell that stores its stdin as `remote` (mode `mode`, parents made as needed) via
+/// a temp name. Two processes when the directory exists (`cat`, `mv`): each exec costs a
+/// TCG guest ~0.2 s.
+pub fn write_command(remote: &str, mode: i32) -> String {
+    let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
+    let tmp = format!("{remote}.sysext-test-upload");
+    let dir = remote
+        .rsplit_once('/')
+        .map(|(d, _)| d)
+        .filter(|d| !d.is_empty())
+        .unwrap_or("/");
+    // A shell creates files 0666 minus the umask: execute bits need a chmod.
+    let chmod = if mode & 0o111 != 0 {
+        format!(" && chmod {mode:o} {}", q(&tmp))
+    } else {
+        String::new()
+    };
+    format!(
+        "umask {umask:03o}; {{ [ -d {dir} ] || mkdir -p {dir}; }} && cat > {tmp}{chmod} && mv -f {tmp} {remote}",
+        umask = 0o777 & !mode,
+        dir = q(dir),
+        tmp = q(&tmp),
+        remote = q(remote),
+    )
 }
 
 fn lossy(b: Vec<u8>) -> String {

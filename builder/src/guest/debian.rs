@@ -12,8 +12,11 @@ use crate::host_tool;
 
 use super::READY_BEACON;
 
+/// Bump when [`bootstrap`]'s options change: the cached Debian root is keyed by it.
+pub const BOOTSTRAP_VERSION: u32 = 1;
+
 /// Units that only cost boot time in a throwaway VM (measured in guest-lab).
-const MASKED: &[&str] = &[
+pub const MASKED: &[&str] = &[
     "getty@tty1.service",
     "serial-getty@ttyS0.service",
     "serial-getty@ttyAMA0.service",
@@ -69,7 +72,7 @@ const MASKED: &[&str] = &[
     "systemd-sysctl.service",
 ];
 
-const MASKED_GENERATORS: &[&str] = &[
+pub const MASKED_GENERATORS: &[&str] = &[
     "systemd-gpt-auto-generator",
     "systemd-hibernate-resume-generator",
     "systemd-import-generator",
@@ -151,7 +154,8 @@ fn ensure_binfmt(arch: Arch) -> Result<(), BuildError> {
         .map_err(|e| BuildError::io(&misc.join("register"), e))
 }
 
-pub fn bootstrap(recipe: &Recipe, root: &Path) -> Result<(), BuildError> {
+/// Runs mmdebstrap for `recipe` into the tarball `out` (the cached Debian root).
+pub fn bootstrap(recipe: &Recipe, out: &Path) -> Result<(), BuildError> {
     ensure_binfmt(recipe.arch)?;
     let mut cmd = Command::new("mmdebstrap");
     cmd.args(["--variant=minbase", "--quiet"])
@@ -170,9 +174,24 @@ pub fn bootstrap(recipe: &Recipe, root: &Path) -> Result<(), BuildError> {
     cmd.arg("--dpkgopt=force-unsafe-io")
         .arg("--dpkgopt=path-include=/usr/share/locale/locale.alias")
         .arg(recipe.suite)
-        .arg(root)
+        .arg(out)
         .arg(crate::deb::mirror());
     host_tool::stdout(&mut cmd, "mmdebstrap")?;
+    Ok(())
+}
+
+/// Unpacks the cached Debian root into `root`, owners, modes and xattrs as mmdebstrap made
+/// them.
+pub fn unpack(tarball: &Path, root: &Path) -> Result<(), BuildError> {
+    std::fs::create_dir_all(root).map_err(|e| BuildError::io(root, e))?;
+    host_tool::stdout(
+        Command::new("tar")
+            .arg("-C")
+            .arg(root)
+            .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf"])
+            .arg(tarball),
+        "tar",
+    )?;
     Ok(())
 }
 
@@ -221,6 +240,7 @@ pub fn customize(arch: Arch, root: &Path) -> Result<(), BuildError> {
         ]),
         "coreutils",
     )?;
+    login_shell_dash(root)?;
     // Skip ConditionNeedsUpdate= units (ldconfig, sysusers, hwdb) on every boot.
     for d in ["etc/.updated", "var/.updated"] {
         std::fs::write(root.join(d), b"").map_err(|e| io(root, e))?;
@@ -233,6 +253,29 @@ pub fn customize(arch: Arch, root: &Path) -> Result<(), BuildError> {
         )?;
     }
     Ok(())
+}
+
+/// Root logs in with dash: every command the harness runs starts root's login shell, and
+/// under TCG bash with Debian's .bashrc takes 0.3 s to start where dash takes 0.1 s
+/// (measured with `sysext-test guest exec`). What a manifest says to run still runs in
+/// bash (the binaries case wraps it), as a Flatcar user's shell would.
+fn login_shell_dash(root: &Path) -> Result<(), BuildError> {
+    let passwd = root.join("etc/passwd");
+    let text = std::fs::read_to_string(&passwd).map_err(|e| BuildError::io(&passwd, e))?;
+    let out: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("root:") {
+            Some(rest) => {
+                let mut fields: Vec<&str> = rest.split(':').collect();
+                if let Some(shell) = fields.last_mut() {
+                    *shell = "/bin/sh";
+                }
+                format!("root:{}\n", fields.join(":"))
+            }
+            None => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&passwd, out).map_err(|e| BuildError::io(&passwd, e))
 }
 
 pub fn make_disk(root: &Path, image: &Path, mib: u64) -> Result<(), BuildError> {

@@ -35,15 +35,32 @@ if ip link set eth0 up; then
 else
   echo "initramfs: no eth0"
 fi
+# root= is the root filesystem; mount.usr= (Flatcar's own argument) a separate, read-only
+# /usr; sysext_test.oem= the OEM partition, which Flatcar's initrd mounts on /oem.
 root=/dev/vda
+usr=
+oem=
 for arg in $(cat /proc/cmdline); do
-  case "$arg" in root=*) root="${arg#root=}" ;; esac
+  case "$arg" in
+    root=*) root="${arg#root=}" ;;
+    mount.usr=*) usr="${arg#mount.usr=}" ;;
+    sysext_test.oem=*) oem="${arg#sysext_test.oem=}" ;;
+  esac
 done
-i=0
-while [ ! -b "$root" ] && [ "$i" -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+for dev in "$root" $usr $oem; do
+  i=0
+  while [ ! -b "$dev" ] && [ "$i" -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
+done
 if ! mount -t ext4 -o rw "$root" /newroot; then
   echo "initramfs: cannot mount the root filesystem $root"
   exit 1
+fi
+if [ -n "$usr" ] && ! mount -t ext4 -o ro "$usr" /newroot/usr; then
+  echo "initramfs: cannot mount /usr from $usr"
+  exit 1
+fi
+if [ -n "$oem" ] && ! mount -t ext4 -o rw "$oem" /newroot/oem; then
+  echo "initramfs: cannot mount /oem from $oem"
 fi
 umount /proc /sys
 mount --move /dev /newroot/dev || umount /dev

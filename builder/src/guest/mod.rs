@@ -1,12 +1,16 @@
 //! Guest images for the VM cases: a trimmed Debian trixie (systemd 257, the generation
 //! Flatcar ships) with an SSH server and systemd-sysupdate, for x86-64 and arm64.
 //!
-//! A guest is three files (kernel, a tiny busybox initramfs, an ext4 root image) built from
+//! A guest is three files (kernel, a tiny busybox initramfs, a disk image) built from
 //! Debian's archive with mmdebstrap and no loop mounts, then cached outside the clone under
 //! a hash of its recipe: the same recipe is reused in seconds, a changed one rebuilds.
+//! Two profiles share one cached Debian root (the mmdebstrap run, minutes for arm64):
+//! `debian` (one ext4 filesystem, the VM cases' guest) and `flatcar-shaped` (Flatcar's
+//! partitions, read-only `/usr`, `/usr/sbin -> bin`, `ID=flatcar`: the boot cases' guest).
 
 mod cpio;
 mod debian;
+mod flatcar_shaped;
 mod kernel;
 
 use std::path::{Path, PathBuf};
@@ -33,7 +37,45 @@ pub const READY_BEACON: &str = "SYSEXT-TEST-GUEST-READY";
 pub const PRELOAD_MODULES: &[&str] = &["loop", "squashfs", "erofs", "overlay"];
 
 /// Bump when the build steps change in a way the recipe text below does not capture.
-const RECIPE_VERSION: u32 = 3;
+const RECIPE_VERSION: u32 = 4;
+
+/// How the Debian root is laid out on the guest's disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// One ext4 filesystem holding everything (`root=/dev/vda`).
+    Debian,
+    /// Flatcar's disk: GPT with EFI-SYSTEM (1), USR-A (3, read-only `/usr`), OEM (6,
+    /// `/oem`) and ROOT (9, `/`), `/usr/sbin -> bin`, and an os-release that says
+    /// `ID=flatcar` with `SYSEXT_LEVEL=1.0`.
+    FlatcarShaped,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 2] = [Profile::Debian, Profile::FlatcarShaped];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Debian => "debian",
+            Profile::FlatcarShaped => "flatcar-shaped",
+        }
+    }
+}
+
+impl std::fmt::Display for Profile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Profile {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Profile, String> {
+        Profile::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown guest profile {s:?}: use debian or flatcar-shaped"))
+    }
+}
 
 /// Packages on top of mmdebstrap's minbase.
 pub const PACKAGES: &[&str] = &[
@@ -57,17 +99,47 @@ pub struct Recipe {
     /// The kernel metapackage; the cloud flavour is small and made for virtio guests.
     pub kernel_package: String,
     pub disk_mib: u64,
+    pub profile: Profile,
 }
 
 impl Recipe {
     pub fn debian(arch: Arch) -> Recipe {
+        Recipe::new(Profile::Debian, arch)
+    }
+
+    pub fn new(profile: Profile, arch: Arch) -> Recipe {
         Recipe {
             arch,
             suite: crate::deb::SUITE,
             packages: PACKAGES,
             kernel_package: format!("linux-image-cloud-{}", arch.debian_name()),
             disk_mib: 2048,
+            profile,
         }
+    }
+
+    /// The hash of what mmdebstrap makes (the shared Debian root): arch, suite, packages
+    /// and the bootstrap options' version.
+    fn root_hash(&self) -> String {
+        let mut h = Sha256::new();
+        h.update(format!(
+            "root v{}\n{}\n{}\n{}\n",
+            debian::BOOTSTRAP_VERSION,
+            self.arch,
+            self.suite,
+            self.packages.join(",")
+        ));
+        hex::encode(&h.finalize()[..8])
+    }
+
+    /// The cached Debian root both profiles start from (a tarball mmdebstrap wrote).
+    pub fn root_tarball(&self) -> PathBuf {
+        cache::root().join("guests").join(format!(
+            "root-{}-{}-{}.tar",
+            self.suite,
+            self.arch,
+            self.root_hash()
+        ))
     }
 
     /// A stable hash of everything that decides the guest's contents, including the
@@ -75,16 +147,24 @@ impl Recipe {
     pub fn hash(&self) -> String {
         let mut h = Sha256::new();
         h.update(format!(
-            "v{RECIPE_VERSION}\n{}\n{}\n{}\n{}\n{}\n",
+            "v{RECIPE_VERSION}\n{}\n{}\n{}\n{}\n{}\n{}\n",
+            self.profile,
             self.arch,
             self.suite,
             self.packages.join(","),
             self.kernel_package,
             self.disk_mib
         ));
+        h.update(self.root_hash().as_bytes());
         for (path, content) in debian::customizations(self.arch) {
             h.update(path.as_bytes());
             h.update(content.as_bytes());
+        }
+        for unit in debian::MASKED.iter().chain(debian::MASKED_GENERATORS) {
+            h.update(unit.as_bytes());
+        }
+        if self.profile == Profile::FlatcarShaped {
+            h.update(flatcar_shaped::recipe_text().as_bytes());
         }
         h.update(kernel::INIT_SCRIPT.as_bytes());
         hex::encode(&h.finalize()[..8])
@@ -92,7 +172,8 @@ impl Recipe {
 
     pub fn cache_dir(&self) -> PathBuf {
         cache::root().join("guests").join(format!(
-            "debian-{}-{}-{}",
+            "{}-{}-{}-{}",
+            self.profile,
             self.suite,
             self.arch,
             self.hash()
@@ -107,9 +188,11 @@ pub struct Guest {
     pub dir: PathBuf,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
-    /// ext4 root filesystem (raw); boot it through a qcow2 overlay, never directly.
+    /// The disk (raw): one ext4 filesystem, or a GPT disk for `flatcar-shaped`. Boot it
+    /// through a qcow2 overlay, never directly.
     pub disk: PathBuf,
     pub kernel_version: String,
+    pub profile: Profile,
 }
 
 impl Guest {
@@ -121,7 +204,16 @@ impl Guest {
         }
     }
 
-    fn at(dir: &Path, arch: Arch) -> Result<Guest, BuildError> {
+    /// Kernel arguments that say where the root (and `/usr`, `/oem`) are; the initramfs
+    /// reads them.
+    pub fn root_args(&self) -> &'static str {
+        match self.profile {
+            Profile::Debian => "root=/dev/vda rw",
+            Profile::FlatcarShaped => flatcar_shaped::ROOT_ARGS,
+        }
+    }
+
+    fn at(dir: &Path, arch: Arch, profile: Profile) -> Result<Guest, BuildError> {
         let kernel_version = std::fs::read_to_string(dir.join("kernel-version"))
             .map_err(|e| BuildError::io(&dir.join("kernel-version"), e))?
             .trim()
@@ -133,6 +225,7 @@ impl Guest {
             initrd: dir.join("initrd.cpio"),
             disk: dir.join("root.img"),
             kernel_version,
+            profile,
         })
     }
 }
@@ -148,7 +241,7 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
         .join(dir.file_name().unwrap_or_default());
     let _lock = cache::Lock::acquire(&lock_dir).map_err(|e| BuildError::io(&lock_dir, e))?;
     if dir.join(".complete").exists() {
-        return Guest::at(&dir, recipe.arch);
+        return Guest::at(&dir, recipe.arch, recipe.profile);
     }
     let start = std::time::Instant::now();
     let work = parent.join(format!(
@@ -164,19 +257,25 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
             recipe.arch, recipe.kernel_package
         ));
         let k = kernel::fetch(recipe)?;
+        let tarball = debian_root(recipe, progress)?;
+        debian::unpack(&tarball, &root)?;
         progress(&format!(
-            "guest {}: mmdebstrap {} (arm64 on x86 takes minutes)",
-            recipe.arch, recipe.suite
-        ));
-        debian::bootstrap(recipe, &root)?;
-        progress(&format!(
-            "guest {}: customising, installing kernel {}",
-            recipe.arch, k.version
+            "guest {} ({}): customising, installing kernel {}",
+            recipe.arch, recipe.profile, k.version
         ));
         debian::customize(recipe.arch, &root)?;
         kernel::install(&k, &root, &work)?;
-        progress(&format!("guest {}: making the root image", recipe.arch));
-        debian::make_disk(&root, &work.join("root.img"), recipe.disk_mib)?;
+        progress(&format!(
+            "guest {} ({}): making the disk image",
+            recipe.arch, recipe.profile
+        ));
+        match recipe.profile {
+            Profile::Debian => debian::make_disk(&root, &work.join("root.img"), recipe.disk_mib)?,
+            Profile::FlatcarShaped => {
+                flatcar_shaped::shape(&root)?;
+                flatcar_shaped::make_disk(&root, &work.join("root.img"), &recipe.hash())?
+            }
+        }
         std::fs::remove_dir_all(&root).map_err(|e| BuildError::io(&root, e))?;
         std::fs::write(work.join("recipe-hash"), recipe.hash())
             .map_err(|e| BuildError::io(&work, e))?;
@@ -190,10 +289,44 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::rename(&work, &dir).map_err(|e| BuildError::io(&dir, e))?;
     progress(&format!(
-        "guest {}: built in {:.0}s at {}",
+        "guest {} ({}): built in {:.0}s at {}",
         recipe.arch,
+        recipe.profile,
         start.elapsed().as_secs_f64(),
         dir.display()
     ));
-    Guest::at(&dir, recipe.arch)
+    Guest::at(&dir, recipe.arch, recipe.profile)
+}
+
+/// The cached Debian root for `recipe`'s arch, bootstrapping it first when missing: the
+/// one step that takes minutes (arm64 runs its maintainer scripts under qemu-user), shared
+/// by both profiles and kept while only our customisations change.
+fn debian_root(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<PathBuf, BuildError> {
+    let tarball = recipe.root_tarball();
+    let parent = tarball.parent().unwrap_or(Path::new("/"));
+    let lock_dir = parent
+        .join(".locks")
+        .join(tarball.file_name().unwrap_or_default());
+    let _lock = cache::Lock::acquire(&lock_dir).map_err(|e| BuildError::io(&lock_dir, e))?;
+    if tarball.is_file() {
+        return Ok(tarball);
+    }
+    let start = std::time::Instant::now();
+    progress(&format!(
+        "guest {}: mmdebstrap {} (arm64 on x86 takes minutes)",
+        recipe.arch, recipe.suite
+    ));
+    let tmp = tarball.with_extension("tar.part.tar");
+    let _ = std::fs::remove_file(&tmp);
+    if let Err(e) = debian::bootstrap(recipe, &tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    std::fs::rename(&tmp, &tarball).map_err(|e| BuildError::io(&tarball, e))?;
+    progress(&format!(
+        "guest {}: Debian root bootstrapped in {:.0}s",
+        recipe.arch,
+        start.elapsed().as_secs_f64()
+    ));
+    Ok(tarball)
 }

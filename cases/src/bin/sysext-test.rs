@@ -8,6 +8,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use sysext_builder::Arch;
 use sysext_builder::build::{self, Format};
+use sysext_builder::guest::Profile;
 use sysext_builder::spec::Compression;
 use sysext_cases::lint::{self, LintError, Linter, TargetSpec};
 use sysext_cases::report;
@@ -194,6 +195,31 @@ enum GuestCommand {
     },
     /// Remove every saved guest state (the guests themselves stay cached).
     Clean,
+    /// Restore the saved guest and run commands in it as root, each argument one command
+    /// (after `--`), printing each one's output, exit status and time.
+    #[command(
+        after_help = "What a case sees, to poke at by hand: the same saved state, the same \
+                            restore, a throwaway overlay (nothing you do is kept). Exit status: 0 when \
+                            every command exited 0, 1 otherwise, 2 when the guest could not be restored.
+
+Examples:
+  sysext-test guest exec -- 'systemd-sysext status' 'systemd-analyze time'
+  sysext-test guest exec --arch arm64 --upload my.raw:/etc/extensions/my.raw -- 'systemd-sysext merge'"
+    )]
+    Exec {
+        /// x86-64 or arm64.
+        #[arg(long, value_parser = parse_arch, default_value = "x86-64")]
+        arch: Arch,
+        /// debian or flatcar-shaped (see `guest build --help`).
+        #[arg(long, default_value = "debian")]
+        profile: Profile,
+        /// Copy a host file into the guest first (LOCAL:REMOTE; repeatable).
+        #[arg(long, value_name = "LOCAL:REMOTE")]
+        upload: Vec<String>,
+        /// Commands, run one after another in the guest's shell.
+        #[arg(last = true, required = true)]
+        commands: Vec<String>,
+    },
     /// Build the guest for an arch, or print where the cached one is. Needs root.
     #[command(
         after_help = "Guests are cached under $XDG_CACHE_HOME/sysext-test/guests (or SYSEXT_TEST_CACHE) by a \
@@ -206,6 +232,10 @@ enum GuestCommand {
         /// Also boot it once and save its state (what the first VM case would otherwise do).
         #[arg(long)]
         save_state: bool,
+        /// debian (the VM cases' guest) or flatcar-shaped (Flatcar's partitions, read-only
+        /// /usr, /usr/sbin -> bin, ID=flatcar: the boot cases' guest).
+        #[arg(long, default_value = "debian")]
+        profile: Profile,
     },
 }
 
@@ -306,11 +336,19 @@ fn main() -> ExitCode {
             timeout,
             workdir,
         } => run_fuzz(duration, seed, replay, mutants, subjects, timeout, workdir),
-        Command::Guest(GuestCommand::Build { arch, save_state }) => {
-            run_guest_build(arch, save_state)
-        }
+        Command::Guest(GuestCommand::Build {
+            arch,
+            save_state,
+            profile,
+        }) => run_guest_build(arch, save_state, profile),
         Command::Guest(GuestCommand::Status { format }) => run_guest_status(format),
         Command::Guest(GuestCommand::Clean) => run_guest_clean(),
+        Command::Guest(GuestCommand::Exec {
+            arch,
+            profile,
+            upload,
+            commands,
+        }) => run_guest_exec(arch, profile, &upload, &commands),
         Command::Mirror {
             dir,
             port,
@@ -640,13 +678,17 @@ fn run_mirror(
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_guest_build(arch: ArchChoice, save_state: bool) -> anyhow::Result<ExitCode> {
+fn run_guest_build(
+    arch: ArchChoice,
+    save_state: bool,
+    profile: Profile,
+) -> anyhow::Result<ExitCode> {
     let arches = match arch {
         ArchChoice::All => Arch::ALL.to_vec(),
         ArchChoice::One(a) => vec![a],
     };
     for a in arches {
-        let recipe = sysext_builder::guest::Recipe::debian(a);
+        let recipe = sysext_builder::guest::Recipe::new(profile, a);
         let start = std::time::Instant::now();
         let guest = sysext_builder::guest::build_or_reuse(&recipe, &|line| eprintln!("{line}"))
             .map_err(|e| anyhow::anyhow!("building the {a} guest: {e}"))?;
@@ -669,6 +711,74 @@ fn run_guest_build(arch: ArchChoice, save_state: bool) -> anyhow::Result<ExitCod
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_guest_exec(
+    arch: Arch,
+    profile: Profile,
+    uploads: &[String],
+    commands: &[String],
+) -> anyhow::Result<ExitCode> {
+    let mut pairs = Vec::new();
+    for u in uploads {
+        let Some((local, remote)) = u
+            .split_once(':')
+            .filter(|(l, r)| !l.is_empty() && r.starts_with('/'))
+        else {
+            eprintln!(
+                "error: --upload {u}: expected LOCAL:REMOTE with an absolute guest path, e.g. my.raw:/etc/extensions/my.raw"
+            );
+            return Ok(ExitCode::from(2));
+        };
+        let local = PathBuf::from(local);
+        if !local.is_file() {
+            eprintln!("error: --upload {u}: {} is not a file", local.display());
+            return Ok(ExitCode::from(2));
+        }
+        pairs.push((local, remote.to_string()));
+    }
+    let place = sysext_harness::Place::from_env();
+    let (vm, notes) =
+        match sysext_cases::vm::runner::restored(arch, profile, &place, &|l| eprintln!("{l}")) {
+            Ok(v) => v,
+            Err(sysext_cases::vm::Verdict::Error { stage, message }) => {
+                eprintln!("error: {stage}: {message}");
+                return Ok(ExitCode::from(2));
+            }
+            Err(other) => anyhow::bail!("restoring the {arch} guest: {}", other.word()),
+        };
+    for n in notes {
+        eprintln!("note: {n}");
+    }
+    eprintln!(
+        "restored the {arch} guest in {:.1}s",
+        vm.startup.as_secs_f64()
+    );
+    for (local, remote) in &pairs {
+        vm.upload(local, remote)
+            .map_err(|e| anyhow::anyhow!("uploading {}: {e}", local.display()))?;
+    }
+    let mut all_ok = true;
+    for cmd in commands {
+        let start = std::time::Instant::now();
+        let out = vm
+            .execute(cmd)
+            .map_err(|e| anyhow::anyhow!("running {cmd:?}: {e}"))?;
+        eprintln!("$ {cmd}");
+        print!("{}", out.stdout);
+        eprint!("{}", out.stderr);
+        eprintln!(
+            "(exit {}, {:.2}s)",
+            out.status,
+            start.elapsed().as_secs_f64()
+        );
+        all_ok &= out.status == 0;
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn run_guest_status(format: OutputFormat) -> anyhow::Result<ExitCode> {

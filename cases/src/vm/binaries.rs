@@ -8,9 +8,15 @@ use sysext_harness::Vm;
 
 pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
     install_and_merge(vm, s)?;
-    let commands: Vec<&str> = s.manifest.commands.iter().map(|c| c.run.as_str()).collect();
+    // In bash, as a user types them on Flatcar (the harness's own commands run in dash).
+    let commands: Vec<String> = s
+        .manifest
+        .commands
+        .iter()
+        .map(|c| format!("bash -c {}", quote(&c.run)))
+        .collect();
     if !commands.is_empty() {
-        let outs = vm.batch(&commands)?;
+        let outs = vm.batch(&commands.iter().map(String::as_str).collect::<Vec<_>>())?;
         for (c, out) in s.manifest.commands.iter().zip(&outs) {
             if out.status != 0 || !out.stdout.contains(&c.expect) {
                 return Err(Assertion::new(format!(

@@ -50,7 +50,6 @@ pub struct Merged {
 /// says nothing (0 also when every image was ignored).
 pub fn install_and_merge(vm: &Vm, s: &Subject) -> Result<Merged, CaseError> {
     let dir = format!("/opt/extensions/{}", s.name);
-    vm.upload(&s.image, &format!("{dir}/{}", s.file_name))?;
     let link = format!(
         "mkdir -p /etc/extensions && ln -sfn {dir}/{} /etc/extensions/{}.raw",
         s.file_name, s.name
@@ -69,7 +68,7 @@ pub fn install_and_merge(vm: &Vm, s: &Subject) -> Result<Merged, CaseError> {
         "touch /usr/.sysext-test-probe",
     ];
     cmds.extend(samples.iter().map(String::as_str));
-    let out = vm.batch(&cmds)?;
+    let out = vm.upload_and_batch(&s.image, &format!("{dir}/{}", s.file_name), &cmds)?;
     if out[0].status != 0 {
         return Err(CaseError::Harness(sysext_harness::HarnessError::Command {
             cmd: link,

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use sysext_builder::Arch;
+use sysext_builder::guest::Profile;
 use sysext_harness::{Place, Vm};
 
 use super::{Assertion, Case, CaseError, CaseResult, Subject, Verdict};
@@ -78,14 +79,16 @@ fn harness(stage: &str, e: impl std::fmt::Display) -> Verdict {
     }
 }
 
-/// The saved state of `arch`'s guest and a VM restored from it. A state that fails to
-/// restore is thrown away and made again once; the note says so.
-fn restored(
+/// The run's saved guest of `arch`, restored (saved first by a cold boot when no valid
+/// state is cached; saved again once when it does not come back). The notes say when the
+/// guest is not the one the run started with.
+pub fn restored(
     arch: Arch,
+    profile: Profile,
     place: &Place,
     progress: &dyn Fn(&str),
 ) -> Result<(Vm, Vec<String>), Verdict> {
-    let recipe = sysext_builder::guest::Recipe::debian(arch);
+    let recipe = sysext_builder::guest::Recipe::new(profile, arch);
     let guest = sysext_builder::guest::build_or_reuse(&recipe, progress).map_err(|e| {
         harness(
             "guest image",
@@ -132,7 +135,7 @@ pub fn run_in_guest(
     body: impl FnOnce(&Vm) -> CaseResult,
 ) -> Outcome {
     let start = Instant::now();
-    let (vm, mut notes) = match restored(arch, place, progress) {
+    let (vm, mut notes) = match restored(arch, Profile::Debian, place, progress) {
         Ok(v) => v,
         Err(verdict) => {
             return Outcome {

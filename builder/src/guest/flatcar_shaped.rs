@@ -1,0 +1,177 @@
+//! The Flatcar-shaped profile: the same Debian root, laid out the way a Flatcar disk is, so
+//! what breaks on Flatcar breaks here too: `/usr/sbin` is a symlink to `bin` (an image
+//! shipping a `usr/sbin` directory hides it), `/usr` is a read-only partition of its own,
+//! os-release says `ID=flatcar` with `SYSEXT_LEVEL=1.0` (images matched to Debian are
+//! refused), and the disk has the partitions `bake_flatcar_image.sh` writes to, found by
+//! label (`sysext-test bake` uses the same GPT code on it and on a real Flatcar image).
+//!
+//! Not Flatcar: USR-A and OEM are ext4 (Flatcar: btrfs), EFI-SYSTEM is left unformatted
+//! and USR-B, ROOT-C, OEM-CONFIG are small placeholders (the guest boots with `-kernel`,
+//! never updates its own `/usr`), and there is no dm-verity on `/usr`.
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+use std::process::Command;
+
+use crate::errors::BuildError;
+use crate::gpt::{self, Planned, types};
+use crate::host_tool;
+
+/// The Flatcar release this guest claims to be: a stable release after the `/usr/sbin`
+/// merge (4152) with systemd 257, as lint's `--target flatcar:VERSION` knows them.
+pub const VERSION_ID: &str = "4230.2.0";
+
+/// Kernel arguments for the initramfs: ROOT, USR-A (read-only) and OEM by partition number.
+pub const ROOT_ARGS: &str = "root=/dev/vda9 rw mount.usr=/dev/vda3 sysext_test.oem=/dev/vda6";
+
+/// Flatcar's partition numbers and labels (flatcar/scripts `build_library/disk_layout.json`).
+const LAYOUT: &[Planned] = &[
+    Planned {
+        number: 1,
+        label: "EFI-SYSTEM",
+        type_guid: types::EFI_SYSTEM,
+        mib: 64,
+    },
+    Planned {
+        number: 2,
+        label: "BIOS-BOOT",
+        type_guid: types::BIOS_BOOT,
+        mib: 1,
+    },
+    Planned {
+        number: 3,
+        label: "USR-A",
+        type_guid: types::COREOS_USR,
+        mib: 1024,
+    },
+    Planned {
+        number: 4,
+        label: "USR-B",
+        type_guid: types::COREOS_USR,
+        mib: 8,
+    },
+    Planned {
+        number: 5,
+        label: "ROOT-C",
+        type_guid: types::COREOS_RESERVED,
+        mib: 1,
+    },
+    Planned {
+        number: 6,
+        label: "OEM",
+        type_guid: types::LINUX_DATA,
+        mib: 128,
+    },
+    Planned {
+        number: 7,
+        label: "OEM-CONFIG",
+        type_guid: types::COREOS_RESERVED,
+        mib: 1,
+    },
+    Planned {
+        number: 8,
+        label: "coreos-reserved",
+        type_guid: types::COREOS_RESERVED,
+        mib: 1,
+    },
+    Planned {
+        number: 9,
+        label: "ROOT",
+        type_guid: types::COREOS_RESIZE,
+        mib: 1024,
+    },
+];
+
+/// Files this profile writes over the Debian ones; part of the recipe hash.
+pub fn customizations() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "usr/lib/os-release",
+            format!(
+                "NAME=\"Flatcar Container Linux (sysext-test's Debian-based stand-in)\"\nID=flatcar\nID_LIKE=debian\nVERSION={VERSION_ID}\nVERSION_ID={VERSION_ID}\nBUILD_ID=sysext-test\nSYSEXT_LEVEL=1.0\nPRETTY_NAME=\"Flatcar Container Linux {VERSION_ID} (sysext-test stand-in)\"\nHOME_URL=\"https://www.flatcar.org/\"\n"
+            ),
+        ),
+        // The root; /usr and /oem are mounted by the initramfs, as Flatcar's initrd does.
+        ("etc/fstab", "/dev/vda9 / ext4 rw,relatime 0 1\n".into()),
+        ("oem/.keep", String::new()),
+    ]
+}
+
+/// Everything this profile adds to the recipe, for its hash.
+pub fn recipe_text() -> String {
+    let mut t = format!("{ROOT_ARGS}\n{LAYOUT:?}\n");
+    for (path, content) in customizations() {
+        t.push_str(path);
+        t.push_str(&content);
+    }
+    t
+}
+
+/// Reshapes the root: `/usr/sbin` folded into `/usr/bin` and replaced by a symlink, and the
+/// profile's files written.
+pub fn shape(root: &Path) -> Result<(), BuildError> {
+    let io = |p: &Path, e| BuildError::io(p, e);
+    let sbin = root.join("usr/sbin");
+    let bin = root.join("usr/bin");
+    if sbin.is_dir() && !sbin.is_symlink() {
+        for entry in std::fs::read_dir(&sbin).map_err(|e| io(&sbin, e))? {
+            let entry = entry.map_err(|e| io(&sbin, e))?;
+            let dest = bin.join(entry.file_name());
+            // A name in both is a compatibility link in one of them (Debian keeps a few);
+            // the /usr/bin one stays, as Flatcar's merge keeps one program per name.
+            if dest.symlink_metadata().is_ok() {
+                std::fs::remove_file(entry.path()).map_err(|e| io(&entry.path(), e))?;
+                continue;
+            }
+            std::fs::rename(entry.path(), &dest).map_err(|e| io(&dest, e))?;
+        }
+        std::fs::remove_dir(&sbin).map_err(|e| io(&sbin, e))?;
+        symlink("bin", &sbin).map_err(|e| io(&sbin, e))?;
+    }
+    for (path, content) in customizations() {
+        let p = root.join(path);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
+        }
+        let _ = std::fs::remove_file(&p);
+        std::fs::write(&p, content).map_err(|e| io(&p, e))?;
+    }
+    let etc_release = root.join("etc/os-release");
+    let _ = std::fs::remove_file(&etc_release);
+    symlink("../usr/lib/os-release", &etc_release).map_err(|e| io(&etc_release, e))?;
+    Ok(())
+}
+
+/// Writes the GPT disk: each filesystem made by `mke2fs -d` straight into its partition's
+/// extent of the (sparse) disk file, no loop device. `/usr` moves out of the root tree
+/// into USR-A, leaving the empty mount point.
+pub fn make_disk(root: &Path, disk: &Path, seed: &str) -> Result<(), BuildError> {
+    let parts = gpt::write(disk, LAYOUT, seed)?;
+    let staging = root.with_file_name("usr-a");
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::rename(root.join("usr"), &staging).map_err(|e| BuildError::io(&staging, e))?;
+    std::fs::create_dir(root.join("usr")).map_err(|e| BuildError::io(root, e))?;
+    let empty = root.with_file_name("oem-a");
+    std::fs::create_dir_all(&empty).map_err(|e| BuildError::io(&empty, e))?;
+    for p in &parts {
+        let tree = match p.label.as_str() {
+            "USR-A" => &staging,
+            "ROOT" => root,
+            "OEM" => &empty,
+            _ => continue,
+        };
+        host_tool::stdout(
+            Command::new("mke2fs")
+                .args(["-q", "-F", "-t", "ext4", "-L", &p.label, "-E"])
+                .arg(format!("offset={},root_owner=0:0", p.offset()))
+                .arg("-d")
+                .arg(tree)
+                .arg(disk)
+                .arg(format!("{}k", p.size() / 1024)),
+            "e2fsprogs",
+        )?;
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    let _ = std::fs::remove_dir_all(&empty);
+    Ok(())
+}
