@@ -1,17 +1,22 @@
 #!/bin/sh
-# nextest setup script (see nextest.toml): build or reuse the cached guest for one arch,
-# probe the accelerator and save (or reuse) the booted guest's state, before the first VM
-# case of that arch.
+# nextest setup script (see nextest.toml): before the first VM case of an arch, build or
+# reuse the cached guest, probe the accelerator and save (or reuse) the booted guest's
+# state; before the first boot case (`flatcar-shaped` as the second argument), build or
+# reuse the flatcar-shaped guest and its baseline boot.
 #
 # It runs the sysext-test binary the test build just produced: `cargo run` would rebuild
 # every dependency with the non-test feature set, minutes on 2 cores. If that binary is
 # older than the sources (a --release test run), the first VM case builds the guest itself.
 set -eu
 arch="$1"
+case "${2:-debian}" in
+  flatcar-shaped) set -- guest build --arch "$arch" --profile flatcar-shaped --baseline ;;
+  *) set -- guest build --arch "$arch" --save-state ;;
+esac
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/sysext-test"
 if [ -x "$bin" ]; then
-  exec "$bin" guest build --arch "$arch" --save-state
+  exec "$bin" "$@"
 fi
 cd "$root"
-exec cargo run -q --bin sysext-test -- guest build --arch "$arch" --save-state
+exec cargo run -q --bin sysext-test -- "$@"

@@ -40,6 +40,46 @@ impl BuildError {
     }
 }
 
+/// Why `sysext-test bake` made no disk. Nothing is left behind in any case.
+#[derive(Debug, thiserror::Error)]
+pub enum BakeError {
+    /// The user's input: exit 2, with the fix.
+    #[error("{}: {problem}; {fix}", path.display())]
+    Input {
+        path: PathBuf,
+        problem: String,
+        fix: String,
+    },
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tool(#[from] crate::host_tool::ToolError),
+    #[error(
+        "{path} on {partition} did not read back as written ({detail}); is the partition full?"
+    )]
+    Write {
+        partition: String,
+        path: String,
+        detail: String,
+    },
+}
+
+impl BakeError {
+    pub fn io(path: &Path, source: std::io::Error) -> BakeError {
+        BakeError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    pub fn is_usage(&self) -> bool {
+        matches!(self, BakeError::Input { .. })
+    }
+}
+
 /// Why an image could not be opened at all (as opposed to findings about its contents).
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {

@@ -6,6 +6,7 @@
 
 pub mod arch;
 pub mod atomic;
+pub mod bake;
 pub mod build;
 pub mod cache;
 pub mod deb;
@@ -30,4 +31,4 @@ pub mod write_erofs;
 pub mod write_squashfs;
 
 pub use arch::Arch;
-pub use errors::{BuildError, ImageError};
+pub use errors::{BakeError, BuildError, ImageError};

@@ -2,6 +2,7 @@
 //! rules ([`lint`]), the fixtures that exercise them, and the `sysext-test` command line.
 
 pub mod bench;
+pub mod boot;
 pub mod fixtures;
 pub mod fuzz;
 pub mod lint;

@@ -115,6 +115,23 @@ impl Manifest {
         Ok(())
     }
 
+    /// The run-time cases a fixture runs: all of them, or only those it expects to fail
+    /// (a broken image's other cases would fail for the same reason again). The boot case
+    /// runs either way.
+    pub fn runtime_cases(&self) -> Vec<Case> {
+        let listed: Vec<Case> = self
+            .expect_failure
+            .iter()
+            .map(|f| f.case)
+            .filter(|c| *c != Case::Boot)
+            .collect();
+        if listed.is_empty() {
+            Case::ALL.to_vec()
+        } else {
+            listed
+        }
+    }
+
     pub fn expected_failure(&self, case: Case) -> Option<&ExpectedFailure> {
         self.expect_failure.iter().find(|f| f.case == case)
     }

@@ -104,6 +104,7 @@ pub fn vm_json(out: &mut dyn Write, rows: &[crate::vm::runner::Row]) -> io::Resu
                 "image": r.image,
                 "arch": r.arch,
                 "case": r.case,
+                "via": r.case.via(),
                 "seconds": (r.outcome.duration.as_secs_f64() * 10.0).round() / 10.0,
             });
             if let (Some(map), Ok(serde_json::Value::Object(verdict))) =
@@ -122,14 +123,15 @@ pub fn vm_human(out: &mut dyn Write, rows: &[crate::vm::runner::Row]) -> io::Res
     use crate::vm::Verdict;
     writeln!(
         out,
-        "{:<10} {:<7} {:<8} {:>7}  IMAGE",
-        "CASE", "ARCH", "RESULT", "TIME"
+        "{:<10} {:<8} {:<7} {:<8} {:>7}  IMAGE",
+        "CASE", "VIA", "ARCH", "RESULT", "TIME"
     )?;
     for r in rows {
         writeln!(
             out,
-            "{:<10} {:<7} {:<8} {:>6.1}s  {}",
+            "{:<10} {:<8} {:<7} {:<8} {:>6.1}s  {}",
             r.case.name(),
+            r.case.via(),
             r.arch.systemd_name(),
             r.outcome.verdict.word(),
             r.outcome.duration.as_secs_f64(),

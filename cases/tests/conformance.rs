@@ -58,11 +58,7 @@ fn main() {
                     continue;
                 }
             };
-            let cases: Vec<Case> = if manifest.expect_failure.is_empty() {
-                Case::ALL.to_vec()
-            } else {
-                manifest.expect_failure.iter().map(|f| f.case).collect()
-            };
+            let cases = manifest.runtime_cases();
             if let Some(plan) = manifest.update.clone() {
                 for arch in arches(&fx) {
                     for &cycle in update::cycles_for(arch) {
@@ -75,6 +71,11 @@ fn main() {
                 }
             }
             for arch in arches(&fx) {
+                let (fxb, mb) = (fx.clone(), manifest.clone());
+                let name = format!("boot::{arch}::{}", fx.name);
+                trials.push(Trial::test(name.clone(), move || {
+                    boot_fixture(&name, &fxb, &mb, arch)
+                }));
                 for &case in &cases {
                     let (fx, manifest) = (fx.clone(), manifest.clone());
                     let name = format!("vm::{arch}::{}::{case}", fx.name);
@@ -260,6 +261,36 @@ fn vm_fixture(
     .map_err(|e| format!("building {} for {arch}: {e}", fx.path.display()))?;
     let subject = Subject::from_image(&built.image, manifest.clone())?;
     run_vm_case(name, &subject, arch, case)
+}
+
+fn boot_fixture(name: &str, fx: &Fixture, manifest: &Manifest, arch: Arch) -> Result<(), Failed> {
+    let progress = |l: &str| eprintln!("{name}: {l}");
+    let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
+    let place = Place::from_env();
+    let outcome = if let Some(plan) = &manifest.update {
+        let releases = update::Releases {
+            spec: &fx.spec,
+            spec_dir,
+            plan,
+        };
+        update::run_boot(name, &releases, manifest, arch, &place, &progress)
+    } else {
+        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+        let built = build::build_spec(
+            &fx.spec,
+            spec_dir,
+            tmp.path(),
+            &build::Options {
+                arch: Some(arch),
+                ..Default::default()
+            },
+        )
+        .map_err(|e| format!("building {} for {arch}: {e}", fx.path.display()))?;
+        let subject = Subject::from_image(&built.image, manifest.clone())?;
+        sysext_cases::boot::run(name, &subject, arch, None, &place, &progress, |_| Ok(()))
+    };
+    eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
+    outcome.into_test_result(name).map_err(Failed::from)
 }
 
 fn run_vm_case(name: &str, subject: &Subject, arch: Arch, case: Case) -> Result<(), Failed> {

@@ -25,6 +25,14 @@ pub enum HarnessError {
         timeout: Duration,
         console: String,
     },
+    /// The console showed a line that means the login will never come (the SSH server
+    /// failed): no use waiting out the timeout.
+    #[error("{stage} will not happen: the console says {line:?}; last console lines:\n{console}")]
+    GaveUp {
+        stage: &'static str,
+        line: String,
+        console: String,
+    },
     #[error("QMP: {0}")]
     Qmp(String),
     #[error("SSH: {0}")]
@@ -60,6 +68,7 @@ impl HarnessError {
             HarnessError::Spawn(_) => "starting QEMU".into(),
             HarnessError::QemuExited { stage, .. } => format!("{stage} (QEMU exited)"),
             HarnessError::Timeout { stage, .. } => format!("{stage} (timeout)"),
+            HarnessError::GaveUp { stage, .. } => format!("{stage} (the guest said it will not)"),
             HarnessError::Qmp(_) => "QMP".into(),
             HarnessError::Ssh(_) => "SSH".into(),
             HarnessError::Command { .. } => "guest command".into(),
@@ -74,6 +83,7 @@ impl HarnessError {
         matches!(
             self,
             HarnessError::QemuExited { .. }
+                | HarnessError::GaveUp { .. }
                 | HarnessError::Timeout {
                     stage: "boot" | "restore" | "SSH login",
                     ..

@@ -96,7 +96,7 @@ impl Launch {
             cmdline: format!(
                 "console={} {} panic=-1 quiet loglevel=3 systemd.show_status=0 net.ifnames=0{workaround} {extra_cmdline}",
                 p.console,
-                guest.root_args()
+                guest.boot_args()
             ),
             disk,
             ssh_port,

@@ -33,6 +33,8 @@ pub struct Vm {
     /// Cold boots: QEMU start to the network beacon (the initramfs has configured eth0);
     /// the rest of `startup` is systemd starting the SSH server, and the login.
     pub beacon: Option<Duration>,
+    /// Console text that ends the wait for a login at once ([`Vm::boot_watching`]).
+    give_up_on: Vec<String>,
 }
 
 /// A guest's saved state: boot once, restore per case on its own overlay.
@@ -113,8 +115,20 @@ impl Vm {
         Vm::boot_with_key(guest, &key_pem, &public)
     }
 
+    /// Boots `guest` cold like [`Vm::boot`], but stops waiting for a login as soon as a
+    /// console line contains one of `give_up_on` ([`HarnessError::GaveUp`]): a boot the
+    /// guest itself reports broken fails in seconds instead of after the login timeout.
+    pub fn boot_watching(guest: &Guest, give_up_on: &[&str]) -> Result<Vm> {
+        let (key_pem, public) = crate::ssh::ephemeral_key()?;
+        Vm::boot_inner(guest, &key_pem, &public, give_up_on)
+    }
+
     /// Boots `guest` cold, trusting `public` (OpenSSH format) for root's login.
     pub fn boot_with_key(guest: &Guest, key_pem: &str, public: &str) -> Result<Vm> {
+        Vm::boot_inner(guest, key_pem, public, &[])
+    }
+
+    fn boot_inner(guest: &Guest, key_pem: &str, public: &str, give_up_on: &[&str]) -> Result<Vm> {
         let key_pem = key_pem.to_string();
         let accel = accel::choose(guest.arch, &guest.kernel);
         let dir = run_dir()?;
@@ -128,7 +142,7 @@ impl Vm {
             qemu::free_port()?,
             &key_credential(public),
         );
-        Vm::start(launch, dir, key_pem, false)
+        Vm::start(launch, dir, key_pem, false, give_up_on)
     }
 
     /// Starts a guest from `snap` on its own overlay: about 2 s instead of a cold boot.
@@ -142,7 +156,7 @@ impl Vm {
         launch.console_log = dir.path().join("console.log");
         launch.ssh_port = qemu::free_port()?;
         launch.incoming = Some(format!("exec:cat {}", snap.dir.join("state").display()));
-        Vm::start(launch, dir, snap.key_pem.clone(), true)
+        Vm::start(launch, dir, snap.key_pem.clone(), true, &[])
     }
 
     fn start(
@@ -150,6 +164,7 @@ impl Vm {
         run_dir: tempfile::TempDir,
         key_pem: String,
         restoring: bool,
+        give_up_on: &[&str],
     ) -> Result<Vm> {
         let start = Instant::now();
         let rt = runtime()?;
@@ -173,6 +188,7 @@ impl Vm {
             key_pem,
             startup: Duration::ZERO,
             beacon: None,
+            give_up_on: give_up_on.iter().map(|s| s.to_string()).collect(),
         };
         let slow = vm.accel.slowdown(vm.arch);
         let qmp_deadline = Instant::now() + Duration::from_secs(10 * u64::from(slow));
@@ -250,6 +266,13 @@ impl Vm {
                     if let Some(exit) = self.check_exit("SSH login") {
                         return Err(exit);
                     }
+                    if let Some(line) = self.console_line_with(&self.give_up_on) {
+                        return Err(HarnessError::GaveUp {
+                            stage: "SSH login",
+                            line,
+                            console: self.console_tail(40),
+                        });
+                    }
                     if Instant::now() > deadline {
                         return Err(HarnessError::Timeout {
                             stage: "SSH login",
@@ -261,6 +284,17 @@ impl Vm {
                 }
             }
         }
+    }
+
+    /// The first console line containing any of `patterns`.
+    fn console_line_with(&self, patterns: &[String]) -> Option<String> {
+        if patterns.is_empty() {
+            return None;
+        }
+        self.console()
+            .lines()
+            .find(|l| patterns.iter().any(|p| l.contains(p.as_str())))
+            .map(|l| l.trim().to_string())
     }
 
     /// If QEMU has exited, the error that says so (with console and stderr).

@@ -21,8 +21,10 @@ use crate::host_tool;
 /// merge (4152) with systemd 257, as lint's `--target flatcar:VERSION` knows them.
 pub const VERSION_ID: &str = "4230.2.0";
 
-/// Kernel arguments for the initramfs: ROOT, USR-A (read-only) and OEM by partition number.
-pub const ROOT_ARGS: &str = "root=/dev/vda9 rw mount.usr=/dev/vda3 sysext_test.oem=/dev/vda6";
+/// Kernel arguments: ROOT, USR-A (read-only) and OEM by partition number for the
+/// initramfs, and the journal's errors on the serial console, so a boot that never gives
+/// an SSH login still leaves systemd's own words where the harness reads them.
+pub const BOOT_ARGS: &str = "root=/dev/vda9 rw mount.usr=/dev/vda3 sysext_test.oem=/dev/vda6 systemd.journald.forward_to_console=1 systemd.journald.max_level_console=err";
 
 /// Flatcar's partition numbers and labels (flatcar/scripts `build_library/disk_layout.json`).
 const LAYOUT: &[Planned] = &[
@@ -93,13 +95,36 @@ pub fn customizations() -> Vec<(&'static str, String)> {
         ),
         // The root; /usr and /oem are mounted by the initramfs, as Flatcar's initrd does.
         ("etc/fstab", "/dev/vda9 / ext4 rw,relatime 0 1\n".into()),
+        // Flatcar's sshd is an ordinary service, started after the boot's merge: an image
+        // that hides /usr/sbin takes logins down here as it does there.
+        (
+            "etc/systemd/system/sysext-test-sshd.service.d/10-after-sysext.conf",
+            "[Unit]\nAfter=systemd-sysext.service\n".into(),
+        ),
+        // The boot's merge says why it refused an image only at debug level. Flatcar pairs
+        // the merge with ensure-sysext.service, below.
+        (
+            "etc/systemd/system/systemd-sysext.service.d/10-sysext-test.conf",
+            "[Unit]\nWants=ensure-sysext.service\n\n[Service]\nEnvironment=SYSTEMD_LOG_LEVEL=debug\n".into(),
+        ),
+        // What Flatcar ships so the units of images merged at boot run (the bakery's
+        // README): bound to systemd-sysext.service, it reloads the unit files and
+        // re-evaluates multi-user.target, sockets.target and timers.target. Written here
+        // from that description; without it a `.wants` link in an image is never seen.
+        (
+            "etc/systemd/system/ensure-sysext.service",
+            "[Unit]\nDescription=Load the units of merged system extensions (Flatcar's ensure-sysext, as documented)\nBindsTo=systemd-sysext.service\nAfter=systemd-sysext.service\nDefaultDependencies=no\nConflicts=shutdown.target\nBefore=shutdown.target\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/bin/systemctl daemon-reload\nExecStart=/usr/bin/systemctl restart --no-block sockets.target timers.target multi-user.target\n".into(),
+        ),
         ("oem/.keep", String::new()),
     ]
 }
 
+/// Bump when [`shape`] or [`make_disk`] change in a way the recipe text does not capture.
+const SHAPE_VERSION: u32 = 2;
+
 /// Everything this profile adds to the recipe, for its hash.
 pub fn recipe_text() -> String {
-    let mut t = format!("{ROOT_ARGS}\n{LAYOUT:?}\n");
+    let mut t = format!("shape v{SHAPE_VERSION}\n{BOOT_ARGS}\n{LAYOUT:?}\n");
     for (path, content) in customizations() {
         t.push_str(path);
         t.push_str(&content);
@@ -139,7 +164,7 @@ pub fn shape(root: &Path) -> Result<(), BuildError> {
     let etc_release = root.join("etc/os-release");
     let _ = std::fs::remove_file(&etc_release);
     symlink("../usr/lib/os-release", &etc_release).map_err(|e| io(&etc_release, e))?;
-    Ok(())
+    super::debian::mark_updated(root)
 }
 
 /// Writes the GPT disk: each filesystem made by `mke2fs -d` straight into its partition's

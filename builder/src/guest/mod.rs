@@ -204,12 +204,12 @@ impl Guest {
         }
     }
 
-    /// Kernel arguments that say where the root (and `/usr`, `/oem`) are; the initramfs
-    /// reads them.
-    pub fn root_args(&self) -> &'static str {
+    /// The profile's kernel arguments: where the root (and `/usr`, `/oem`) are, for the
+    /// initramfs, and what else the profile needs.
+    pub fn boot_args(&self) -> &'static str {
         match self.profile {
             Profile::Debian => "root=/dev/vda rw",
-            Profile::FlatcarShaped => flatcar_shaped::ROOT_ARGS,
+            Profile::FlatcarShaped => flatcar_shaped::BOOT_ARGS,
         }
     }
 

@@ -85,9 +85,52 @@ enum Command {
         /// A test manifest (TOML: commands = [{ run, expect }], services, needs-config, ...).
         #[arg(long, value_name = "FILE")]
         manifest: Option<PathBuf>,
-        /// Run only these cases: merge, binaries, services, unmerge (repeatable); default: all.
+        /// Run only these cases: merge, binaries, services, unmerge, boot (repeatable);
+        /// default: all the --via ways select.
         #[arg(long = "case", value_name = "CASE", value_parser = parse_case)]
         cases: Vec<sysext_cases::vm::Case>,
+        /// How the guest consumes the image: runtime (installed into a running guest and
+        /// merged with systemd-sysext merge: the merge, binaries, services and unmerge
+        /// cases), baked (baked into the flatcar-shaped guest's disk and merged at boot:
+        /// the boot case), or all.
+        #[arg(long, default_value = "runtime", value_parser = ["runtime", "baked", "all"])]
+        via: String,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
+    /// Copy an OS disk image with extensions baked in, as an ordinary user (no root, loop or mount).
+    #[command(
+        after_help = "Finds the ROOT (and, with --install-to oem, OEM) partition by its GPT label, \
+                            the way it is labelled on Flatcar and on the flatcar-shaped guest, and writes into \
+                            its ext4 with debugfs: the image at /opt/extensions/NAME/NAME-VERSION-ARCH.raw (where \
+                            its sysupdate config looks for it; --install-to oem: /oem/extensions/NAME/), the \
+                            symlink /etc/extensions/NAME.raw, and /etc/sysupdate.NAME.d/NAME.conf from --conf or \
+                            NAME.conf beside the image. Every file is read back and compared before OUT appears \
+                            (written to a temp name, then renamed); the base is never modified. A qcow2 base is \
+                            converted; OUT is raw. Exit status: 0 baked, 2 bad input or a missing tool.\n\n\
+                            Examples:\n  sysext-test bake docker-28.0.4-x86-64.raw -o flatcar-docker.img\n  \
+                            sysext-test bake --arch arm64 --base flatcar_production_image.bin k3s-v1.31.4+k3s1-arm64.raw -o k3s.img"
+    )]
+    Bake {
+        /// Extension images, NAME-VERSION-ARCH.raw (one per extension).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Architecture of the disk; default: from the images' file names.
+        #[arg(long, value_parser = parse_arch)]
+        arch: Option<Arch>,
+        /// The disk to start from (GPT, raw or qcow2); default: the cached flatcar-shaped
+        /// guest's disk for the arch.
+        #[arg(long, value_name = "DISK")]
+        base: Option<PathBuf>,
+        /// Where the images go: root (partition ROOT) or oem (partition OEM, ext4 only).
+        #[arg(long, default_value = "root", value_parser = parse_install_to)]
+        install_to: sysext_builder::bake::InstallTo,
+        /// A sysupdate config NAME.conf to install for extension NAME (repeatable).
+        #[arg(long = "conf", value_name = "FILE")]
+        confs: Vec<PathBuf>,
+        /// The baked disk to write (raw).
+        #[arg(short, long)]
+        output: PathBuf,
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
@@ -236,6 +279,10 @@ Examples:
         /// /usr, /usr/sbin -> bin, ID=flatcar: the boot cases' guest).
         #[arg(long, default_value = "debian")]
         profile: Profile,
+        /// Also boot it once without extensions and keep what that boot logged and its
+        /// /usr (what the boot cases compare against; flatcar-shaped only).
+        #[arg(long)]
+        baseline: bool,
     },
 }
 
@@ -301,6 +348,10 @@ fn parse_arch_choice(s: &str) -> Result<ArchChoice, String> {
     }
 }
 
+fn parse_install_to(s: &str) -> Result<sysext_builder::bake::InstallTo, String> {
+    s.parse()
+}
+
 fn parse_case(s: &str) -> Result<sysext_cases::vm::Case, String> {
     s.parse()
         .map_err(|e: sysext_cases::vm::outcome::UnknownCase| e.to_string())
@@ -340,7 +391,8 @@ fn main() -> ExitCode {
             arch,
             save_state,
             profile,
-        }) => run_guest_build(arch, save_state, profile),
+            baseline,
+        }) => run_guest_build(arch, save_state, profile, baseline),
         Command::Guest(GuestCommand::Status { format }) => run_guest_status(format),
         Command::Guest(GuestCommand::Clean) => run_guest_clean(),
         Command::Guest(GuestCommand::Exec {
@@ -360,8 +412,18 @@ fn main() -> ExitCode {
             arch,
             manifest,
             cases,
+            via,
             format,
-        } => run_vm(images, arch, manifest, cases, format),
+        } => run_vm(images, arch, manifest, cases, &via, format),
+        Command::Bake {
+            images,
+            arch,
+            base,
+            install_to,
+            confs,
+            output,
+            format,
+        } => run_bake(images, arch, base, install_to, confs, output, format),
         Command::Bench {
             vm: true,
             runs,
@@ -478,6 +540,7 @@ fn run_vm(
     arch: Option<Arch>,
     manifest: Option<PathBuf>,
     cases: Vec<sysext_cases::vm::Case>,
+    via: &str,
     format: OutputFormat,
 ) -> anyhow::Result<ExitCode> {
     use sysext_cases::vm;
@@ -486,7 +549,14 @@ fn run_vm(
         None => Default::default(),
     };
     let cases = if cases.is_empty() {
-        vm::Case::ALL.to_vec()
+        let mut c = Vec::new();
+        if via != "baked" {
+            c.extend(vm::Case::ALL);
+        }
+        if via != "runtime" {
+            c.push(vm::Case::Boot);
+        }
+        c
     } else {
         cases
     };
@@ -682,7 +752,12 @@ fn run_guest_build(
     arch: ArchChoice,
     save_state: bool,
     profile: Profile,
+    baseline: bool,
 ) -> anyhow::Result<ExitCode> {
+    if baseline && profile != Profile::FlatcarShaped {
+        eprintln!("error: --baseline is for --profile flatcar-shaped (the boot cases' guest)");
+        return Ok(ExitCode::from(2));
+    }
     let arches = match arch {
         ArchChoice::All => Arch::ALL.to_vec(),
         ArchChoice::One(a) => vec![a],
@@ -708,6 +783,94 @@ fn run_guest_build(
                 sysext_harness::snapshot::shared(&guest, &place.snapshots(), &|l| eprintln!("{l}"))
                     .map_err(|e| anyhow::anyhow!("saving the {a} guest's state: {e}"))?;
             println!("{a}	saved state	{}", snap.dir.display());
+        }
+        if baseline {
+            let b = sysext_cases::boot::baseline(&guest, &|l| eprintln!("{l}"))
+                .map_err(|e| anyhow::anyhow!("the {a} baseline boot: {e}"))?;
+            println!(
+                "{a}\tbaseline\tlogin in {:.1}s, {} error line(s), {} paths under /usr",
+                b.login_seconds,
+                b.boot_errors.len(),
+                b.usr.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_bake(
+    images: Vec<PathBuf>,
+    arch: Option<Arch>,
+    base: Option<PathBuf>,
+    install_to: sysext_builder::bake::InstallTo,
+    confs: Vec<PathBuf>,
+    output: PathBuf,
+    format: OutputFormat,
+) -> anyhow::Result<ExitCode> {
+    use sysext_builder::bake;
+    let usage = |e: sysext_builder::BakeError| -> anyhow::Result<ExitCode> {
+        if e.is_usage() || matches!(e, sysext_builder::BakeError::Tool(_)) {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(2))
+        } else {
+            Err(anyhow::anyhow!("bake: {e}"))
+        }
+    };
+    let arch = match arch.or_else(|| {
+        images.iter().find_map(|i| {
+            i.file_name()
+                .and_then(|n| sysext_builder::naming::arch_of(&n.to_string_lossy()))
+        })
+    }) {
+        Some(a) => a,
+        None => {
+            eprintln!(
+                "error: {}: cannot tell the architecture from the file name; pass --arch x86-64 or --arch arm64",
+                images[0].display()
+            );
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let exts = match bake::extensions(&images, arch, &confs) {
+        Ok(e) => e,
+        Err(e) => return usage(e),
+    };
+    let base = match base {
+        Some(b) => b,
+        None => {
+            let recipe = sysext_builder::guest::Recipe::new(Profile::FlatcarShaped, arch);
+            sysext_builder::guest::build_or_reuse(&recipe, &|l| eprintln!("{l}"))
+                .map_err(|e| anyhow::anyhow!("the default base is the flatcar-shaped {arch} guest, which could not be built ({e}); pass --base DISK"))?
+                .disk
+        }
+    };
+    let start = std::time::Instant::now();
+    let written = match bake::bake(&base, &exts, install_to, &output, &|l| eprintln!("{l}")) {
+        Ok(w) => w,
+        Err(e) => return usage(e),
+    };
+    match format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({
+                "output": output,
+                "base": base,
+                "arch": arch.systemd_name(),
+                "written": written,
+                "seconds": start.elapsed().as_secs_f64(),
+            })
+        ),
+        OutputFormat::Human => {
+            for w in &written {
+                println!("{:<5} {}  ({})", w.partition, w.path, w.what);
+            }
+            println!(
+                "baked {} extension(s) into {} ({arch}, from {}) in {:.1}s",
+                exts.len(),
+                output.display(),
+                base.display(),
+                start.elapsed().as_secs_f64()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

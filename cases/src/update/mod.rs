@@ -472,6 +472,72 @@ pub struct Releases<'a> {
     pub plan: &'a UpdatePlan,
 }
 
+/// The boot case of a subject with an update plan: its first release baked with the
+/// mirror's `NAME.conf` (as `bake_flatcar_image.sh --fetch` takes it from the hub), booted,
+/// checked like any boot, then updated from the mirror on the baked layout, unchanged.
+pub fn run_boot(
+    name: &str,
+    subject: &Releases,
+    manifest: &crate::manifest::Manifest,
+    arch: Arch,
+    place: &sysext_harness::Place,
+    progress: &dyn Fn(&str),
+) -> crate::vm::runner::Outcome {
+    let Releases {
+        spec,
+        spec_dir,
+        plan,
+    } = *subject;
+    let started = std::time::Instant::now();
+    let prepared = (|| {
+        let work = tempfile::tempdir().map_err(|e| CaseError::from(format!("temp dir: {e}")))?;
+        let (releases, versions) =
+            release::build_all(spec, spec_dir, plan, arch, &work.path().join("builds"))?;
+        let store = work.path().join("store");
+        std::fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+        let mirror = Mirror::serve(&store).map_err(h)?;
+        let conf_text = sysext_builder::transfer::render_bakery(&spec.name, &mirror.guest_url());
+        mirror
+            .publish_transfer(&format!("{}.conf", spec.name), &conf_text)
+            .map_err(h)?;
+        let conf = work.path().join(format!("{}.conf", spec.name));
+        std::fs::write(&conf, conf_text).map_err(|e| format!("{}: {e}", conf.display()))?;
+        let first = versions.first().ok_or("the update plan has no versions")?;
+        let image = releases
+            .get(first)
+            .ok_or_else(|| format!("no release {first} was built"))?;
+        mirror.publish(image).map_err(h)?;
+        let subject = crate::vm::Subject::from_image(image, manifest.clone())?;
+        Ok::<_, CaseError>((work, releases, versions, mirror, conf, subject))
+    })();
+    let (_work, releases, versions, mirror, conf, first) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            return crate::vm::runner::Outcome {
+                verdict: crate::vm::Verdict::Error {
+                    stage: "preparing the releases and the mirror".into(),
+                    message: e.to_string(),
+                },
+                duration: started.elapsed(),
+                merge_refused: false,
+            };
+        }
+    };
+    crate::boot::run(name, &first, arch, Some(&conf), place, progress, |vm| {
+        mirror.clear_requests();
+        let ctx = Ctx {
+            vm,
+            mirror: &mirror,
+            name: spec.name.clone(),
+            arch,
+            plan,
+            releases: &releases,
+            versions,
+        };
+        cycles::update(&ctx)
+    })
+}
+
 /// Runs one cycle end to end for a fixture: builds its releases, serves a mirror for this
 /// case alone, restores a guest, seeds it and runs the cycle.
 pub fn run_cycle(

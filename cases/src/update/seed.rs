@@ -8,9 +8,9 @@ use std::time::Duration;
 use super::{Ctx, h};
 use crate::vm::{CaseResult, quote};
 
-/// Installs the first release in two round trips: the image upload, then one batch that
+/// Installs the first release in one round trip: the image upload, then a batch that
 /// writes the transfer files, links the image, refreshes and asks for the version and
-/// `sysupdate list` (each separate SSH exec costs a TCG guest about half a second).
+/// `sysupdate list` (each separate SSH exec costs a TCG guest a few tenths of a second).
 pub fn install_first_release(ctx: &Ctx) -> CaseResult {
     let first = ctx
         .versions
@@ -25,7 +25,6 @@ pub fn install_first_release(ctx: &Ctx) -> CaseResult {
         .ok_or_else(|| format!("no release {first} was built"))?;
     let vm = ctx.vm;
     let installed = format!("{}/{}", ctx.target_dir(), ctx.file(first));
-    vm.upload(image, &installed).map_err(h)?;
     let conf_dir = format!("/etc/sysupdate.{}.d", ctx.name);
     let steps = [
         format!("mkdir -p /etc/extensions {conf_dir} /etc/sysupdate.d"),
@@ -42,7 +41,7 @@ pub fn install_first_release(ctx: &Ctx) -> CaseResult {
     let list = ctx.sysupdate("list --json=short");
     cmds.push(&ctx.plan.version_command);
     cmds.push(&list);
-    let outs = vm.batch(&cmds).map_err(h)?;
+    let outs = vm.upload_and_batch(image, &installed, &cmds).map_err(h)?;
     for (cmd, out) in steps.iter().zip(&outs) {
         if out.status != 0 {
             return Err(CaseError::Harness(sysext_harness::HarnessError::Command {

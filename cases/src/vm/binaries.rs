@@ -8,6 +8,11 @@ use sysext_harness::Vm;
 
 pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
     install_and_merge(vm, s)?;
+    check(vm, s)
+}
+
+/// The checks once the image is merged (at run time here, at boot in the boot case).
+pub(crate) fn check(vm: &Vm, s: &Subject) -> CaseResult {
     // In bash, as a user types them on Flatcar (the harness's own commands run in dash).
     let commands: Vec<String> = s
         .manifest

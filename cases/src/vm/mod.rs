@@ -2,11 +2,11 @@
 //! starts from a restored snapshot, installs the image the bakery way, and acts only through
 //! the `Vm` API, batching its checks so a case costs a few round trips into the guest.
 
-mod binaries;
+pub(crate) mod binaries;
 mod merge;
 pub mod outcome;
 pub mod runner;
-mod services;
+pub(crate) mod services;
 pub mod subject;
 mod unmerge;
 
@@ -21,6 +21,12 @@ pub fn run(case: Case, vm: &Vm, s: &Subject) -> CaseResult {
         Case::Binaries => binaries::run(vm, s),
         Case::Services => services::run(vm, s),
         Case::Unmerge => unmerge::run(vm, s),
+        // Boots a baked disk instead of using `vm`: `crate::boot::run`.
+        Case::Boot => Err(CaseError::Harness(sysext_harness::HarnessError::Command {
+            cmd: "boot".into(),
+            what: "runs on a baked disk (boot::run), not in a restored guest".into(),
+            output: String::new(),
+        })),
     }
 }
 
@@ -113,7 +119,7 @@ pub fn install_and_merge(vm: &Vm, s: &Subject) -> Result<Merged, CaseError> {
 
 /// The lines of a debug-level merge that say why an image was taken or refused; the rest
 /// (mount setup, hierarchy scans) would bury them.
-fn refusal_lines(output: &str, name: &str) -> String {
+pub(crate) fn refusal_lines(output: &str, name: &str) -> String {
     const WORDS: &[&str] = &[
         "refus",
         "incompatible",

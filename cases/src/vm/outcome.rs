@@ -17,9 +17,13 @@ pub enum Case {
     Binaries,
     Services,
     Unmerge,
+    /// The image baked into the flatcar-shaped guest's disk and merged during a cold boot
+    /// (`crate::boot`), not in a restored guest at run time like the others.
+    Boot,
 }
 
 impl Case {
+    /// The cases that merge at run time in a restored guest.
     pub const ALL: [Case; 4] = [Case::Merge, Case::Binaries, Case::Services, Case::Unmerge];
 
     pub fn name(self) -> &'static str {
@@ -28,12 +32,22 @@ impl Case {
             Case::Binaries => "binaries",
             Case::Services => "services",
             Case::Unmerge => "unmerge",
+            Case::Boot => "boot",
+        }
+    }
+
+    /// How the case consumes the image: `runtime` (installed into a restored guest and
+    /// merged with `systemd-sysext merge`) or `baked` (in the disk, merged at boot).
+    pub fn via(self) -> &'static str {
+        match self {
+            Case::Boot => "baked",
+            _ => "runtime",
         }
     }
 
     /// Every case but `merge` needs the image merged first.
     pub fn needs_merge(self) -> bool {
-        self != Case::Merge
+        !matches!(self, Case::Merge | Case::Boot)
     }
 }
 
@@ -45,7 +59,7 @@ impl fmt::Display for Case {
 
 /// A case name that is not one of [`Case::ALL`].
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown case '{0}': use one of merge, binaries, services, unmerge")]
+#[error("unknown case '{0}': use one of merge, binaries, services, unmerge, boot")]
 pub struct UnknownCase(pub String);
 
 impl FromStr for Case {
@@ -53,6 +67,7 @@ impl FromStr for Case {
     fn from_str(s: &str) -> Result<Case, UnknownCase> {
         Case::ALL
             .into_iter()
+            .chain([Case::Boot])
             .find(|c| c.name() == s)
             .ok_or_else(|| UnknownCase(s.to_string()))
     }

@@ -124,44 +124,22 @@ pub fn restored(
     }
 }
 
-/// Restores a guest and runs `body` in it, judging the result against `expected` (a
-/// negative test) and keeping artifacts of every failure, expected or not.
-pub fn run_in_guest(
-    name: &str,
-    arch: Arch,
-    place: &Place,
+/// The verdict on a case's result: against `expected` (a negative test) only the guest's
+/// own words count, and a harness error never does. `keep` saves the artifacts (console,
+/// journal, sysext status) of anything but a plain pass and says where they went.
+pub fn judge(
+    result: CaseResult,
     expected: Option<&ExpectedFailure>,
-    progress: &dyn Fn(&str),
-    body: impl FnOnce(&Vm) -> CaseResult,
-) -> Outcome {
-    let start = Instant::now();
-    let (vm, mut notes) = match restored(arch, Profile::Debian, place, progress) {
-        Ok(v) => v,
-        Err(verdict) => {
-            return Outcome {
-                verdict,
-                duration: start.elapsed(),
-                merge_refused: false,
-            };
+    mut notes: Vec<String>,
+    keep: impl FnOnce() -> std::path::PathBuf,
+) -> Verdict {
+    let mut keep = Some(keep);
+    let mut keep = |notes: &mut Vec<String>| {
+        if let Some(k) = keep.take() {
+            notes.push(format!("artifacts: {}", k().display()));
         }
     };
-    progress(&format!(
-        "restored the {arch} guest in {:.1}s ({:.1}s since the case started)",
-        vm.startup.as_secs_f64(),
-        start.elapsed().as_secs_f64()
-    ));
-    let body_start = Instant::now();
-    let result = body(&vm);
-    progress(&format!(
-        "case body took {:.1}s",
-        body_start.elapsed().as_secs_f64()
-    ));
-    let merge_refused = matches!(result, Err(CaseError::MergeRefused(_)));
-    let keep = |notes: &mut Vec<String>| {
-        let dir = vm.save_artifacts(&place.artifacts(name));
-        notes.push(format!("artifacts: {}", dir.display()));
-    };
-    let verdict = match (result, expected) {
+    match (result, expected) {
         (Ok(()), None) => Verdict::Pass {
             expected_failure: None,
             notes,
@@ -209,7 +187,45 @@ pub fn run_in_guest(
                 },
             }
         }
+    }
+}
+
+/// Restores a guest and runs `body` in it, judging the result against `expected` (a
+/// negative test) and keeping artifacts of every failure, expected or not.
+pub fn run_in_guest(
+    name: &str,
+    arch: Arch,
+    place: &Place,
+    expected: Option<&ExpectedFailure>,
+    progress: &dyn Fn(&str),
+    body: impl FnOnce(&Vm) -> CaseResult,
+) -> Outcome {
+    let start = Instant::now();
+    let (vm, notes) = match restored(arch, Profile::Debian, place, progress) {
+        Ok(v) => v,
+        Err(verdict) => {
+            return Outcome {
+                verdict,
+                duration: start.elapsed(),
+                merge_refused: false,
+            };
+        }
     };
+    progress(&format!(
+        "restored the {arch} guest in {:.1}s ({:.1}s since the case started)",
+        vm.startup.as_secs_f64(),
+        start.elapsed().as_secs_f64()
+    ));
+    let body_start = Instant::now();
+    let result = body(&vm);
+    progress(&format!(
+        "case body took {:.1}s",
+        body_start.elapsed().as_secs_f64()
+    ));
+    let merge_refused = matches!(result, Err(CaseError::MergeRefused(_)));
+    let verdict = judge(result, expected, notes, || {
+        vm.save_artifacts(&place.artifacts(name))
+    });
     Outcome {
         verdict,
         duration: start.elapsed(),
@@ -240,7 +256,10 @@ pub fn run_session(
     for (subject, arch) in subjects {
         let mut refused = false;
         for &case in &cases {
-            let name = format!("vm::{arch}::{}::{case}", subject.name);
+            let name = match case {
+                Case::Boot => format!("boot::{arch}::{}", subject.name),
+                _ => format!("vm::{arch}::{}::{case}", subject.name),
+            };
             let outcome = if refused && case.needs_merge() {
                 Outcome {
                     verdict: Verdict::NotRun {
@@ -251,9 +270,25 @@ pub fn run_session(
                 }
             } else {
                 progress(&format!("{name} ..."));
-                let o = run_case(&name, subject, *arch, case, place, &|l| {
-                    progress(&format!("  {l}"))
-                });
+                let indent = |l: &str| progress(&format!("  {l}"));
+                let o = if case == Case::Boot {
+                    // The bakery's layout: NAME.conf beside the image is baked in too.
+                    let conf = subject
+                        .image
+                        .with_file_name(format!("{}.conf", subject.name));
+                    let conf = conf.is_file().then_some(conf);
+                    crate::boot::run(
+                        &name,
+                        subject,
+                        *arch,
+                        conf.as_deref(),
+                        place,
+                        &indent,
+                        |_| Ok(()),
+                    )
+                } else {
+                    run_case(&name, subject, *arch, case, place, &indent)
+                };
                 progress(&format!(
                     "{name}: {} in {:.1}s",
                     o.verdict.word(),

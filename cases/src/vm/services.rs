@@ -87,7 +87,7 @@ fn show_cmd(units: &[&String]) -> String {
 }
 
 /// systemd's own account of a unit that is not running: its properties and journal.
-fn evidence(vm: &Vm, unit: &str) -> Result<String, super::CaseError> {
+pub(crate) fn evidence(vm: &Vm, unit: &str) -> Result<String, super::CaseError> {
     let outs = vm.batch(&[
         &format!("systemctl show -p ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,UpheldBy,WantedBy,RequiredBy,TriggeredBy -- {unit}"),
         // Each distinct line once, oldest first: a unit that Upholds= restarts floods its
@@ -99,7 +99,10 @@ fn evidence(vm: &Vm, unit: &str) -> Result<String, super::CaseError> {
 
 /// Polls until every unit is active; returns each one's `InvocationID`. Fails as soon as
 /// one has failed, or is inactive with no job queued and nothing that would start it.
-fn wait_active(vm: &Vm, units: &[String]) -> Result<BTreeMap<String, String>, super::CaseError> {
+pub(crate) fn wait_active(
+    vm: &Vm,
+    units: &[String],
+) -> Result<BTreeMap<String, String>, super::CaseError> {
     let mut active = BTreeMap::new();
     if units.is_empty() {
         return Ok(active);
@@ -166,7 +169,7 @@ fn wait_active(vm: &Vm, units: &[String]) -> Result<BTreeMap<String, String>, su
 /// A `Type=simple` service is "active" the moment its process is forked, so one look can
 /// catch a daemon that is about to exit 1. Up means still active, in the same activation
 /// (`InvocationID`), two seconds later: one look for all units.
-fn stay_up(vm: &Vm, invocations: &BTreeMap<String, String>) -> CaseResult {
+pub(crate) fn stay_up(vm: &Vm, invocations: &BTreeMap<String, String>) -> CaseResult {
     if invocations.is_empty() {
         return Ok(());
     }
