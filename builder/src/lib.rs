@@ -15,6 +15,7 @@ pub mod errors;
 pub mod gpt;
 pub mod guest;
 pub mod host_tool;
+pub mod ignition;
 pub mod image;
 pub mod layout;
 pub mod naming;

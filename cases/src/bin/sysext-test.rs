@@ -134,6 +134,31 @@ enum Command {
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
     },
+    /// Print the Ignition config that provisions an extension at first boot (the bakery's Butane example).
+    #[command(
+        after_help = "The config (Ignition spec 3.3.0, JSON) fetches IMAGE from MIRROR into \
+                            /opt/extensions/NAME/ with its SHA-256 checked by Ignition, links \
+                            /etc/extensions/NAME.raw to it, fetches NAME.conf and noop.conf for sysupdate, \
+                            enables systemd-sysupdate.timer and adds the systemd-sysupdate.service drop-in that \
+                            updates NAME and then flags a reboot (reboot) or runs systemd-sysext refresh \
+                            (refresh). Pass it to a Flatcar VM with \
+                            -fw_cfg name=opt/org.flatcar-linux/config,file=FILE.\n\n\
+                            Examples:\n  sysext-test ignition docker-28.0.4-x86-64.raw > docker.ign\n  \
+                            sysext-test ignition --mirror http://10.0.2.2:8080/extensions --update-drop-in refresh my-1.0-x86-64.raw"
+    )]
+    Ignition {
+        /// The extension image, NAME-VERSION-ARCH.raw (read for its name and SHA-256).
+        image: PathBuf,
+        /// Where the image, NAME.conf and noop.conf are served.
+        #[arg(long, default_value = "https://extensions.flatcar.org/extensions")]
+        mirror: String,
+        /// What the sysupdate drop-in does after an update: reboot or refresh.
+        #[arg(long, default_value = "reboot")]
+        update_drop_in: sysext_builder::ignition::UpdateDropIn,
+        /// Write the config here (temp file, then rename) instead of stdout.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
     /// Serve a release directory under the paths extensions.flatcar.org uses, for sysupdate.
     #[command(
         after_help = "Serves DIR (what `sysext-test build -o DIR` writes: NAME-VERSION-ARCH.raw, SHA256SUMS, \
@@ -415,6 +440,12 @@ fn main() -> ExitCode {
             via,
             format,
         } => run_vm(images, arch, manifest, cases, &via, format),
+        Command::Ignition {
+            image,
+            mirror,
+            update_drop_in,
+            output,
+        } => run_ignition(&image, &mirror, update_drop_in, output.as_deref()),
         Command::Bake {
             images,
             arch,
@@ -794,6 +825,53 @@ fn run_guest_build(
                 b.usr.len()
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_ignition(
+    image: &std::path::Path,
+    mirror: &str,
+    drop_in: sysext_builder::ignition::UpdateDropIn,
+    output: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let Some(arch) = image
+        .file_name()
+        .and_then(|n| sysext_builder::naming::arch_of(&n.to_string_lossy()))
+    else {
+        eprintln!(
+            "error: {}: not named NAME-VERSION-ARCH.raw; rename it the bakery way, e.g. docker-28.0.4-x86-64.raw",
+            image.display()
+        );
+        return Ok(ExitCode::from(2));
+    };
+    let ext = match sysext_builder::bake::extensions(&[image.to_path_buf()], arch, &[]) {
+        Ok(mut e) => e.remove(0),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if !(mirror.starts_with("http://") || mirror.starts_with("https://")) {
+        eprintln!(
+            "error: --mirror {mirror}: give an http(s) URL, e.g. http://10.0.2.2:8080/extensions"
+        );
+        return Ok(ExitCode::from(2));
+    }
+    let sha = sysext_builder::sha256sums::digest_file(image)
+        .with_context(|| format!("reading {}", image.display()))?;
+    let config = sysext_builder::ignition::for_extension(&sysext_builder::ignition::Request {
+        name: &ext.name,
+        file_name: &ext.file_name,
+        sha256: &sha,
+        base_url: mirror.trim_end_matches('/'),
+        drop_in,
+    });
+    let json = serde_json::to_string_pretty(&config)? + "\n";
+    match output {
+        Some(path) => sysext_builder::atomic::write_bytes(path, json.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?,
+        None => print!("{json}"),
     }
     Ok(ExitCode::SUCCESS)
 }
