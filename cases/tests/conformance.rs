@@ -248,19 +248,29 @@ fn vm_fixture(
     case: Case,
 ) -> Result<(), Failed> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let subject = fixture_subject(fx, manifest, arch, tmp.path())?;
+    run_vm_case(name, &subject, arch, case)
+}
+
+/// The fixture built for `arch` into `dir`, as a VM subject.
+fn fixture_subject(
+    fx: &Fixture,
+    manifest: &Manifest,
+    arch: Arch,
+    dir: &Path,
+) -> Result<Subject, Failed> {
     let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
     let built = build::build_spec(
         &fx.spec,
         spec_dir,
-        tmp.path(),
+        dir,
         &build::Options {
             arch: Some(arch),
             ..Default::default()
         },
     )
     .map_err(|e| format!("building {} for {arch}: {e}", fx.path.display()))?;
-    let subject = Subject::from_image(&built.image, manifest.clone())?;
-    run_vm_case(name, &subject, arch, case)
+    Ok(Subject::from_image(&built.image, manifest.clone())?)
 }
 
 fn boot_fixture(name: &str, fx: &Fixture, manifest: &Manifest, arch: Arch) -> Result<(), Failed> {
@@ -276,17 +286,7 @@ fn boot_fixture(name: &str, fx: &Fixture, manifest: &Manifest, arch: Arch) -> Re
         update::run_boot(name, &releases, manifest, arch, &place, &progress)
     } else {
         let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let built = build::build_spec(
-            &fx.spec,
-            spec_dir,
-            tmp.path(),
-            &build::Options {
-                arch: Some(arch),
-                ..Default::default()
-            },
-        )
-        .map_err(|e| format!("building {} for {arch}: {e}", fx.path.display()))?;
-        let subject = Subject::from_image(&built.image, manifest.clone())?;
+        let subject = fixture_subject(fx, manifest, arch, tmp.path())?;
         sysext_cases::boot::run(name, &subject, arch, None, &place, &progress, |_| Ok(()))
     };
     eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());

@@ -70,10 +70,15 @@ enum Command {
                             ($XDG_CACHE_HOME/sysext-test, or SYSEXT_TEST_CACHE); later runs restore it in about \
                             2 s (`sysext-test guest status`). A failed case keeps console, journal and sysext status \
                             under target/sysext-test/artifacts/. When the merge is refused, the other cases are \
-                            not run. Exit status: 0 all passed, 1 a case failed or did not run, 2 the harness \
-                            broke (no verdict). Needs root, QEMU and the guest (bash .ci/setup).\n\n\
+                            not run. With --via baked (or all) the boot case bakes the image (and NAME.conf beside \
+                            it) into a copy of the flatcar-shaped guest's disk (Flatcar's partitions, /usr/sbin -> bin, \
+                            ID=flatcar) and cold-boots it: merged at boot, its units up, its commands working, \
+                            nothing failed, no new boot errors, nothing of the base /usr hidden. Exit status: 0 all \
+                            passed, 1 a case failed or did not run, 2 the harness broke (no verdict). Needs root, \
+                            QEMU and the guest (bash .ci/setup).\n\n\
                             Examples:\n  sysext-test run docker-28.0.4-x86-64.raw --manifest docker-test.toml\n  \
-                            sysext-test run --arch arm64 --case merge --format json my.raw"
+                            sysext-test run --arch arm64 --case merge --format json my.raw\n  \
+                            sysext-test run --via all my-1.0-x86-64.raw"
     )]
     Run {
         /// Extension images (.raw).

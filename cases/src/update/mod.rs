@@ -472,6 +472,64 @@ pub struct Releases<'a> {
     pub plan: &'a UpdatePlan,
 }
 
+/// What every cycle and the baked update work against: the releases built (by version),
+/// the versions in order, and a mirror of this case alone serving `NAME.conf` (pointing at
+/// itself) and `noop.conf`. The temp directory lives as long as this does.
+struct Prepared {
+    _work: tempfile::TempDir,
+    releases: BTreeMap<String, PathBuf>,
+    versions: Vec<String>,
+    mirror: Mirror,
+    /// The `NAME.conf` the mirror serves, as a file (for `bake`).
+    conf: PathBuf,
+}
+
+fn prepare(subject: &Releases, arch: Arch, progress: &dyn Fn(&str)) -> Result<Prepared, CaseError> {
+    let Releases {
+        spec,
+        spec_dir,
+        plan,
+    } = *subject;
+    let work = tempfile::tempdir().map_err(|e| CaseError::from(format!("temp dir: {e}")))?;
+    let (releases, versions) =
+        release::build_all(spec, spec_dir, plan, arch, &work.path().join("builds"))?;
+    let store = work.path().join("store");
+    std::fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
+    let mirror = Mirror::serve(&store).map_err(h)?;
+    let conf_text = sysext_builder::transfer::render_bakery(&spec.name, &mirror.guest_url());
+    mirror
+        .publish_transfer(&format!("{}.conf", spec.name), &conf_text)
+        .map_err(h)?;
+    mirror
+        .publish_transfer("noop.conf", sysext_builder::transfer::NOOP)
+        .map_err(h)?;
+    let conf = work.path().join(format!("{}.conf", spec.name));
+    std::fs::write(&conf, conf_text).map_err(|e| format!("{}: {e}", conf.display()))?;
+    progress(&format!(
+        "mirror serving {} at {}",
+        store.display(),
+        mirror.url()
+    ));
+    Ok(Prepared {
+        _work: work,
+        releases,
+        versions,
+        mirror,
+        conf,
+    })
+}
+
+fn not_prepared(e: CaseError, started: std::time::Instant) -> crate::vm::runner::Outcome {
+    crate::vm::runner::Outcome {
+        verdict: crate::vm::Verdict::Error {
+            stage: "preparing the releases and the mirror".into(),
+            message: e.to_string(),
+        },
+        duration: started.elapsed(),
+        merge_refused: false,
+    }
+}
+
 /// The boot case of a subject with an update plan: its first release baked with the
 /// mirror's `NAME.conf` (as `bake_flatcar_image.sh --fetch` takes it from the hub), booted,
 /// checked like any boot, then updated from the mirror on the baked layout, unchanged.
@@ -483,56 +541,34 @@ pub fn run_boot(
     place: &sysext_harness::Place,
     progress: &dyn Fn(&str),
 ) -> crate::vm::runner::Outcome {
-    let Releases {
-        spec,
-        spec_dir,
-        plan,
-    } = *subject;
     let started = std::time::Instant::now();
-    let prepared = (|| {
-        let work = tempfile::tempdir().map_err(|e| CaseError::from(format!("temp dir: {e}")))?;
-        let (releases, versions) =
-            release::build_all(spec, spec_dir, plan, arch, &work.path().join("builds"))?;
-        let store = work.path().join("store");
-        std::fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
-        let mirror = Mirror::serve(&store).map_err(h)?;
-        let conf_text = sysext_builder::transfer::render_bakery(&spec.name, &mirror.guest_url());
-        mirror
-            .publish_transfer(&format!("{}.conf", spec.name), &conf_text)
-            .map_err(h)?;
-        let conf = work.path().join(format!("{}.conf", spec.name));
-        std::fs::write(&conf, conf_text).map_err(|e| format!("{}: {e}", conf.display()))?;
-        let first = versions.first().ok_or("the update plan has no versions")?;
-        let image = releases
+    let prepared = prepare(subject, arch, progress).and_then(|p| {
+        let first = p
+            .versions
+            .first()
+            .ok_or("the update plan has no versions")?;
+        let image = p
+            .releases
             .get(first)
             .ok_or_else(|| format!("no release {first} was built"))?;
-        mirror.publish(image).map_err(h)?;
-        let subject = crate::vm::Subject::from_image(image, manifest.clone())?;
-        Ok::<_, CaseError>((work, releases, versions, mirror, conf, subject))
-    })();
-    let (_work, releases, versions, mirror, conf, first) = match prepared {
+        p.mirror.publish(image).map_err(h)?;
+        let first = crate::vm::Subject::from_image(image, manifest.clone())?;
+        Ok((p, first))
+    });
+    let (p, first) = match prepared {
         Ok(p) => p,
-        Err(e) => {
-            return crate::vm::runner::Outcome {
-                verdict: crate::vm::Verdict::Error {
-                    stage: "preparing the releases and the mirror".into(),
-                    message: e.to_string(),
-                },
-                duration: started.elapsed(),
-                merge_refused: false,
-            };
-        }
+        Err(e) => return not_prepared(e, started),
     };
-    crate::boot::run(name, &first, arch, Some(&conf), place, progress, |vm| {
-        mirror.clear_requests();
+    crate::boot::run(name, &first, arch, Some(&p.conf), place, progress, |vm| {
+        p.mirror.clear_requests();
         let ctx = Ctx {
             vm,
-            mirror: &mirror,
-            name: spec.name.clone(),
+            mirror: &p.mirror,
+            name: subject.spec.name.clone(),
             arch,
-            plan,
-            releases: &releases,
-            versions,
+            plan: subject.plan,
+            releases: &p.releases,
+            versions: p.versions.clone(),
         };
         cycles::update(&ctx)
     })
@@ -548,48 +584,18 @@ pub fn run_cycle(
     place: &sysext_harness::Place,
     progress: &dyn Fn(&str),
 ) -> crate::vm::runner::Outcome {
-    let Releases {
-        spec,
-        spec_dir,
-        plan,
-    } = *subject;
     let started = std::time::Instant::now();
-    let prepared = (|| {
-        let work = tempfile::tempdir().map_err(|e| CaseError::from(format!("temp dir: {e}")))?;
-        let (releases, versions) =
-            release::build_all(spec, spec_dir, plan, arch, &work.path().join("builds"))?;
-        let store = work.path().join("store");
-        std::fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
-        let mirror = Mirror::serve(&store).map_err(h)?;
-        mirror
-            .publish_transfer(
-                &format!("{}.conf", spec.name),
-                &sysext_builder::transfer::render_bakery(&spec.name, &mirror.guest_url()),
-            )
-            .map_err(h)?;
-        mirror
-            .publish_transfer("noop.conf", sysext_builder::transfer::NOOP)
-            .map_err(h)?;
-        progress(&format!(
-            "mirror serving {} at {}",
-            store.display(),
-            mirror.url()
-        ));
-        Ok::<_, CaseError>((work, releases, versions, mirror))
-    })();
-    let (_work, releases, versions, mirror) = match prepared {
+    let Prepared {
+        _work,
+        releases,
+        versions,
+        mirror,
+        ..
+    } = match prepare(subject, arch, progress) {
         Ok(p) => p,
-        Err(e) => {
-            return crate::vm::runner::Outcome {
-                verdict: crate::vm::Verdict::Error {
-                    stage: "preparing the releases and the mirror".into(),
-                    message: e.to_string(),
-                },
-                duration: started.elapsed(),
-                merge_refused: false,
-            };
-        }
+        Err(e) => return not_prepared(e, started),
     };
+    let (spec, plan) = (subject.spec, subject.plan);
     let outcome = crate::vm::runner::run_in_guest(name, arch, place, None, progress, |vm| {
         let ctx = Ctx {
             vm,
