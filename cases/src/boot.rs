@@ -30,7 +30,8 @@ const USR_LISTING: &str = "find /usr -printf '%y %p\\n'";
 /// The boot's error-level journal, as lines.
 const BOOT_ERRORS: &str = "journalctl -b -p err -o cat --no-pager";
 /// Console lines that mean the SSH server will not come (journald forwards errors there).
-const GIVE_UP_ON: &[&str] = &["sysext-test-sshd.service", "emergency mode", "Kernel panic"];
+pub(crate) const GIVE_UP_ON: &[&str] =
+    &["sysext-test-sshd.service", "emergency mode", "Kernel panic"];
 
 /// What the flatcar-shaped guest's own boot looks like, without any extension: measured
 /// once per guest build and kept beside it.
@@ -208,7 +209,7 @@ pub fn run(
 
 /// The checks after a login, in the order a failure is most telling: merged at all, its
 /// units up, nothing failed, no new errors, nothing of the base hidden.
-fn checks(vm: &Vm, s: &Subject, baseline: &Baseline) -> CaseResult {
+pub(crate) fn checks(vm: &Vm, s: &Subject, baseline: &Baseline) -> CaseResult {
     let outs = vm.batch(&[
         "systemctl is-system-running --wait 2>&1",
         "systemd-sysext status --json=short",

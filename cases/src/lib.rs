@@ -5,6 +5,7 @@ pub mod bench;
 pub mod boot;
 pub mod fixtures;
 pub mod fuzz;
+pub mod ignition;
 pub mod lint;
 pub mod manifest;
 pub mod report;

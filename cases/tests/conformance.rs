@@ -23,6 +23,7 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use sysext_builder::Arch;
 use sysext_builder::build;
 use sysext_cases::fixtures::{self, Fixture};
+use sysext_cases::ignition::Variant;
 use sysext_cases::lint::{ImageReport, Linter, Options, Severity};
 use sysext_cases::manifest::Manifest;
 use sysext_cases::manifest::UpdatePlan;
@@ -71,6 +72,24 @@ fn main() {
                 }
             }
             for arch in arches(&fx) {
+                // First-boot provisioning sets up the image and its sysupdate config, so it
+                // runs for the subjects that should work and have an update plan (each one
+                // also gets a config with a wrong image digest). Merging at boot is the boot
+                // case's, for every fixture.
+                if manifest.expect_failure.is_empty() && manifest.update.is_some() {
+                    for variant in [Variant::AsPrinted, Variant::WrongHash] {
+                        let (fxi, mi) = (fx.clone(), manifest.clone());
+                        let name = match variant {
+                            Variant::AsPrinted => format!("ignition::{arch}::{}", fx.name),
+                            Variant::WrongHash => {
+                                format!("ignition::{arch}::{}::wrong-hash", fx.name)
+                            }
+                        };
+                        trials.push(Trial::test(name.clone(), move || {
+                            ignition_fixture(&name, &fxi, &mi, arch, variant)
+                        }));
+                    }
+                }
                 let (fxb, mb) = (fx.clone(), manifest.clone());
                 let name = format!("boot::{arch}::{}", fx.name);
                 trials.push(Trial::test(name.clone(), move || {
@@ -289,6 +308,34 @@ fn boot_fixture(name: &str, fx: &Fixture, manifest: &Manifest, arch: Arch) -> Re
         let subject = fixture_subject(fx, manifest, arch, tmp.path())?;
         sysext_cases::boot::run(name, &subject, arch, None, &place, &progress, |_| Ok(()))
     };
+    eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
+    outcome.into_test_result(name).map_err(Failed::from)
+}
+
+fn ignition_fixture(
+    name: &str,
+    fx: &Fixture,
+    manifest: &Manifest,
+    arch: Arch,
+    variant: Variant,
+) -> Result<(), Failed> {
+    let progress = |l: &str| eprintln!("{name}: {l}");
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let subject = fixture_subject(fx, manifest, arch, tmp.path())?;
+    // Ignition's own words for a download whose digest is not the config's.
+    let wrong = sysext_cases::manifest::ExpectedFailure {
+        case: Case::Boot,
+        systemd: vec!["hash verification failed".into()],
+    };
+    let outcome = sysext_cases::ignition::run(
+        name,
+        &subject,
+        arch,
+        variant,
+        (variant == Variant::WrongHash).then_some(&wrong),
+        &Place::from_env(),
+        &progress,
+    );
     eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
     outcome.into_test_result(name).map_err(Failed::from)
 }

@@ -61,6 +61,8 @@ pub struct Launch {
     pub cpus: u32,
     /// `-incoming` URI when restoring a saved state.
     pub incoming: Option<String>,
+    /// `-fw_cfg name=NAME,file=FILE` items (Ignition configs), for cold boots.
+    pub fw_cfg: Vec<(String, PathBuf)>,
 }
 
 /// Kernel arguments that keep an x86-64 guest clear of a multi-threaded TCG bug.
@@ -105,6 +107,7 @@ impl Launch {
             memory_mib: 1024,
             cpus: 2,
             incoming: None,
+            fw_cfg: Vec::new(),
         }
     }
 
@@ -153,6 +156,10 @@ impl Launch {
             "-qmp".into(),
             format!("unix:{},server=on,wait=off", self.qmp_socket.display()),
         ];
+        for (name, file) in &self.fw_cfg {
+            a.push("-fw_cfg".into());
+            a.push(format!("name={name},file={}", file.display()));
+        }
         if let Some(uri) = &self.incoming {
             a.push("-incoming".into());
             a.push(uri.clone());

@@ -37,6 +37,17 @@ pub struct Vm {
     give_up_on: Vec<String>,
 }
 
+/// What a cold boot adds to the guest's own command line.
+#[derive(Debug, Clone, Default)]
+pub struct BootOptions<'a> {
+    /// Console text that ends the wait for a login at once ([`HarnessError::GaveUp`]).
+    pub give_up_on: &'a [&'a str],
+    /// `-fw_cfg` items: (name, host file), e.g. an Ignition config.
+    pub fw_cfg: Vec<(String, PathBuf)>,
+    /// Extra kernel arguments.
+    pub kernel_args: String,
+}
+
 /// A guest's saved state: boot once, restore per case on its own overlay.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
@@ -119,30 +130,42 @@ impl Vm {
     /// console line contains one of `give_up_on` ([`HarnessError::GaveUp`]): a boot the
     /// guest itself reports broken fails in seconds instead of after the login timeout.
     pub fn boot_watching(guest: &Guest, give_up_on: &[&str]) -> Result<Vm> {
+        Vm::boot_with(
+            guest,
+            &BootOptions {
+                give_up_on,
+                ..Default::default()
+            },
+        )
+    }
+
+    /// A cold boot with `options` (fw_cfg items, kernel arguments, give-up lines).
+    pub fn boot_with(guest: &Guest, options: &BootOptions) -> Result<Vm> {
         let (key_pem, public) = crate::ssh::ephemeral_key()?;
-        Vm::boot_inner(guest, &key_pem, &public, give_up_on)
+        Vm::boot_inner(guest, &key_pem, &public, options)
     }
 
     /// Boots `guest` cold, trusting `public` (OpenSSH format) for root's login.
     pub fn boot_with_key(guest: &Guest, key_pem: &str, public: &str) -> Result<Vm> {
-        Vm::boot_inner(guest, key_pem, public, &[])
+        Vm::boot_inner(guest, key_pem, public, &BootOptions::default())
     }
 
-    fn boot_inner(guest: &Guest, key_pem: &str, public: &str, give_up_on: &[&str]) -> Result<Vm> {
+    fn boot_inner(guest: &Guest, key_pem: &str, public: &str, options: &BootOptions) -> Result<Vm> {
         let key_pem = key_pem.to_string();
         let accel = accel::choose(guest.arch, &guest.kernel);
         let dir = run_dir()?;
         let disk = dir.path().join("disk.qcow2");
         overlay(&guest.disk, "raw", &disk)?;
-        let launch = Launch::new(
+        let mut launch = Launch::new(
             guest,
             accel,
             dir.path(),
             disk,
             qemu::free_port()?,
-            &key_credential(public),
+            &format!("{} {}", key_credential(public), options.kernel_args),
         );
-        Vm::start(launch, dir, key_pem, false, give_up_on)
+        launch.fw_cfg = options.fw_cfg.clone();
+        Vm::start(launch, dir, key_pem, false, options.give_up_on)
     }
 
     /// Starts a guest from `snap` on its own overlay: about 2 s instead of a cold boot.

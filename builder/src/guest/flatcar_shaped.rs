@@ -102,10 +102,10 @@ pub fn customizations() -> Vec<(&'static str, String)> {
             "[Unit]\nAfter=systemd-sysext.service\n".into(),
         ),
         // The boot's merge says why it refused an image only at debug level. Flatcar pairs
-        // the merge with ensure-sysext.service, below.
+        // the merge with ensure-sysext.service, below, and provisions before it (Ignition).
         (
             "etc/systemd/system/systemd-sysext.service.d/10-sysext-test.conf",
-            "[Unit]\nWants=ensure-sysext.service\n\n[Service]\nEnvironment=SYSTEMD_LOG_LEVEL=debug\n".into(),
+            "[Unit]\nWants=ensure-sysext.service sysext-test-ignition.service\n\n[Service]\nEnvironment=SYSTEMD_LOG_LEVEL=debug\n".into(),
         ),
         // What Flatcar ships so the units of images merged at boot run (the bakery's
         // README): bound to systemd-sysext.service, it reloads the unit files and
@@ -116,11 +116,41 @@ pub fn customizations() -> Vec<(&'static str, String)> {
             "[Unit]\nDescription=Load the units of merged system extensions (Flatcar's ensure-sysext, as documented)\nBindsTo=systemd-sysext.service\nAfter=systemd-sysext.service\nDefaultDependencies=no\nConflicts=shutdown.target\nBefore=shutdown.target\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/bin/systemctl daemon-reload\nExecStart=/usr/bin/systemctl restart --no-block sockets.target timers.target multi-user.target\n".into(),
         ),
         ("oem/.keep", String::new()),
+        // Ignition 2.14 relabels everything it wrote and fails without SELinux tools
+        // (guest-lab.md); this guest runs without SELinux, so the relabel is a no-op.
+        ("etc/selinux/config", "SELINUX=disabled\nSELINUXTYPE=targeted\n".into()),
+        (
+            "usr/bin/setfiles",
+            "#!/bin/sh\n# sysext-test: SELinux is disabled here; Ignition relabels regardless.\nexit 0\n".into(),
+        ),
+        (
+            "etc/systemd/system/sysext-test-ignition.service",
+            format!(
+                "[Unit]\nDescription=Ignition from QEMU fw_cfg at first boot (Flatcar runs it in the initrd)\nDefaultDependencies=no\nConditionKernelCommandLine={IGNITION_ARG}\nAfter=local-fs.target systemd-journald.socket\nBefore=systemd-sysext.service sysinit.target\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nStandardOutput=journal+console\nExecStartPre=/usr/bin/modprobe qemu_fw_cfg\nExecStart=/usr/bin/ignition --root=/ --platform=qemu --stage=fetch --log-to-stdout\nExecStart=/usr/bin/ignition --root=/ --platform=qemu --stage=files --log-to-stdout\n# No first boot here (the machine id is fixed): apply what Ignition enabled itself\n# ($$ is a literal $ in a unit file).\nExecStart=/bin/sh -c 'p=/etc/systemd/system-preset/20-ignition.preset; [ -f \"$$p\" ] || exit 0; units=$$(sed -n \"s/^enable //p\" \"$$p\"); [ -z \"$$units\" ] || systemctl preset $$units'\n"
+            ),
+        ),
     ]
 }
 
 /// Bump when [`shape`] or [`make_disk`] change in a way the recipe text does not capture.
-const SHAPE_VERSION: u32 = 2;
+const SHAPE_VERSION: u32 = 4;
+
+/// The kernel argument that makes the guest run Ignition on this boot (the harness adds it
+/// when it passes a config through fw_cfg): a plain boot of the same disk stays plain.
+pub const IGNITION_ARG: &str = "sysext_test.ignition=1";
+
+/// Debian's Ignition (2.14): the binary from its dracut module, run from an early unit of
+/// the booted system rather than the initrd (Flatcar's place for it): before
+/// `systemd-sysext.service`, with the network the initramfs brought up.
+pub fn install_ignition(arch: crate::Arch, root: &Path) -> Result<(), BuildError> {
+    let pkg = crate::deb::unpacked("ignition", arch)?;
+    let bin = pkg.join("usr/lib/dracut/modules.d/30ignition/ignition");
+    let dest = root.join("usr/bin/ignition");
+    std::fs::copy(&bin, &dest).map_err(|e| BuildError::io(&bin, e))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| BuildError::io(&dest, e))
+}
 
 /// Everything this profile adds to the recipe, for its hash.
 pub fn recipe_text() -> String {
@@ -160,6 +190,11 @@ pub fn shape(root: &Path) -> Result<(), BuildError> {
         }
         let _ = std::fs::remove_file(&p);
         std::fs::write(&p, content).map_err(|e| io(&p, e))?;
+        if path.starts_with("usr/bin/") {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| io(&p, e))?;
+        }
     }
     let etc_release = root.join("etc/os-release");
     let _ = std::fs::remove_file(&etc_release);

@@ -13,6 +13,8 @@ mod debian;
 mod flatcar_shaped;
 mod kernel;
 
+pub use flatcar_shaped::IGNITION_ARG;
+
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -272,6 +274,7 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
         match recipe.profile {
             Profile::Debian => debian::make_disk(&root, &work.join("root.img"), recipe.disk_mib)?,
             Profile::FlatcarShaped => {
+                flatcar_shaped::install_ignition(recipe.arch, &root)?;
                 flatcar_shaped::shape(&root)?;
                 flatcar_shaped::make_disk(&root, &work.join("root.img"), &recipe.hash())?
             }
