@@ -116,14 +116,14 @@ impl Manifest {
     }
 
     /// The run-time cases a fixture runs: all of them, or only those it expects to fail
-    /// (a broken image's other cases would fail for the same reason again). The boot case
-    /// runs either way.
+    /// (a broken image's other cases would fail for the same reason again). The boot and
+    /// Ignition cases run either way.
     pub fn runtime_cases(&self) -> Vec<Case> {
         let listed: Vec<Case> = self
             .expect_failure
             .iter()
             .map(|f| f.case)
-            .filter(|c| *c != Case::Boot)
+            .filter(|c| !matches!(c, Case::Boot | Case::Ignition))
             .collect();
         if listed.is_empty() {
             Case::ALL.to_vec()

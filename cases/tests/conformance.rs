@@ -332,7 +332,10 @@ fn ignition_fixture(
         &subject,
         arch,
         variant,
-        (variant == Variant::WrongHash).then_some(&wrong),
+        match variant {
+            Variant::WrongHash => Some(&wrong),
+            Variant::AsPrinted => manifest.expected_failure(Case::Ignition),
+        },
         &Place::from_env(),
         &progress,
     );

@@ -73,7 +73,9 @@ enum Command {
                             not run. With --via baked (or all) the boot case bakes the image (and NAME.conf beside \
                             it) into a copy of the flatcar-shaped guest's disk (Flatcar's partitions, /usr/sbin -> bin, \
                             ID=flatcar) and cold-boots it: merged at boot, its units up, its commands working, \
-                            nothing failed, no new boot errors, nothing of the base /usr hidden. Exit status: 0 all \
+                            nothing failed, no new boot errors, nothing of the base /usr hidden. With --via ignition \
+                            the ignition case serves the image from a local mirror and has Ignition fetch it at \
+                            the flatcar-shaped guest's first boot (the config `sysext-test ignition` prints). Exit status: 0 all \
                             passed, 1 a case failed or did not run, 2 the harness broke (no verdict). Needs root, \
                             QEMU and the guest (bash .ci/setup).\n\n\
                             Examples:\n  sysext-test run docker-28.0.4-x86-64.raw --manifest docker-test.toml\n  \
@@ -90,15 +92,16 @@ enum Command {
         /// A test manifest (TOML: commands = [{ run, expect }], services, needs-config, ...).
         #[arg(long, value_name = "FILE")]
         manifest: Option<PathBuf>,
-        /// Run only these cases: merge, binaries, services, unmerge, boot (repeatable);
-        /// default: all the --via ways select.
+        /// Run only these cases: merge, binaries, services, unmerge, boot, ignition
+        /// (repeatable); default: all the --via ways select.
         #[arg(long = "case", value_name = "CASE", value_parser = parse_case)]
         cases: Vec<sysext_cases::vm::Case>,
         /// How the guest consumes the image: runtime (installed into a running guest and
         /// merged with systemd-sysext merge: the merge, binaries, services and unmerge
         /// cases), baked (baked into the flatcar-shaped guest's disk and merged at boot:
-        /// the boot case), or all.
-        #[arg(long, default_value = "runtime", value_parser = ["runtime", "baked", "all"])]
+        /// the boot case), ignition (fetched from a local mirror by Ignition at the
+        /// flatcar-shaped guest's first boot: the ignition case), or all.
+        #[arg(long, default_value = "runtime", value_parser = ["runtime", "baked", "ignition", "all"])]
         via: String,
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
@@ -585,14 +588,15 @@ fn run_vm(
         None => Default::default(),
     };
     let cases = if cases.is_empty() {
-        let mut c = Vec::new();
-        if via != "baked" {
-            c.extend(vm::Case::ALL);
+        match via {
+            "baked" => vec![vm::Case::Boot],
+            "ignition" => vec![vm::Case::Ignition],
+            "all" => vm::Case::ALL
+                .into_iter()
+                .chain([vm::Case::Boot, vm::Case::Ignition])
+                .collect(),
+            _ => vm::Case::ALL.to_vec(),
         }
-        if via != "runtime" {
-            c.push(vm::Case::Boot);
-        }
-        c
     } else {
         cases
     };

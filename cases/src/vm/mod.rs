@@ -21,12 +21,16 @@ pub fn run(case: Case, vm: &Vm, s: &Subject) -> CaseResult {
         Case::Binaries => binaries::run(vm, s),
         Case::Services => services::run(vm, s),
         Case::Unmerge => unmerge::run(vm, s),
-        // Boots a baked disk instead of using `vm`: `crate::boot::run`.
-        Case::Boot => Err(CaseError::Harness(sysext_harness::HarnessError::Command {
-            cmd: "boot".into(),
-            what: "runs on a baked disk (boot::run), not in a restored guest".into(),
-            output: String::new(),
-        })),
+        // Boot a disk of their own instead of using `vm`: `crate::boot::run`,
+        // `crate::ignition::run`.
+        Case::Boot | Case::Ignition => {
+            Err(CaseError::Harness(sysext_harness::HarnessError::Command {
+                cmd: "boot".into(),
+                what: "boots a disk of its own (boot::run, ignition::run), not a restored guest"
+                    .into(),
+                output: String::new(),
+            }))
+        }
     }
 }
 

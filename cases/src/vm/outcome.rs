@@ -20,6 +20,9 @@ pub enum Case {
     /// The image baked into the flatcar-shaped guest's disk and merged during a cold boot
     /// (`crate::boot`), not in a restored guest at run time like the others.
     Boot,
+    /// The image provisioned by Ignition at the flatcar-shaped guest's first boot
+    /// (`crate::ignition`).
+    Ignition,
 }
 
 impl Case {
@@ -33,6 +36,7 @@ impl Case {
             Case::Services => "services",
             Case::Unmerge => "unmerge",
             Case::Boot => "boot",
+            Case::Ignition => "ignition",
         }
     }
 
@@ -41,13 +45,14 @@ impl Case {
     pub fn via(self) -> &'static str {
         match self {
             Case::Boot => "baked",
+            Case::Ignition => "ignition",
             _ => "runtime",
         }
     }
 
     /// Every case but `merge` needs the image merged first.
     pub fn needs_merge(self) -> bool {
-        !matches!(self, Case::Merge | Case::Boot)
+        !matches!(self, Case::Merge | Case::Boot | Case::Ignition)
     }
 }
 
@@ -59,7 +64,7 @@ impl fmt::Display for Case {
 
 /// A case name that is not one of [`Case::ALL`].
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown case '{0}': use one of merge, binaries, services, unmerge, boot")]
+#[error("unknown case '{0}': use one of merge, binaries, services, unmerge, boot, ignition")]
 pub struct UnknownCase(pub String);
 
 impl FromStr for Case {
@@ -67,7 +72,7 @@ impl FromStr for Case {
     fn from_str(s: &str) -> Result<Case, UnknownCase> {
         Case::ALL
             .into_iter()
-            .chain([Case::Boot])
+            .chain([Case::Boot, Case::Ignition])
             .find(|c| c.name() == s)
             .ok_or_else(|| UnknownCase(s.to_string()))
     }

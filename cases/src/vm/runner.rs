@@ -258,6 +258,7 @@ pub fn run_session(
         for &case in &cases {
             let name = match case {
                 Case::Boot => format!("boot::{arch}::{}", subject.name),
+                Case::Ignition => format!("ignition::{arch}::{}", subject.name),
                 _ => format!("vm::{arch}::{}::{case}", subject.name),
             };
             let outcome = if refused && case.needs_merge() {
@@ -271,7 +272,17 @@ pub fn run_session(
             } else {
                 progress(&format!("{name} ..."));
                 let indent = |l: &str| progress(&format!("  {l}"));
-                let o = if case == Case::Boot {
+                let o = if case == Case::Ignition {
+                    crate::ignition::run(
+                        &name,
+                        subject,
+                        *arch,
+                        crate::ignition::Variant::AsPrinted,
+                        subject.manifest.expected_failure(Case::Ignition),
+                        place,
+                        &indent,
+                    )
+                } else if case == Case::Boot {
                     // The bakery's layout: NAME.conf beside the image is baked in too.
                     let conf = subject
                         .image
