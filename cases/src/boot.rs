@@ -20,6 +20,7 @@ use sysext_builder::Arch;
 use sysext_builder::bake::{self, Extension, InstallTo};
 use sysext_builder::guest::{self, Guest, Profile};
 use sysext_builder::image::{Image, Kind};
+use sysext_harness::vm::BootOptions;
 use sysext_harness::{HarnessError, Place, Vm};
 
 use crate::vm::runner::{Outcome, judge};
@@ -148,7 +149,11 @@ pub fn run(
         ..base.clone()
     };
     let artifacts = place.artifacts(name);
-    let verdict = match Vm::boot_watching(&guest, GIVE_UP_ON) {
+    let options = BootOptions {
+        give_up_on: GIVE_UP_ON,
+        ..Default::default()
+    };
+    let verdict = match cold_boot(&guest, &options, progress) {
         Ok(vm) => {
             progress(&format!(
                 "login after {:.1}s (without the image: {:.1}s)",
@@ -160,12 +165,12 @@ pub fn run(
                 vm.save_artifacts(&artifacts)
             })
         }
-        Err(e) if e.is_boot_failure() => {
+        Err(e) if image_broke_it(&e) => {
             // The same guest boots without the image (the baseline did): the image broke it.
             let console = match &e {
-                HarnessError::GaveUp { console, .. }
-                | HarnessError::Timeout { console, .. }
-                | HarnessError::QemuExited { console, .. } => console.clone(),
+                HarnessError::GaveUp { console, .. } | HarnessError::Timeout { console, .. } => {
+                    console.clone()
+                }
                 _ => String::new(),
             };
             let hidden = match Image::open(&subject.image) {
@@ -205,6 +210,46 @@ pub fn run(
         duration: start.elapsed(),
         merge_refused: false,
     }
+}
+
+/// A cold boot, tried a second time when the guest died before its userspace could have
+/// seen the image (QEMU exited, or no network beacon from the initramfs): an early TCG
+/// oops is the emulator's, never the image's, and never a verdict.
+pub(crate) fn cold_boot(
+    guest: &Guest,
+    options: &BootOptions,
+    progress: &dyn Fn(&str),
+) -> Result<Vm, HarnessError> {
+    match Vm::boot_with(guest, options) {
+        Err(e) if died_early(&e) => {
+            progress(&format!(
+                "the guest died before its userspace ({}); booting it once more",
+                e.stage()
+            ));
+            Vm::boot_with(guest, options)
+        }
+        other => other,
+    }
+}
+
+fn died_early(e: &HarnessError) -> bool {
+    matches!(
+        e,
+        HarnessError::QemuExited { .. } | HarnessError::Timeout { stage: "boot", .. }
+    )
+}
+
+/// What a baked image can do to a boot: its userspace came up (network beacon) and then
+/// said no login will come, or none came in time.
+fn image_broke_it(e: &HarnessError) -> bool {
+    matches!(
+        e,
+        HarnessError::GaveUp { .. }
+            | HarnessError::Timeout {
+                stage: "SSH login",
+                ..
+            }
+    )
 }
 
 /// The checks after a login, in the order a failure is most telling: merged at all, its
@@ -347,7 +392,7 @@ fn hidden_base_paths(
     base.iter()
         .filter_map(|(path, t)| match merged.get(path) {
             None => Some(format!("{path} (gone)")),
-            Some(m) if m != t && !(*t == 'f' && *m == 'f') => Some(format!(
+            Some(m) if m != t => Some(format!(
                 "{path} ({} in the base, {} merged)",
                 kind_word(*t),
                 kind_word(*m)

@@ -114,7 +114,7 @@ pub fn run(
         mirror.url()
     ));
     let artifacts = place.artifacts(name);
-    let verdict = match Vm::boot_with(&base, &options) {
+    let verdict = match crate::boot::cold_boot(&base, &options, progress) {
         Ok(vm) => {
             progress(&format!("login after {:.1}s", vm.startup.as_secs_f64()));
             let result = match variant {
