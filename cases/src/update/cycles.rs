@@ -286,11 +286,27 @@ fn run_service(ctx: &Ctx) -> CaseResult {
         .execute("systemctl start systemd-sysupdate.service 2>&1")
         .map_err(h)?;
     if out.status != 0 {
-        let journal = ctx
-            .vm
-            .execute("journalctl -b --no-pager -o cat -u systemd-sysupdate.service | tail -n 30")
-            .map(|o| o.combined())
-            .unwrap_or_default();
+        // systemd logs the unit's failure itself, at once; what its processes printed comes
+        // through their stdout streams and may reach the journal later. Read until the
+        // journal stops growing, so the reason is there (once it was not, and the case
+        // blamed the wrong thing).
+        let read = || {
+            ctx.vm
+                .execute(
+                    "journalctl -b --no-pager -o cat -u systemd-sysupdate.service | tail -n 60",
+                )
+                .map(|o| o.combined())
+                .unwrap_or_default()
+        };
+        let mut journal = read();
+        for _ in 0..10 {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            let again = read();
+            if again == journal {
+                break;
+            }
+            journal = again;
+        }
         return Err(CaseError::from(format!(
             "systemd-sysupdate.service failed ({}):\n{journal}\nmirror log:{}",
             out.combined().trim(),
