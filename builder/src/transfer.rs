@@ -14,6 +14,33 @@ pub const NOOP: &str = "[Source]\n\
                         Type=regular-file\n\
                         Path=/\n";
 
+/// The transfer file `text` with its `[Source] Path=` moved from whatever hub it names to
+/// `hub`, keeping the path below `/extensions` and every other line as shipped: the release
+/// gate tests the conf the store holds, pointed at the local mirror. None when the Path is
+/// not under an `/extensions` directory (then there is no hub to swap).
+pub fn retarget(text: &str, hub: &str) -> Option<String> {
+    let hub = hub.trim_end_matches('/');
+    let mut in_source = false;
+    let mut changed = false;
+    let mut out = String::with_capacity(text.len() + hub.len());
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') {
+            in_source = trimmed == "[Source]";
+        }
+        let value = trimmed.strip_prefix("Path=").filter(|_| in_source);
+        match value.and_then(|v| v.find("/extensions/").map(|i| (v, i))) {
+            Some((v, i)) => {
+                let rest = &v[i + "/extensions".len()..];
+                out.push_str(&format!("Path={hub}{rest}\n"));
+                changed = true;
+            }
+            None => out.push_str(line),
+        }
+    }
+    changed.then_some(out)
+}
+
 /// Renders the bakery's transfer for extension `name` (lib/sysupdate.conf.tmpl), with the
 /// `[Target] MatchPattern` spelled out: sysupdate would copy it from `[Source]` anyway, and
 /// being explicit avoids its "Assuming same value" notice.
@@ -62,5 +89,23 @@ mod tests {
             Some("/etc/extensions/docker.raw")
         );
         assert_eq!(get("Target", "InstancesMax"), Some("3"));
+    }
+}
+
+#[cfg(test)]
+mod retarget_tests {
+    use super::*;
+
+    #[test]
+    fn retarget_moves_only_the_source_path_to_the_mirror() {
+        let shipped = render_bakery("docker", BAKERY_HUB);
+        let moved = retarget(&shipped, "http://10.0.2.2:4321/extensions/").unwrap();
+        assert!(
+            moved.contains("Path=http://10.0.2.2:4321/extensions/docker/\n"),
+            "{moved}"
+        );
+        assert!(moved.contains("Path=/opt/extensions/docker\n"), "{moved}");
+        assert_eq!(moved.lines().count(), shipped.lines().count());
+        assert!(retarget("[Source]\nPath=/\n", "http://x/extensions").is_none());
     }
 }

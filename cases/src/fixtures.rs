@@ -83,3 +83,108 @@ pub fn load(path: &Path) -> Result<Fixture, String> {
         expect,
     })
 }
+
+/// The test manifest for extension `name` of a release store: `$SYSEXT_TEST_MANIFESTS/NAME.toml`,
+/// else `fixtures/manifests/NAME.toml`, else the `[test]` of the fixture that builds an
+/// image of that name (so a store built from the fixtures is judged by their manifests).
+pub fn manifest_for(name: &str) -> Result<Option<crate::manifest::Manifest>, String> {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("SYSEXT_TEST_MANIFESTS")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .into_iter()
+        .collect();
+    dirs.push(root().join("manifests"));
+    for dir in dirs {
+        let path = dir.join(format!("{name}.toml"));
+        if path.is_file() {
+            return crate::manifest::Manifest::load(&path).map(Some);
+        }
+    }
+    for fx in extensions()? {
+        if fx.spec.name == name
+            && let Some(t) = &fx.spec.test
+        {
+            return crate::manifest::Manifest::from_table(t)
+                .map(Some)
+                .map_err(|e| format!("{}: [test]: {e}", fx.path.display()));
+        }
+    }
+    Ok(None)
+}
+
+/// The fixture's arches: the one its spec pins, else both.
+pub fn arches(fx: &Fixture) -> Vec<sysext_builder::Arch> {
+    match fx.spec.arch {
+        Some(a) => vec![a],
+        None => sysext_builder::Arch::ALL.to_vec(),
+    }
+}
+
+/// Builds the fixture for each of its arches into `out/<arch>/` and checks lint gives it
+/// exactly the verdict its `[expect]` states, image and release directory: every listed
+/// rule found and, with `only` (the default), no other warning or error, so a broken
+/// fixture is broken for exactly the reason it exists and a new false alarm cannot slip in.
+pub fn check_lint(fx: &Fixture, out: &Path) -> Result<(), String> {
+    use crate::lint::{Linter, Options, ReportKind, Severity};
+    let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
+    let unexpected = |findings: &[&crate::lint::Finding], listed: &[String]| -> Vec<String> {
+        findings
+            .iter()
+            .filter(|f| fx.expect.only && f.severity >= Severity::Warning)
+            .filter(|f| !listed.iter().any(|r| r == f.rule))
+            .map(|f| format!("{} {}: {}", f.severity.as_str(), f.rule, f.message))
+            .collect()
+    };
+    for arch in arches(fx) {
+        let dir = out.join(arch.systemd_name());
+        let built = sysext_builder::build::build_spec(
+            &fx.spec,
+            spec_dir,
+            &dir,
+            &sysext_builder::build::Options {
+                arch: Some(arch),
+                ..Default::default()
+            },
+        )
+        .map_err(|e| format!("building {} for {arch}: {e}", fx.path.display()))?;
+        let linter = Linter::new(Options::default());
+        let (report, _) = linter.lint_image(&built.image).map_err(|e| e.to_string())?;
+        let got: Vec<&str> = report.findings.iter().map(|f| f.rule).collect();
+        let missing: Vec<&String> = fx
+            .expect
+            .findings
+            .iter()
+            .filter(|r| !got.contains(&r.as_str()))
+            .collect();
+        let image_findings: Vec<&crate::lint::Finding> = report.findings.iter().collect();
+        let extra = unexpected(&image_findings, &fx.expect.findings);
+        if !missing.is_empty() || !extra.is_empty() {
+            return Err(format!(
+                "{} ({arch}): expected {:?}; missing {missing:?}; unexpected {extra:#?}\nall findings: {got:?}",
+                fx.path.display(),
+                fx.expect.findings
+            ));
+        }
+        let dir_reports = linter.lint_path(&dir).map_err(|e| e.to_string())?;
+        let dir_findings: Vec<&crate::lint::Finding> = dir_reports
+            .iter()
+            .filter(|r| r.kind == ReportKind::ReleaseDir)
+            .flat_map(|r| r.findings.iter())
+            .collect();
+        let got: Vec<&'static str> = dir_findings.iter().map(|f| f.rule).collect();
+        let missing: Vec<&String> = fx
+            .expect
+            .dir_findings
+            .iter()
+            .filter(|r| !got.contains(&r.as_str()))
+            .collect();
+        let extra = unexpected(&dir_findings, &fx.expect.dir_findings);
+        if !missing.is_empty() || !extra.is_empty() {
+            return Err(format!(
+                "{} ({arch}): release directory lacks {missing:?}, has unexpected {extra:#?}; got {got:?}",
+                fx.path.display()
+            ));
+        }
+    }
+    Ok(())
+}

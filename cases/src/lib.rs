@@ -10,4 +10,5 @@ pub mod lint;
 pub mod manifest;
 pub mod report;
 pub mod update;
+pub mod verdict;
 pub mod vm;

@@ -44,11 +44,28 @@ pub struct UpdatePlan {
     pub unparsable_version: Option<String>,
 }
 
+impl UpdatePlan {
+    /// The plan for releases that come without one (a store's images): the live version is
+    /// the one in the file name of the image the kernel has attached for the merge, which
+    /// needs nothing from the extension itself.
+    pub fn by_attached_image(name: &str, arch: sysext_builder::Arch) -> UpdatePlan {
+        UpdatePlan {
+            versions: Vec::new(),
+            version_command: format!(
+                "cat /sys/block/loop*/loop/backing_file 2>/dev/null | sed -n 's|^.*/{name}-\\(.*\\)-{}\\.raw$|\\1|p'",
+                arch.systemd_name()
+            ),
+            service: None,
+            unparsable_version: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandCheck {
     pub run: String,
-    /// A substring stdout must contain.
+    /// A substring stdout must contain; `@VERSION@` stands for the image's version.
     #[serde(default)]
     pub expect: String,
 }
@@ -71,6 +88,15 @@ impl Manifest {
             .map_err(|e: toml::de::Error| format!("[test]: {}", one_line(&e.to_string())))?;
         m.validate().map_err(|e| format!("[test]: {e}"))?;
         Ok(m)
+    }
+
+    /// The manifest with `@VERSION@` in the commands' expected output replaced.
+    pub fn for_version(&self, version: &str) -> Manifest {
+        let mut m = self.clone();
+        for c in &mut m.commands {
+            c.expect = c.expect.replace("@VERSION@", version);
+        }
+        m
     }
 
     pub fn load(path: &std::path::Path) -> Result<Manifest, String> {
@@ -144,6 +170,16 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn expected_output_follows_the_image_version() {
+        let m = Manifest::from_table(&table(
+            "commands = [{ run = \"hello\", expect = \"hello @VERSION@\" }]",
+        ))
+        .unwrap();
+        assert_eq!(m.for_version("2.0.0").commands[0].expect, "hello 2.0.0");
+        assert_eq!(m.commands[0].expect, "hello @VERSION@");
+    }
 
     fn table(text: &str) -> toml::Table {
         toml::from_str(text).unwrap()

@@ -24,7 +24,7 @@ use sysext_builder::Arch;
 use sysext_builder::build;
 use sysext_cases::fixtures::{self, Fixture};
 use sysext_cases::ignition::Variant;
-use sysext_cases::lint::{ImageReport, Linter, Options, Severity};
+use sysext_cases::lint::{Linter, Options, Severity};
 use sysext_cases::manifest::Manifest;
 use sysext_cases::manifest::UpdatePlan;
 use sysext_cases::update;
@@ -105,34 +105,42 @@ fn main() {
             }
         }
     }
-    for subject in subjects() {
-        let name = subject
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let image = subject.clone();
-        trials.push(Trial::test(format!("lint::subject::{name}"), move || {
-            lint_subject(&image)
-        }));
-        let arch = sysext_builder::naming::arch_of(&name).unwrap_or(Arch::X86_64);
-        for case in Case::ALL {
-            let image = subject.clone();
-            let trial = format!("vm::{arch}::subject::{name}::{case}");
-            trials.push(Trial::test(trial.clone(), move || {
-                vm_subject(&trial, &image, arch, case)
-            }));
+    match subjects() {
+        Subjects::Files(files) => {
+            for subject in files {
+                loose_subject_trials(&mut trials, subject);
+            }
         }
+        Subjects::Store(dir) => match sysext_builder::store::open(&dir) {
+            Ok(store) => store_trials(&mut trials, store),
+            Err(e) => {
+                // Nothing in a store whose digests do not hold can be trusted: the listing
+                // fails, so nextest starts no test at all, let alone a VM.
+                eprintln!("SYSEXT_TEST_SUBJECTS={}: {e}", dir.display());
+                std::process::exit(2);
+            }
+        },
     }
     libtest_mimic::run(&args, trials).exit();
 }
 
-/// Author images from `SYSEXT_TEST_SUBJECTS`.
-fn subjects() -> Vec<PathBuf> {
+/// What `SYSEXT_TEST_SUBJECTS` names.
+enum Subjects {
+    /// Images (a comma-separated list, or a folder of images without a SHA256SUMS).
+    Files(Vec<PathBuf>),
+    /// A bakery release store: a folder per release tag, or a flat folder with SHA256SUMS.
+    Store(PathBuf),
+}
+
+fn subjects() -> Subjects {
     let Some(v) = std::env::var_os("SYSEXT_TEST_SUBJECTS").filter(|v| !v.is_empty()) else {
-        return Vec::new();
+        return Subjects::Files(Vec::new());
     };
     let p = PathBuf::from(&v);
     if p.is_dir() {
+        if sysext_builder::store::looks_like_store(&p) || p.join("SHA256SUMS").is_file() {
+            return Subjects::Store(p);
+        }
         let mut out: Vec<PathBuf> = std::fs::read_dir(&p)
             .map(|rd| {
                 rd.filter_map(Result::ok)
@@ -142,14 +150,162 @@ fn subjects() -> Vec<PathBuf> {
             })
             .unwrap_or_default();
         out.sort();
-        out
+        Subjects::Files(out)
     } else {
-        v.to_string_lossy()
-            .split(',')
-            .filter(|s| !s.is_empty())
-            .map(PathBuf::from)
-            .collect()
+        Subjects::Files(
+            v.to_string_lossy()
+                .split(',')
+                .filter(|s| !s.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+        )
     }
+}
+
+/// An author's image by itself: `lint::subject::<file>` and `vm::<arch>::subject::<file>::<case>`.
+fn loose_subject_trials(trials: &mut Vec<Trial>, subject: PathBuf) {
+    let name = subject
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let image = subject.clone();
+    trials.push(Trial::test(format!("lint::subject::{name}"), move || {
+        lint_subject(&image)
+    }));
+    let arch = sysext_builder::naming::arch_of(&name).unwrap_or(Arch::X86_64);
+    for case in Case::ALL {
+        let image = subject.clone();
+        let trial = format!("vm::{arch}::subject::{name}::{case}");
+        trials.push(Trial::test(trial.clone(), move || {
+            vm_subject(&trial, &image, arch, case)
+        }));
+    }
+}
+
+/// Every extension, version and arch of a verified store: `lint::`, `vm::`, `boot::` and
+/// `ignition::` trials per image (`<arch>::<name>@<version>`), `update::` between each two
+/// consecutive versions (named by the newer), and `store::digests`, which says what was
+/// verified. Each extension's manifest comes from [`fixtures::manifest_for`].
+fn store_trials(trials: &mut Vec<Trial>, store: sysext_builder::store::Store) {
+    let verified: usize = store.manifests.iter().map(|(_, n)| n).sum();
+    let summary = format!(
+        "{}: {} image(s) of {} extension(s); {verified} digest line(s) in {} SHA256SUMS file(s) match",
+        store.root.display(),
+        store.images().count(),
+        store.extensions.len(),
+        store.manifests.len()
+    );
+    trials.push(Trial::test("store::digests", move || {
+        eprintln!("{summary}");
+        Ok(())
+    }));
+    for ext in &store.extensions {
+        let manifest = match fixtures::manifest_for(&ext.name) {
+            Ok(m) => m,
+            Err(e) => {
+                let name = format!("lint::all::{}@manifest", ext.name);
+                trials.push(Trial::test(name, move || Err(Failed::from(e.clone()))));
+                continue;
+            }
+        };
+        let plain = manifest.clone().unwrap_or_default();
+        for release in &ext.releases {
+            for (&arch, image) in &release.images {
+                let id = format!("{arch}::{}@{}", ext.name, release.version);
+                let img = image.clone();
+                trials.push(Trial::test(format!("lint::{id}"), move || {
+                    lint_subject(&img)
+                }));
+                for case in plain.runtime_cases() {
+                    let (img, m) = (image.clone(), plain.clone());
+                    let name = format!("vm::{id}::{case}");
+                    trials.push(Trial::test(name.clone(), move || {
+                        let subject = Subject::from_image(&img, m)?;
+                        run_vm_case(&name, &subject, arch, case)
+                    }));
+                }
+                let (img, m) = (image.clone(), plain.clone());
+                let name = format!("boot::{id}");
+                trials.push(Trial::test(name.clone(), move || {
+                    store_boot(&name, &img, &m, arch)
+                }));
+                if plain.expect_failure.is_empty() {
+                    let (img, m) = (image.clone(), plain.clone());
+                    let name = format!("ignition::{id}");
+                    trials.push(Trial::test(name.clone(), move || {
+                        let subject = Subject::from_image(&img, m.clone())?;
+                        let outcome = sysext_cases::ignition::run(
+                            &name,
+                            &subject,
+                            arch,
+                            Variant::AsPrinted,
+                            m.expected_failure(Case::Ignition),
+                            &Place::from_env(),
+                            &|l: &str| eprintln!("{name}: {l}"),
+                        );
+                        outcome.into_test_result(&name).map_err(Failed::from)
+                    }));
+                }
+            }
+        }
+        if !plain.expect_failure.is_empty() {
+            continue;
+        }
+        for arch in Arch::ALL {
+            for (older, newer) in ext.updates(arch) {
+                let plan = plain
+                    .update
+                    .clone()
+                    .unwrap_or_else(|| UpdatePlan::by_attached_image(&ext.name, arch));
+                let releases = vec![
+                    (older.version.clone(), older.images[&arch].clone()),
+                    (newer.version.clone(), newer.images[&arch].clone()),
+                ];
+                for cycle in [update::Cycle::Update, update::Cycle::Rollback] {
+                    let name = format!(
+                        "update::{arch}::{}@{}::{cycle}-from-{}",
+                        ext.name, newer.version, older.version
+                    );
+                    let (ext_name, conf) = (ext.name.clone(), ext.conf().map(Path::to_path_buf));
+                    let (plan, releases) = (plan.clone(), releases.clone());
+                    trials.push(Trial::test(name.clone(), move || {
+                        let given = update::Given {
+                            name: &ext_name,
+                            releases,
+                            conf: conf.as_deref(),
+                            plan: &plan,
+                        };
+                        let outcome = update::run_given_cycle(
+                            &name,
+                            &given,
+                            cycle,
+                            arch,
+                            &Place::from_env(),
+                            &|l: &str| eprintln!("{name}: {l}"),
+                        );
+                        eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
+                        outcome.into_test_result(&name).map_err(Failed::from)
+                    }));
+                }
+            }
+        }
+    }
+}
+
+/// A store's image baked into the flatcar-shaped disk and cold-booted.
+fn store_boot(name: &str, image: &Path, manifest: &Manifest, arch: Arch) -> Result<(), Failed> {
+    let subject = Subject::from_image(image, manifest.clone())?;
+    let outcome = sysext_cases::boot::run(
+        name,
+        &subject,
+        arch,
+        None,
+        &Place::from_env(),
+        &|l: &str| eprintln!("{name}: {l}"),
+        |_| Ok(()),
+    );
+    eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
+    outcome.into_test_result(name).map_err(Failed::from)
 }
 
 fn arches(fx: &Fixture) -> Vec<Arch> {
@@ -161,86 +317,7 @@ fn arches(fx: &Fixture) -> Vec<Arch> {
 
 fn lint_fixture(fx: &Fixture) -> Result<(), Failed> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
-    for arch in arches(fx) {
-        let out = tmp.path().join(arch.systemd_name());
-        let built = build::build_spec(
-            &fx.spec,
-            spec_dir,
-            &out,
-            &build::Options {
-                arch: Some(arch),
-                ..Default::default()
-            },
-        )
-        .map_err(|e| format!("building {} for {arch}: {e}", fx.path.display()))?;
-        let linter = Linter::new(Options::default());
-        let (report, _) = linter.lint_image(&built.image).map_err(|e| e.to_string())?;
-        check_expectation(fx, arch, &report)?;
-        let dir_reports = linter.lint_path(&out).map_err(|e| e.to_string())?;
-        let dir_findings: Vec<&sysext_cases::lint::Finding> = dir_reports
-            .iter()
-            .filter(|r| r.kind == sysext_cases::lint::ReportKind::ReleaseDir)
-            .flat_map(|r| r.findings.iter())
-            .collect();
-        let dir: Vec<&'static str> = dir_findings.iter().map(|f| f.rule).collect();
-        let missing: Vec<&String> = fx
-            .expect
-            .dir_findings
-            .iter()
-            .filter(|r| !dir.contains(&r.as_str()))
-            .collect();
-        // Like image findings: with `only` (the default), a warning or error the fixture
-        // does not list is a failure too, so a new false alarm cannot slip in.
-        let unexpected: Vec<String> = dir_findings
-            .iter()
-            .filter(|f| {
-                fx.expect.only
-                    && f.severity >= Severity::Warning
-                    && !fx.expect.dir_findings.iter().any(|r| r == f.rule)
-            })
-            .map(|f| format!("{} {}: {}", f.severity.as_str(), f.rule, f.message))
-            .collect();
-        if !missing.is_empty() || !unexpected.is_empty() {
-            return Err(format!(
-                "{} ({arch}): release directory lacks {missing:?}, has unexpected {unexpected:#?}; got {dir:?}",
-                fx.path.display()
-            )
-            .into());
-        }
-    }
-    Ok(())
-}
-
-fn check_expectation(fx: &Fixture, arch: Arch, report: &ImageReport) -> Result<(), Failed> {
-    let got: Vec<&str> = report.findings.iter().map(|f| f.rule).collect();
-    let missing: Vec<&String> = fx
-        .expect
-        .findings
-        .iter()
-        .filter(|r| !got.contains(&r.as_str()))
-        .collect();
-    let unexpected: Vec<String> = if fx.expect.only {
-        report
-            .findings
-            .iter()
-            .filter(|f| {
-                f.severity >= Severity::Warning && !fx.expect.findings.iter().any(|r| r == f.rule)
-            })
-            .map(|f| format!("{} {}: {}", f.severity.as_str(), f.rule, f.message))
-            .collect()
-    } else {
-        Vec::new()
-    };
-    if missing.is_empty() && unexpected.is_empty() {
-        return Ok(());
-    }
-    Err(format!(
-        "{} ({arch}): expected {:?}; missing {missing:?}; unexpected {unexpected:#?}\nall findings: {got:?}",
-        fx.path.display(),
-        fx.expect.findings
-    )
-    .into())
+    fixtures::check_lint(fx, tmp.path()).map_err(Failed::from)
 }
 
 fn lint_subject(path: &Path) -> Result<(), Failed> {

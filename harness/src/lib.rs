@@ -6,6 +6,7 @@ pub mod accel;
 pub mod artifacts;
 pub mod cleanup;
 pub mod errors;
+pub mod flatcar;
 pub mod mirror;
 pub mod place;
 pub mod qemu;

@@ -1,7 +1,7 @@
 //! `sysext-test`: build extension images and check them against the Extension Image rules.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -35,27 +35,7 @@ enum Command {
         after_help = "The output directory is a bakery-style release directory: building the same spec for \
                             x86-64 and arm64 into one directory gives one SHA256SUMS with both images."
     )]
-    Build {
-        /// Extension specs, e.g. fixtures/extensions/busybox.toml (several build into one directory).
-        #[arg(required = true)]
-        specs: Vec<PathBuf>,
-        /// Output directory (created if missing).
-        #[arg(short, long, default_value = ".")]
-        output: PathBuf,
-        /// Architecture to build for: x86-64, arm64, or all (both, except for specs that pin
-        /// one). Defaults to the spec's arch, else x86-64.
-        #[arg(long, value_parser = parse_arch_choice)]
-        arch: Option<ArchChoice>,
-        /// Image format.
-        #[arg(long, value_enum, default_value_t = FormatArg::Squashfs)]
-        format: FormatArg,
-        /// squashfs compression; defaults to the spec's, else gzip (mksquashfs's default).
-        #[arg(long, value_enum)]
-        compression: Option<CompressionArg>,
-        /// URL the transfer file's Source Path points under (default: the bakery hub).
-        #[arg(long)]
-        hub: Option<String>,
-    },
+    Build(BuildArgs),
     /// Check images, directory images or release directories against the Extension Image rules.
     #[command(
         after_help = "A release directory (holding *.raw and SHA256SUMS) is checked as a whole: each image, \
@@ -83,7 +63,9 @@ enum Command {
                             sysext-test run --via all my-1.0-x86-64.raw"
     )]
     Run {
-        /// Extension images (.raw).
+        /// Extension images (.raw), or a bakery release store (a folder per release tag as
+        /// `gh release download` leaves it, or a flat folder with SHA256SUMS): its digests
+        /// are verified first, then every image runs.
         #[arg(required = true)]
         images: Vec<PathBuf>,
         /// Guest architecture; default: from the bakery-style file name, else x86-64.
@@ -105,6 +87,48 @@ enum Command {
         via: String,
         #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
         format: OutputFormat,
+    },
+    /// Build fixtures (specs with an [expect] verdict) and check each gets the lint verdict it expects.
+    #[command(
+        after_help = "Each spec is built for its arches into OUTPUT/<fixture>/<arch>/ (a release directory you \
+                            can look at or lint yourself) and linted; a fixture passes when lint reports exactly the \
+                            rules its [expect] lists (the broken-* fixtures exist to be refused, for one reason each). \
+                            Prints the verdict table. Exit status: 0 every fixture got its verdict, 1 one did not, 2 \
+                            bad input.\n\n\
+                            Example:\n  sysext-test check fixtures/extensions/*.toml"
+    )]
+    Check {
+        /// Fixture specs (TOML with an [expect] table; none means: no finding at all).
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
+        /// Where the builds go.
+        #[arg(short, long, default_value = "target/fixtures-release")]
+        output: PathBuf,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+    },
+    /// Merge test results (nextest JUnit from any number of partitions, or `run --format json`) into one verdict.
+    #[command(
+        after_help = "The verdict is a table: one row per extension, version and arch, one column per case \
+                            family (store, lint, vm, boot, ignition, update), each cell the count of its tests or \
+                            the first failure (with where its artifacts went) listed below the table. Green only \
+                            when every cell is: a failed or skipped test, a failed host test, or a test reported \
+                            by two inputs (overlapping partitions) makes it red. Exit status: 0 green, 1 red, 2 \
+                            unreadable input.\n\n\
+                            Examples:\n  cargo nextest run --profile ci --partition hash:1/3   # and 2/3, 3/3 elsewhere\n  \
+                            sysext-test report part-*/junit.xml\n  \
+                            sysext-test report --summary \"$GITHUB_STEP_SUMMARY\" target/nextest/ci/junit.xml\n  \
+                            sysext-test run --format json my.raw > run.json && sysext-test report run.json"
+    )]
+    Report {
+        /// JUnit XML files (target/nextest/<profile>/junit.xml) or `sysext-test run --format json` output.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = ReportFormat::Markdown)]
+        format: ReportFormat,
+        /// Also append the Markdown verdict to this file (a GitHub job summary).
+        #[arg(long, value_name = "FILE")]
+        summary: Option<PathBuf>,
     },
     /// Copy an OS disk image with extensions baked in, as an ordinary user (no root, loop or mount).
     #[command(
@@ -296,6 +320,30 @@ Examples:
         #[arg(last = true, required = true)]
         commands: Vec<String>,
     },
+    /// Download, verify (gpgv, Flatcar's image signing key) and cache a real Flatcar release.
+    #[command(
+        after_help = "Fetches flatcar_production_qemu_uefi_image.img.bz2 and version.txt with their \
+                            signatures from https://<channel>.release.flatcar-linux.net/<board>/<version>/, \
+                            checks both against the keyring (SYSEXT_TEST_FLATCAR_KEYRING, default \
+                            <cache>/flatcar/flatcar-signing-key.gpg: `gpg --dearmor` of \
+                            https://www.flatcar.org/security/image-signing-key/Flatcar_Image_Signing_Key.asc), \
+                            decompresses and caches it under <cache>/flatcar/<channel>-<version>-<arch>/. A cut \
+                            download resumes where it stopped; a file that fails its signature is deleted. \
+                            Offline it fails at once, naming the URL and the folder where the four files can be \
+                            put by hand. SYSEXT_TEST_FLATCAR_URL replaces the server (a URL with {channel} in it). \
+                            Exit status: 0 cached, 2 otherwise.\n\n\
+                            Examples:\n  sysext-test guest fetch flatcar:stable\n  \
+                            sysext-test guest fetch --arch arm64 flatcar:lts:4081.3.4"
+    )]
+    Fetch {
+        /// flatcar:<channel>[:<version>] (channel: stable, beta, alpha, lts).
+        release: String,
+        /// x86-64 or arm64.
+        #[arg(long, value_parser = parse_arch, default_value = "x86-64")]
+        arch: Arch,
+        #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+        format: OutputFormat,
+    },
     /// Build the guest for an arch, or print where the cached one is. Needs root.
     #[command(
         after_help = "Guests are cached under $XDG_CACHE_HOME/sysext-test/guests (or SYSEXT_TEST_CACHE) by a \
@@ -331,10 +379,47 @@ enum CompressionArg {
     Zstd,
 }
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+enum ReportFormat {
+    Markdown,
+    Json,
+}
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
 enum OutputFormat {
     Human,
     Json,
 }
+/// `sysext-test build`'s arguments.
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// Extension specs, e.g. fixtures/extensions/busybox.toml (several build into one directory).
+    #[arg(required = true)]
+    specs: Vec<PathBuf>,
+    /// Output directory (created if missing).
+    #[arg(short, long, default_value = ".")]
+    output: PathBuf,
+    /// Architecture to build for: x86-64, arm64, or all (both, except for specs that pin
+    /// one). Defaults to the spec's arch, else x86-64.
+    #[arg(long, value_parser = parse_arch_choice)]
+    arch: Option<ArchChoice>,
+    /// Image format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Squashfs)]
+    format: FormatArg,
+    /// squashfs compression; defaults to the spec's, else gzip (mksquashfs's default).
+    #[arg(long, value_enum)]
+    compression: Option<CompressionArg>,
+    /// URL the transfer file's Source Path points under (default: the bakery hub).
+    #[arg(long)]
+    hub: Option<String>,
+    /// Build this version instead of the spec's (`@VERSION@` in its texts follows).
+    #[arg(long)]
+    version: Option<String>,
+    /// Lay the release out in a bakery release store instead of -o: `DIR/NAME-VERSION/`
+    /// (images, SHA256SUMS, NAME.conf), its lines added to `DIR/NAME/SHA256SUMS` and the
+    /// global `DIR/SHA256SUMS/SHA256SUMS`, as the bakery's release jobs publish them.
+    #[arg(long, value_name = "DIR", conflicts_with = "output")]
+    store: Option<PathBuf>,
+}
+
 /// `sysext-test lint`'s arguments.
 #[derive(clap::Args)]
 struct LintArgs {
@@ -402,14 +487,7 @@ fn parse_arch(s: &str) -> Result<Arch, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build {
-            specs,
-            output,
-            arch,
-            format,
-            compression,
-            hub,
-        } => run_build(specs, output, arch, format, compression, hub),
+        Command::Build(args) => run_build(args),
         Command::Lint(args) => run_lint(args),
         Command::Fuzz {
             duration,
@@ -428,6 +506,11 @@ fn main() -> ExitCode {
         }) => run_guest_build(arch, save_state, profile, baseline),
         Command::Guest(GuestCommand::Status { format }) => run_guest_status(format),
         Command::Guest(GuestCommand::Clean) => run_guest_clean(),
+        Command::Guest(GuestCommand::Fetch {
+            release,
+            arch,
+            format,
+        }) => run_guest_fetch(&release, arch, format),
         Command::Guest(GuestCommand::Exec {
             arch,
             profile,
@@ -454,6 +537,16 @@ fn main() -> ExitCode {
             update_drop_in,
             output,
         } => run_ignition(&image, &mirror, update_drop_in, output.as_deref()),
+        Command::Check {
+            specs,
+            output,
+            format,
+        } => run_check(&specs, &output, format),
+        Command::Report {
+            inputs,
+            format,
+            summary,
+        } => run_report(&inputs, format, summary.as_deref()),
         Command::Bake {
             images,
             arch,
@@ -507,14 +600,87 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_build(
-    specs: Vec<PathBuf>,
-    output: PathBuf,
-    arch: Option<ArchChoice>,
-    format: FormatArg,
-    compression: Option<CompressionArg>,
-    hub: Option<String>,
+fn run_check(specs: &[PathBuf], output: &Path, format: ReportFormat) -> anyhow::Result<ExitCode> {
+    use sysext_cases::verdict::{self, Status, TestResult};
+    let mut results = Vec::new();
+    for path in specs {
+        let fx = sysext_cases::fixtures::load(path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let started = std::time::Instant::now();
+        let outcome = sysext_cases::fixtures::check_lint(&fx, &output.join(&fx.name));
+        eprintln!(
+            "{}: {} in {:.2}s",
+            fx.name,
+            if outcome.is_ok() {
+                "as expected"
+            } else {
+                "NOT as expected"
+            },
+            started.elapsed().as_secs_f64()
+        );
+        results.push(TestResult {
+            name: format!("lint::{}", fx.name),
+            status: if outcome.is_ok() {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
+            first_line: outcome
+                .err()
+                .map(|e| e.lines().next().unwrap_or("").to_string()),
+            artifacts: Some(output.join(&fx.name).display().to_string()),
+            source: path.clone(),
+        });
+    }
+    let v = verdict::merge(specs.to_vec(), results);
+    match format {
+        ReportFormat::Markdown => print!("{}", verdict::markdown(&v)),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+    }
+    Ok(if v.green {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn run_report(
+    inputs: &[PathBuf],
+    format: ReportFormat,
+    summary: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
+    let verdict = sysext_cases::verdict::from_files(inputs)?;
+    let markdown = sysext_cases::verdict::markdown(&verdict);
+    match format {
+        ReportFormat::Markdown => print!("{markdown}"),
+        ReportFormat::Json => println!("{}", serde_json::to_string_pretty(&verdict)?),
+    }
+    if let Some(path) = summary {
+        use std::io::Write as _;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(markdown.as_bytes()))
+            .with_context(|| format!("{}: cannot append the summary", path.display()))?;
+    }
+    Ok(if verdict.green {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn run_build(args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let BuildArgs {
+        specs,
+        output,
+        arch,
+        format,
+        compression,
+        hub,
+        version,
+        store,
+    } = args;
     let base = build::Options {
         arch: None,
         format: match format {
@@ -531,8 +697,15 @@ fn run_build(
     let total = std::time::Instant::now();
     let mut count = 0;
     for spec_path in &specs {
-        let spec =
+        let mut spec =
             sysext_builder::spec::Spec::load(spec_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(v) = &version {
+            spec.version = v.clone();
+        }
+        let output = match &store {
+            Some(root) => root.join(format!("{}-{}", spec.name, spec.version)),
+            None => output.clone(),
+        };
         let pinned = spec.arch;
         let arches: Vec<Option<Arch>> = match (arch, pinned) {
             (Some(ArchChoice::All), Some(p)) => vec![Some(p)],
@@ -565,11 +738,15 @@ fn run_build(
             );
             count += 1;
         }
+        if let Some(root) = &store {
+            sysext_builder::store::add_release(root, &spec.name, &output)?;
+            eprintln!("added {} to the store {}", output.display(), root.display());
+        }
     }
     eprintln!(
         "{count} image(s) in {:.1}s; SHA256SUMS and transfer files are in {}",
         total.elapsed().as_secs_f64(),
-        output.display()
+        store.as_ref().unwrap_or(&output).display()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -583,6 +760,7 @@ fn run_vm(
     format: OutputFormat,
 ) -> anyhow::Result<ExitCode> {
     use sysext_cases::vm;
+    let manifest_given = manifest.is_some();
     let manifest = match &manifest {
         Some(p) => sysext_cases::manifest::Manifest::load(p).map_err(|e| anyhow::anyhow!("{e}"))?,
         None => Default::default(),
@@ -600,11 +778,35 @@ fn run_vm(
     } else {
         cases
     };
-    let mut plan = Vec::new();
-    for img in &images {
-        if !img.is_file() {
-            anyhow::bail!("{}: no such image file", img.display());
+    // A store is verified whole before any guest starts; its images then join the plan,
+    // each with its extension's manifest unless --manifest names one for all.
+    let mut subjects: Vec<(PathBuf, sysext_cases::manifest::Manifest)> = Vec::new();
+    for path in &images {
+        if path.is_dir() {
+            let store = sysext_builder::store::open(path)?;
+            for (ext, _, _, image) in store.images() {
+                let m = match (
+                    &manifest_given,
+                    sysext_cases::fixtures::manifest_for(&ext.name),
+                ) {
+                    (true, _) => manifest.clone(),
+                    (false, Ok(Some(m))) => m,
+                    (false, Ok(None)) => Default::default(),
+                    (false, Err(e)) => anyhow::bail!("{e}"),
+                };
+                subjects.push((image.to_path_buf(), m));
+            }
+        } else if path.is_file() {
+            subjects.push((path.clone(), manifest.clone()));
+        } else {
+            anyhow::bail!(
+                "{}: no such image file or release store; pass NAME-VERSION-ARCH.raw or the folder `gh release download` filled",
+                path.display()
+            );
         }
+    }
+    let mut plan = Vec::new();
+    for (img, manifest) in &subjects {
         let subject = vm::Subject::from_image(img, manifest.clone())
             .map_err(|e| anyhow::anyhow!("{}: {e}", img.display()))?;
         let a = arch
@@ -1107,6 +1309,33 @@ fn run_guest_status(format: OutputFormat) -> anyhow::Result<ExitCode> {
                 "  stale: {why}; the next run boots and saves a new one"
             )?,
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_guest_fetch(release: &str, arch: Arch, format: OutputFormat) -> anyhow::Result<ExitCode> {
+    use sysext_harness::flatcar;
+    let release: flatcar::Release = release.parse()?;
+    let place = sysext_harness::Place::from_env();
+    let fetcher = flatcar::Fetcher::from_env(&place.cache);
+    let image = fetcher.fetch(&release, arch, &|l| eprintln!("{l}"))?;
+    match format {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({
+                "channel": image.channel,
+                "version": image.version,
+                "arch": arch.systemd_name(),
+                "disk": image.disk,
+                "from_cache": image.from_cache,
+            })
+        ),
+        OutputFormat::Human => println!(
+            "flatcar {} {} ({arch}): {}",
+            image.channel,
+            image.version,
+            image.disk.display()
+        ),
     }
     Ok(ExitCode::SUCCESS)
 }

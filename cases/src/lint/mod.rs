@@ -41,6 +41,15 @@ pub enum LintError {
     },
     #[error(transparent)]
     Environment(ImageError),
+    /// A release store whose digests or names cannot be trusted (or that holds nothing).
+    #[error(transparent)]
+    Store(#[from] sysext_builder::store::StoreError),
+    /// A directory with nothing to check: a pass here would be a false green.
+    #[error(
+        "{}: no extension images (.raw) in it; pass an image, a release directory or a store with a folder per release tag",
+        path.display()
+    )]
+    NothingToCheck { path: PathBuf },
 }
 
 /// What a report is about: one image, or a release directory as a whole (SHA256SUMS,
@@ -117,10 +126,37 @@ impl Linter {
             path: path.to_path_buf(),
             source,
         })?;
+        if meta.is_dir() && sysext_builder::store::looks_like_store(path) {
+            return self.lint_store(path);
+        }
         if meta.is_dir() && is_release_dir(path) {
-            return self.lint_release_dir(path);
+            let reports = self.lint_release_dir(path)?;
+            if !reports.iter().any(|r| r.kind == ReportKind::Image) {
+                return Err(LintError::NothingToCheck {
+                    path: path.to_path_buf(),
+                });
+            }
+            return Ok(reports);
         }
         Ok(vec![self.lint_image(path)?.0])
+    }
+
+    /// A bakery release store: digests verified first (a mismatch is an error, not a
+    /// finding: nothing in it can be trusted), then each release tag's folder as a release
+    /// directory.
+    fn lint_store(&self, dir: &Path) -> Result<Vec<ImageReport>, LintError> {
+        let store = sysext_builder::store::open(dir)?;
+        let mut folders: Vec<PathBuf> = store
+            .images()
+            .filter_map(|(_, _, _, p)| p.parent().map(Path::to_path_buf))
+            .collect();
+        folders.sort();
+        folders.dedup();
+        let mut reports = Vec::new();
+        for folder in folders {
+            reports.extend(self.lint_release_dir(&folder)?);
+        }
+        Ok(reports)
     }
 
     fn lint_release_dir(&self, dir: &Path) -> Result<Vec<ImageReport>, LintError> {

@@ -493,17 +493,42 @@ fn prepare(subject: &Releases, arch: Arch, progress: &dyn Fn(&str)) -> Result<Pr
     let work = tempfile::tempdir().map_err(|e| CaseError::from(format!("temp dir: {e}")))?;
     let (releases, versions) =
         release::build_all(spec, spec_dir, plan, arch, &work.path().join("builds"))?;
+    serve(work, &spec.name, releases, versions, None, progress)
+}
+
+/// A mirror of this case alone for `releases`, serving `NAME.conf` (the given one with its
+/// hub moved to the mirror, else the bakery's template) and `noop.conf`.
+fn serve(
+    work: tempfile::TempDir,
+    name: &str,
+    releases: BTreeMap<String, PathBuf>,
+    versions: Vec<String>,
+    shipped_conf: Option<&std::path::Path>,
+    progress: &dyn Fn(&str),
+) -> Result<Prepared, CaseError> {
     let store = work.path().join("store");
     std::fs::create_dir_all(&store).map_err(|e| format!("{}: {e}", store.display()))?;
     let mirror = Mirror::serve(&store).map_err(h)?;
-    let conf_text = sysext_builder::transfer::render_bakery(&spec.name, &mirror.guest_url());
+    let conf_text = match shipped_conf {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            sysext_builder::transfer::retarget(&text, &mirror.guest_url()).ok_or_else(|| {
+                format!(
+                    "{}: its [Source] Path= is not under an /extensions/ directory, so it cannot be pointed at the mirror",
+                    path.display()
+                )
+            })?
+        }
+        None => sysext_builder::transfer::render_bakery(name, &mirror.guest_url()),
+    };
     mirror
-        .publish_transfer(&format!("{}.conf", spec.name), &conf_text)
+        .publish_transfer(&format!("{name}.conf"), &conf_text)
         .map_err(h)?;
     mirror
         .publish_transfer("noop.conf", sysext_builder::transfer::NOOP)
         .map_err(h)?;
-    let conf = work.path().join(format!("{}.conf", spec.name));
+    let conf = work.path().join(format!("{name}.conf"));
     std::fs::write(&conf, conf_text).map_err(|e| format!("{}: {e}", conf.display()))?;
     progress(&format!(
         "mirror serving {} at {}",
@@ -517,6 +542,42 @@ fn prepare(subject: &Releases, arch: Arch, progress: &dyn Fn(&str)) -> Result<Pr
         mirror,
         conf,
     })
+}
+
+/// Releases that exist already (a store's images), oldest first, with the conf the store
+/// ships for them.
+pub struct Given<'a> {
+    pub name: &'a str,
+    /// (version, image) in release order.
+    pub releases: Vec<(String, PathBuf)>,
+    pub conf: Option<&'a std::path::Path>,
+    pub plan: &'a UpdatePlan,
+}
+
+/// Runs one cycle on a store's own images, through a mirror serving them and the store's
+/// transfer file pointed at that mirror.
+pub fn run_given_cycle(
+    name: &str,
+    given: &Given,
+    cycle: Cycle,
+    arch: Arch,
+    place: &sysext_harness::Place,
+    progress: &dyn Fn(&str),
+) -> crate::vm::runner::Outcome {
+    let started = std::time::Instant::now();
+    let prepared = tempfile::tempdir()
+        .map_err(|e| CaseError::from(format!("temp dir: {e}")))
+        .and_then(|work| {
+            let versions = given.releases.iter().map(|(v, _)| v.clone()).collect();
+            let releases = given.releases.iter().cloned().collect();
+            serve(work, given.name, releases, versions, given.conf, progress)
+        });
+    match prepared {
+        Ok(p) => run_prepared(
+            name, p, given.name, given.plan, cycle, arch, place, progress,
+        ),
+        Err(e) => not_prepared(e, started),
+    }
 }
 
 fn not_prepared(e: CaseError, started: std::time::Instant) -> crate::vm::runner::Outcome {
@@ -585,22 +646,46 @@ pub fn run_cycle(
     progress: &dyn Fn(&str),
 ) -> crate::vm::runner::Outcome {
     let started = std::time::Instant::now();
+    match prepare(subject, arch, progress) {
+        Ok(p) => run_prepared(
+            name,
+            p,
+            &subject.spec.name,
+            subject.plan,
+            cycle,
+            arch,
+            place,
+            progress,
+        ),
+        Err(e) => not_prepared(e, started),
+    }
+}
+
+/// Restores a guest, seeds it from the prepared mirror and runs `cycle`; the mirror's
+/// request log goes next to the guest's artifacts when it did not pass.
+#[allow(clippy::too_many_arguments)]
+fn run_prepared(
+    name: &str,
+    prepared: Prepared,
+    extension: &str,
+    plan: &UpdatePlan,
+    cycle: Cycle,
+    arch: Arch,
+    place: &sysext_harness::Place,
+    progress: &dyn Fn(&str),
+) -> crate::vm::runner::Outcome {
     let Prepared {
         _work,
         releases,
         versions,
         mirror,
         ..
-    } = match prepare(subject, arch, progress) {
-        Ok(p) => p,
-        Err(e) => return not_prepared(e, started),
-    };
-    let (spec, plan) = (subject.spec, subject.plan);
+    } = prepared;
     let outcome = crate::vm::runner::run_in_guest(name, arch, place, None, progress, |vm| {
         let ctx = Ctx {
             vm,
             mirror: &mirror,
-            name: spec.name.clone(),
+            name: extension.to_string(),
             arch,
             plan,
             releases: &releases,

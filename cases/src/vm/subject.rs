@@ -37,7 +37,14 @@ impl Subject {
             .unwrap_or_default();
         let image = Image::open(image_path).map_err(|e| e.to_string())?;
         let names = facts::release_names(&image);
-        let name = naming::triple(&file_name, &names)
+        let triple = naming::triple(&file_name, &names);
+        // A manifest serves every release of an extension: `@VERSION@` in what a command
+        // must print is the version in this image's file name.
+        let manifest = match &triple {
+            Some(t) => manifest.for_version(&t.version),
+            None => manifest,
+        };
+        let name = triple
             .map(|t| t.name)
             .unwrap_or_else(|| naming::image_name(&file_name, false));
         let reload_manager = facts::release(&image, &name)

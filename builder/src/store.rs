@@ -1,0 +1,588 @@
+//! A bakery release store on disk: what a maintainer or a fork has before it publishes.
+//!
+//! Two shapes are read, both the way the bakery's CI leaves them:
+//! - a folder per release tag, as `gh release download` fills it: `NAME-VERSION/` holding
+//!   `NAME-VERSION-ARCH.raw` for each arch, `SHA256SUMS`, `NAME.conf` and perhaps
+//!   `NAME-vMAJ.MIN.conf`; the metadata release `NAME/` (`SHA256SUMS` of every version, every
+//!   conf); the global `SHA256SUMS/SHA256SUMS`;
+//! - a flat folder of those assets.
+//!
+//! Every manifest is checked against every file it names that the store holds before
+//! anything else looks at an image: a release gate that boots a file whose bytes are not
+//! the ones listed would pass or fail the wrong artifact.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::arch::Arch;
+use crate::naming;
+use crate::sha256sums;
+
+/// Why a store cannot be tested. Every variant names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(
+        "{}: no extension images (NAME-VERSION-ARCH.raw) in it or in a folder per release tag; point at the folder `gh release download` filled, or build one with `sysext-test build --store`",
+        dir.display()
+    )]
+    Empty { dir: PathBuf },
+    #[error(
+        "{}: digest mismatch: {}:{line} lists {expected}, the file's SHA-256 is {actual}; download the release again or regenerate the manifest",
+        file.display(),
+        manifest.display()
+    )]
+    DigestMismatch {
+        file: PathBuf,
+        manifest: PathBuf,
+        line: usize,
+        expected: String,
+        actual: String,
+    },
+    #[error(
+        "{}: listed in no SHA256SUMS of the store; the bakery lists every image (`sha256sum {name} >> SHA256SUMS` beside it)",
+        file.display()
+    )]
+    Unlisted { file: PathBuf, name: String },
+    #[error("{}:{line}: {message}; fix the manifest (lines are `<sha256>  <file>`)", manifest.display())]
+    BadManifest {
+        manifest: PathBuf,
+        line: usize,
+        message: String,
+    },
+    #[error(
+        "{}: not named NAME-VERSION-ARCH.raw (ARCH x86-64 or arm64); rename it the bakery's way",
+        file.display()
+    )]
+    Misnamed { file: PathBuf },
+    #[error(
+        "{} and {}: the same release file with different bytes; keep one",
+        first.display(),
+        second.display()
+    )]
+    Conflict { first: PathBuf, second: PathBuf },
+}
+
+impl StoreError {
+    fn io(path: &Path, error: std::io::Error) -> StoreError {
+        StoreError::Io {
+            path: path.to_path_buf(),
+            error,
+        }
+    }
+}
+
+/// How the store is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shape {
+    /// One folder per release tag (and metadata folders).
+    PerTag,
+    /// All assets in one folder.
+    Flat,
+}
+
+/// One version of one extension, with its image for each arch the store holds.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub version: String,
+    pub images: BTreeMap<Arch, PathBuf>,
+}
+
+/// One extension: its releases oldest first (systemd's version order) and its transfer
+/// files (`NAME.conf`, `NAME-vMAJ.MIN.conf`), newest release's copy first.
+#[derive(Debug, Clone)]
+pub struct Extension {
+    pub name: String,
+    pub releases: Vec<Release>,
+    pub confs: Vec<PathBuf>,
+}
+
+impl Extension {
+    /// The generic transfer file `NAME.conf`, if the store has one.
+    pub fn conf(&self) -> Option<&Path> {
+        let want = format!("{}.conf", self.name);
+        self.confs
+            .iter()
+            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == want))
+            .map(PathBuf::as_path)
+    }
+
+    /// Pairs of consecutive versions (older, newer) that both have an image for `arch`.
+    pub fn updates(&self, arch: Arch) -> Vec<(&Release, &Release)> {
+        let with_arch: Vec<&Release> = self
+            .releases
+            .iter()
+            .filter(|r| r.images.contains_key(&arch))
+            .collect();
+        with_arch.windows(2).map(|w| (w[0], w[1])).collect()
+    }
+}
+
+/// A verified store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub root: PathBuf,
+    pub shape: Shape,
+    pub extensions: Vec<Extension>,
+    /// Manifests read, and how many of their lines named a file the store holds.
+    pub manifests: Vec<(PathBuf, usize)>,
+}
+
+impl Store {
+    /// Every image, as (extension, release, arch, path).
+    pub fn images(&self) -> impl Iterator<Item = (&Extension, &Release, Arch, &Path)> {
+        self.extensions.iter().flat_map(|e| {
+            e.releases
+                .iter()
+                .flat_map(move |r| r.images.iter().map(move |(a, p)| (e, r, *a, p.as_path())))
+        })
+    }
+}
+
+/// Whether `dir` looks like a store (a folder per release tag, or bakery-named images and
+/// a `SHA256SUMS` side by side) rather than one release directory of our own build.
+pub fn looks_like_store(dir: &Path) -> bool {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    rd.filter_map(Result::ok).any(|e| {
+        let p = e.path();
+        p.is_dir() && (p.join("SHA256SUMS").is_file() || has_images(&p))
+    })
+}
+
+fn has_images(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().ends_with(".raw"))
+        })
+        .unwrap_or(false)
+}
+
+/// Reads the store at `dir` and verifies every digest its manifests list for files it
+/// holds. Nothing is trusted before this returns.
+pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    let mut folders = vec![dir.to_path_buf()];
+    let rd = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+    let mut subdirs: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    subdirs.sort();
+    let shape = if subdirs
+        .iter()
+        .any(|d| has_images(d) || d.join("SHA256SUMS").is_file())
+    {
+        Shape::PerTag
+    } else {
+        Shape::Flat
+    };
+    folders.extend(subdirs);
+
+    // Images by file name (a name may appear twice only with the same bytes), and the
+    // transfer files.
+    let mut images: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let mut confs: Vec<PathBuf> = Vec::new();
+    let mut manifests: Vec<PathBuf> = Vec::new();
+    for folder in &folders {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(folder)
+            .map_err(|e| StoreError::io(folder, e))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        entries.sort();
+        for path in entries {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name == "SHA256SUMS" {
+                manifests.push(path);
+            } else if name.ends_with(".raw") {
+                if let Some(first) = images.get(&name) {
+                    if digest(first)? != digest(&path)? {
+                        return Err(StoreError::Conflict {
+                            first: first.clone(),
+                            second: path,
+                        });
+                    }
+                    continue;
+                }
+                images.insert(name, path);
+            } else if name.ends_with(".conf") {
+                confs.push(path);
+            }
+        }
+    }
+    if images.is_empty() {
+        return Err(StoreError::Empty {
+            dir: dir.to_path_buf(),
+        });
+    }
+
+    // Every listed file the store holds must match; every image must be listed somewhere.
+    let mut digests: BTreeMap<PathBuf, String> = BTreeMap::new();
+    let mut listed: BTreeMap<String, ()> = BTreeMap::new();
+    let mut checked = Vec::new();
+    for manifest in &manifests {
+        let bytes = std::fs::read(manifest).map_err(|e| StoreError::io(manifest, e))?;
+        let (entries, issues) = sha256sums::parse(&bytes);
+        if let Some(issue) = issues.first() {
+            return Err(StoreError::BadManifest {
+                manifest: manifest.clone(),
+                line: issue.line,
+                message: issue.message.clone(),
+            });
+        }
+        let here = manifest.parent().unwrap_or(dir);
+        let mut count = 0;
+        for entry in entries {
+            // Beside the manifest first (a release tag), else anywhere in the store (the
+            // metadata and global manifests list files of every tag).
+            let beside = here.join(&entry.file);
+            let file = if beside.is_file() {
+                beside
+            } else if let Some(p) = images.get(&entry.file) {
+                p.clone()
+            } else {
+                continue;
+            };
+            let actual = match digests.get(&file) {
+                Some(d) => d.clone(),
+                None => {
+                    let d = digest(&file)?;
+                    digests.insert(file.clone(), d.clone());
+                    d
+                }
+            };
+            if !actual.eq_ignore_ascii_case(&entry.digest) {
+                return Err(StoreError::DigestMismatch {
+                    file,
+                    manifest: manifest.clone(),
+                    line: entry.line,
+                    expected: entry.digest,
+                    actual,
+                });
+            }
+            listed.insert(entry.file, ());
+            count += 1;
+        }
+        checked.push((manifest.clone(), count));
+    }
+    for (name, path) in &images {
+        if !listed.contains_key(name) {
+            return Err(StoreError::Unlisted {
+                file: path.clone(),
+                name: name.clone(),
+            });
+        }
+    }
+
+    // Group by extension and version; the tag folder names tell names with dashes apart.
+    let known: Vec<String> = folders
+        .iter()
+        .filter(|f| !has_images(f))
+        .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect();
+    let mut by_name: BTreeMap<String, BTreeMap<String, BTreeMap<Arch, PathBuf>>> = BTreeMap::new();
+    for (file, path) in &images {
+        let t = naming::triple(file, &known)
+            .ok_or_else(|| StoreError::Misnamed { file: path.clone() })?;
+        by_name
+            .entry(t.name)
+            .or_default()
+            .entry(t.version)
+            .or_default()
+            .insert(t.arch, path.clone());
+    }
+    let mut extensions = Vec::new();
+    for (name, versions) in by_name {
+        let mut releases: Vec<Release> = versions
+            .into_iter()
+            .map(|(version, images)| Release { version, images })
+            .collect();
+        releases.sort_by(|a, b| crate::version::compare(&a.version, &b.version));
+        let mut ext_confs: Vec<PathBuf> = confs
+            .iter()
+            .filter(|p| conf_belongs(p, &name))
+            .cloned()
+            .collect();
+        // The newest tag's copy first: a fork's fix to the conf ships with a new release.
+        ext_confs.sort_by(|a, b| {
+            let va = tag_version(a, &name);
+            let vb = tag_version(b, &name);
+            crate::version::compare(&vb, &va)
+        });
+        extensions.push(Extension {
+            name,
+            releases,
+            confs: ext_confs,
+        });
+    }
+    Ok(Store {
+        root: dir.to_path_buf(),
+        shape,
+        extensions,
+        manifests: checked,
+    })
+}
+
+/// Records a release directory built for the store at `root` (`root/NAME-VERSION/` with its
+/// images, `SHA256SUMS` and transfer files) the way the bakery's `release_meta.sh` does: its
+/// lines go into the metadata release's `NAME/SHA256SUMS` and the global
+/// `SHA256SUMS/SHA256SUMS`, its transfer files into `NAME/`. Each file is replaced whole.
+pub fn add_release(root: &Path, name: &str, release_dir: &Path) -> Result<(), StoreError> {
+    let sums = release_dir.join("SHA256SUMS");
+    let bytes = std::fs::read(&sums).map_err(|e| StoreError::io(&sums, e))?;
+    let (entries, issues) = sha256sums::parse(&bytes);
+    if let Some(issue) = issues.first() {
+        return Err(StoreError::BadManifest {
+            manifest: sums,
+            line: issue.line,
+            message: issue.message.clone(),
+        });
+    }
+    let meta = root.join(name);
+    let global = root.join("SHA256SUMS");
+    for dir in [&meta, &global] {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    }
+    for manifest in [meta.join("SHA256SUMS"), global.join("SHA256SUMS")] {
+        for e in &entries {
+            sha256sums::upsert(&manifest, &e.file, &e.digest)
+                .map_err(|err| StoreError::io(&manifest, err))?;
+        }
+    }
+    let rd = std::fs::read_dir(release_dir).map_err(|e| StoreError::io(release_dir, e))?;
+    for entry in rd.filter_map(Result::ok) {
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "conf") {
+            let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
+            let dest = meta.join(entry.file_name());
+            crate::atomic::write_bytes(&dest, &bytes).map_err(|e| StoreError::io(&dest, e))?;
+        }
+    }
+    Ok(())
+}
+
+fn digest(path: &Path) -> Result<String, StoreError> {
+    sha256sums::digest_file(path).map_err(|e| StoreError::io(path, e))
+}
+
+/// `NAME.conf` or `NAME-vMAJ.MIN.conf` (and nothing of an extension whose name merely
+/// starts with NAME, such as `docker-compose.conf` for docker).
+fn conf_belongs(path: &Path, name: &str) -> bool {
+    let Some(file) = path.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return false;
+    };
+    let Some(stem) = file.strip_suffix(".conf") else {
+        return false;
+    };
+    stem == name
+        || stem
+            .strip_prefix(name)
+            .and_then(|r| r.strip_prefix("-v"))
+            .is_some_and(|r| r.chars().next().is_some_and(|c| c.is_ascii_digit()))
+}
+
+/// The version of the tag folder a conf sits in (`NAME-VERSION/`), or "" elsewhere.
+fn tag_version(path: &Path, name: &str) -> String {
+    path.parent()
+        .and_then(Path::file_name)
+        .map(|n| n.to_string_lossy().into_owned())
+        .and_then(|n| n.strip_prefix(&format!("{name}-")).map(str::to_string))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, bytes: &[u8]) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    fn sums(dir: &Path, files: &[(&str, &[u8])]) {
+        let mut m = BTreeMap::new();
+        for (f, b) in files {
+            use sha2::Digest;
+            m.insert(f.to_string(), hex::encode(sha2::Sha256::digest(b)));
+        }
+        let path = dir.join("SHA256SUMS");
+        let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+        text.push_str(&sha256sums::render(&m));
+        write(&path, text.as_bytes());
+    }
+
+    /// Two releases of docker-compose and one of docker, both arches, laid out per tag with
+    /// the metadata and global manifests, as the bakery publishes them.
+    fn per_tag_store(root: &Path) {
+        let mut all = Vec::new();
+        for (name, version) in [
+            ("docker-compose", "2.34.0"),
+            ("docker-compose", "2.4.1"),
+            ("docker", "28.0.4"),
+        ] {
+            let tag = root.join(format!("{name}-{version}"));
+            let mut files = Vec::new();
+            for arch in ["x86-64", "arm64"] {
+                let file = format!("{name}-{version}-{arch}.raw");
+                let bytes = format!("{file} bytes").into_bytes();
+                write(&tag.join(&file), &bytes);
+                files.push((file, bytes));
+            }
+            write(&tag.join(format!("{name}.conf")), b"[Transfer]\n");
+            let refs: Vec<(&str, &[u8])> = files
+                .iter()
+                .map(|(f, b)| (f.as_str(), b.as_slice()))
+                .collect();
+            sums(&tag, &refs);
+            sums(&root.join(name), &refs);
+            all.extend(files);
+        }
+        let refs: Vec<(&str, &[u8])> = all
+            .iter()
+            .map(|(f, b)| (f.as_str(), b.as_slice()))
+            .collect();
+        sums(&root.join("SHA256SUMS"), &refs);
+    }
+
+    #[test]
+    fn a_per_tag_store_groups_releases_in_version_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        per_tag_store(tmp.path());
+        assert!(looks_like_store(tmp.path()));
+        let store = open(tmp.path()).unwrap();
+        assert_eq!(store.shape, Shape::PerTag);
+        let names: Vec<&str> = store.extensions.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["docker", "docker-compose"]);
+        let compose = &store.extensions[1];
+        let versions: Vec<&str> = compose
+            .releases
+            .iter()
+            .map(|r| r.version.as_str())
+            .collect();
+        assert_eq!(versions, ["2.4.1", "2.34.0"]);
+        assert_eq!(compose.updates(Arch::Arm64).len(), 1);
+        assert_eq!(store.images().count(), 6);
+        // docker's conf is not docker-compose's.
+        assert_eq!(store.extensions[0].confs.len(), 1);
+        assert!(store.extensions[0].conf().is_some());
+        // tag, metadata and global manifests were all read.
+        assert_eq!(store.manifests.len(), 3 + 2 + 1);
+        assert!(store.manifests.iter().all(|(_, n)| *n > 0));
+    }
+
+    #[test]
+    fn releases_added_one_by_one_make_a_store_that_opens() {
+        let tmp = tempfile::tempdir().unwrap();
+        for version in ["1.0", "1.1"] {
+            let dir = tmp.path().join(format!("hello-{version}"));
+            for arch in ["x86-64", "arm64"] {
+                let f = format!("hello-{version}-{arch}.raw");
+                write(&dir.join(&f), f.as_bytes());
+                sums(&dir, &[(&f, f.as_bytes())]);
+            }
+            write(&dir.join("hello.conf"), b"[Transfer]\n");
+            add_release(tmp.path(), "hello", &dir).unwrap();
+        }
+        let global = std::fs::read_to_string(tmp.path().join("SHA256SUMS/SHA256SUMS")).unwrap();
+        assert_eq!(global.lines().count(), 4);
+        assert!(tmp.path().join("hello/hello.conf").is_file());
+        let store = open(tmp.path()).unwrap();
+        assert_eq!(store.extensions[0].releases.len(), 2);
+        assert_eq!(store.extensions[0].updates(Arch::X86_64).len(), 1);
+    }
+
+    #[test]
+    fn a_flipped_digest_names_the_file_and_both_digests() {
+        let tmp = tempfile::tempdir().unwrap();
+        per_tag_store(tmp.path());
+        let victim = tmp.path().join("docker-28.0.4/docker-28.0.4-arm64.raw");
+        let before = sha256sums::digest_file(&victim).unwrap();
+        write(&victim, b"tampered");
+        let err = open(tmp.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }), "{msg}");
+        assert!(msg.contains("docker-28.0.4-arm64.raw"), "{msg}");
+        assert!(msg.contains(&before), "{msg}");
+        assert!(
+            msg.contains(&sha256sums::digest_file(&victim).unwrap()),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_flat_folder_of_assets_is_a_store_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = b"one".as_slice();
+        let b = b"two".as_slice();
+        write(&tmp.path().join("tailscale-v1.80.0-x86-64.raw"), a);
+        write(&tmp.path().join("tailscale-v1.82.0-x86-64.raw"), b);
+        sums(
+            tmp.path(),
+            &[
+                ("tailscale-v1.80.0-x86-64.raw", a),
+                ("tailscale-v1.82.0-x86-64.raw", b),
+            ],
+        );
+        let store = open(tmp.path()).unwrap();
+        assert_eq!(store.shape, Shape::Flat);
+        assert_eq!(store.extensions[0].updates(Arch::X86_64).len(), 1);
+        assert!(store.extensions[0].updates(Arch::Arm64).is_empty());
+    }
+
+    #[rstest::rstest]
+    #[case::empty(&[], "no extension images")]
+    #[case::unlisted(&[("docker-1.0-x86-64.raw", false)], "listed in no SHA256SUMS")]
+    #[case::misnamed(&[("docker.raw", true)], "not named NAME-VERSION-ARCH.raw")]
+    fn a_store_that_cannot_be_trusted_is_refused(
+        #[case] files: &[(&str, bool)],
+        #[case] words: &str,
+    ) {
+        let tmp = tempfile::tempdir().unwrap();
+        for (f, list) in files {
+            write(&tmp.path().join(f), b"x");
+            if *list {
+                sums(tmp.path(), &[(f, b"x")]);
+            }
+        }
+        let msg = open(tmp.path()).unwrap_err().to_string();
+        assert!(msg.contains(words), "{msg}");
+        assert!(msg.contains(&tmp.path().display().to_string()), "{msg}");
+    }
+
+    #[test]
+    fn a_broken_manifest_line_is_refused_with_its_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(&tmp.path().join("docker-1.0-x86-64.raw"), b"x");
+        write(
+            &tmp.path().join("SHA256SUMS"),
+            b"nonsense  docker-1.0-x86-64.raw\n",
+        );
+        let msg = open(tmp.path()).unwrap_err().to_string();
+        assert!(msg.contains("SHA256SUMS:1"), "{msg}");
+    }
+
+    #[rstest::rstest]
+    #[case("kubernetes-v1.32.conf", "kubernetes", true)]
+    #[case("kubernetes.conf", "kubernetes", true)]
+    #[case("docker-compose.conf", "docker", false)]
+    #[case("docker-buildx.conf", "docker", false)]
+    fn confs_belong_to_their_extension_only(
+        #[case] file: &str,
+        #[case] name: &str,
+        #[case] belongs: bool,
+    ) {
+        assert_eq!(conf_belongs(Path::new(file), name), belongs);
+    }
+}

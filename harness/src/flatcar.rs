@@ -1,0 +1,464 @@
+//! Real Flatcar releases, from Flatcar's release server
+//! (`https://<channel>.release.flatcar-linux.net/<board>/<version>/`): the QEMU UEFI image
+//! and `version.txt`, each with its detached signature, checked with `gpgv` against Flatcar's
+//! image signing key before anything is decompressed or cached.
+//!
+//! A download that stops half way is resumed with a byte range on the next try; a file whose
+//! signature does not verify is deleted, so the next try fetches it again rather than
+//! trusting it. With no network the fetch fails at once, naming the URL and the folder a
+//! user can fill by hand (the same four files, which are then verified the same way).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use sysext_builder::Arch;
+
+/// The compressed image and the release description, as the server names them.
+pub const IMAGE: &str = "flatcar_production_qemu_uefi_image.img.bz2";
+pub const VERSION_TXT: &str = "version.txt";
+/// Where Flatcar publishes the key its release files are signed with.
+pub const SIGNING_KEY_URL: &str =
+    "https://www.flatcar.org/security/image-signing-key/Flatcar_Image_Signing_Key.asc";
+const CHANNELS: [&str; 4] = ["stable", "beta", "alpha", "lts"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlatcarError {
+    #[error(
+        "'{given}': expected flatcar:<channel>[:<version>], channel one of stable, beta, alpha, lts, e.g. flatcar:stable:4230.2.0"
+    )]
+    Spec { given: String },
+    #[error(
+        "cannot reach {url} ({reason}); offline? put {files} from {dir_url} into {} by hand, then run again",
+        dir.display()
+    )]
+    Offline {
+        url: String,
+        reason: String,
+        files: String,
+        dir_url: String,
+        dir: PathBuf,
+    },
+    #[error(
+        "{url}: the release server answered {status}; check the channel and version (the server lists them at {dir_url})"
+    )]
+    Http {
+        url: String,
+        status: u16,
+        dir_url: String,
+    },
+    #[error(
+        "{}: its signature does not verify against {} ({detail}); the file was deleted, run again to download it anew",
+        file.display(),
+        keyring.display()
+    )]
+    Signature {
+        file: PathBuf,
+        keyring: PathBuf,
+        detail: String,
+    },
+    #[error(
+        "{}: no keyring with Flatcar's image signing key; download {SIGNING_KEY_URL} and run `gpg --dearmor < Flatcar_Image_Signing_Key.asc > {}` (or set SYSEXT_TEST_FLATCAR_KEYRING)",
+        path.display(),
+        path.display()
+    )]
+    NoKeyring { path: PathBuf },
+    #[error("{}: version.txt has no FLATCAR_VERSION= line", path.display())]
+    BadVersionFile { path: PathBuf },
+    #[error("{}: {error}", path.display())]
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    #[error(transparent)]
+    Tool(#[from] sysext_builder::host_tool::ToolError),
+}
+
+impl FlatcarError {
+    fn io(path: &Path, error: std::io::Error) -> FlatcarError {
+        FlatcarError::Io {
+            path: path.to_path_buf(),
+            error,
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, FlatcarError>;
+
+/// `flatcar:<channel>[:<version>]`: a channel's current release, or one version of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub channel: String,
+    pub version: Option<String>,
+}
+
+impl std::str::FromStr for Release {
+    type Err = FlatcarError;
+    fn from_str(s: &str) -> Result<Release> {
+        let bad = || FlatcarError::Spec {
+            given: s.to_string(),
+        };
+        let rest = s.strip_prefix("flatcar:").ok_or_else(bad)?;
+        let (channel, version) = match rest.split_once(':') {
+            Some((c, v)) => (c, Some(v)),
+            None => (rest, None),
+        };
+        if !CHANNELS.contains(&channel) {
+            return Err(bad());
+        }
+        if let Some(v) = version
+            && (v.is_empty()
+                || !v.chars().all(|c| c.is_ascii_digit() || c == '.')
+                || v.starts_with('.'))
+        {
+            return Err(bad());
+        }
+        Ok(Release {
+            channel: channel.to_string(),
+            version: version.map(str::to_string),
+        })
+    }
+}
+
+/// A verified, decompressed release in the cache.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub channel: String,
+    pub version: String,
+    pub arch: Arch,
+    /// The raw disk image (GPT; USR-A, OEM, ROOT, ...).
+    pub disk: PathBuf,
+    pub dir: PathBuf,
+    /// True when nothing was downloaded.
+    pub from_cache: bool,
+}
+
+/// Fetches releases into `cache/flatcar/`.
+pub struct Fetcher {
+    /// `https://{channel}.release.flatcar-linux.net`, or a stand-in with `{channel}` in it.
+    pub base: String,
+    pub keyring: PathBuf,
+    pub cache: PathBuf,
+    pub client: reqwest::blocking::Client,
+}
+
+fn board(arch: Arch) -> &'static str {
+    match arch {
+        Arch::X86_64 => "amd64-usr",
+        Arch::Arm64 => "arm64-usr",
+    }
+}
+
+impl Fetcher {
+    /// The real release server, or `SYSEXT_TEST_FLATCAR_URL` (a URL with `{channel}` in it);
+    /// the keyring from `SYSEXT_TEST_FLATCAR_KEYRING`, else `cache/flatcar/flatcar-signing-key.gpg`.
+    pub fn from_env(cache: &Path) -> Fetcher {
+        let base = std::env::var("SYSEXT_TEST_FLATCAR_URL")
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "https://{channel}.release.flatcar-linux.net".into());
+        let keyring = std::env::var_os("SYSEXT_TEST_FLATCAR_KEYRING")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| cache.join("flatcar/flatcar-signing-key.gpg"));
+        Fetcher::new(&base, &keyring, cache)
+    }
+
+    pub fn new(base: &str, keyring: &Path, cache: &Path) -> Fetcher {
+        // Every request has a deadline: connecting (an offline machine fails here at once),
+        // and the whole transfer (a stalled one is resumed by the next try).
+        let client = reqwest::blocking::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(1800))
+            .build()
+            .unwrap_or_else(|_| reqwest::blocking::Client::new());
+        Fetcher {
+            base: base.trim_end_matches('/').to_string(),
+            keyring: keyring.to_path_buf(),
+            cache: cache.join("flatcar"),
+            client,
+        }
+    }
+
+    fn dir_url(&self, release: &Release, version: &str, arch: Arch) -> String {
+        format!(
+            "{}/{}/{version}",
+            self.base.replace("{channel}", &release.channel),
+            board(arch)
+        )
+    }
+
+    /// Where a verified release lives.
+    pub fn release_dir(&self, channel: &str, version: &str, arch: Arch) -> PathBuf {
+        self.cache
+            .join(format!("{channel}-{version}-{}", arch.systemd_name()))
+    }
+
+    /// Where downloads in progress (and files put there by hand) wait to be verified.
+    pub fn download_dir(&self, channel: &str, version: &str, arch: Arch) -> PathBuf {
+        self.cache
+            .join("downloads")
+            .join(format!("{channel}-{version}-{}", arch.systemd_name()))
+    }
+
+    /// The release, from the cache when it is there, else downloaded, verified and
+    /// decompressed into it.
+    pub fn fetch(&self, release: &Release, arch: Arch, progress: &dyn Fn(&str)) -> Result<Image> {
+        if let Some(v) = &release.version
+            && let Some(img) = self.cached(&release.channel, v, arch)
+        {
+            progress(&format!(
+                "flatcar {} {v} ({arch}): cached in {}",
+                release.channel,
+                img.dir.display()
+            ));
+            return Ok(img);
+        }
+        if !self.keyring.is_file() {
+            return Err(FlatcarError::NoKeyring {
+                path: self.keyring.clone(),
+            });
+        }
+        let asked = release.version.clone().unwrap_or_else(|| "current".into());
+        let dl = self.download_dir(&release.channel, &asked, arch);
+        std::fs::create_dir_all(&dl).map_err(|e| FlatcarError::io(&dl, e))?;
+        let dir_url = self.dir_url(release, &asked, arch);
+        for f in [VERSION_TXT, &format!("{VERSION_TXT}.sig")] {
+            self.download(&dir_url, f, &dl, release, &asked, arch, progress)?;
+        }
+        self.verify(&dl.join(VERSION_TXT))?;
+        let version = flatcar_version(&dl.join(VERSION_TXT))?;
+        if let Some(img) = self.cached(&release.channel, &version, arch) {
+            progress(&format!(
+                "flatcar {} {asked} is {version}: cached in {}",
+                release.channel,
+                img.dir.display()
+            ));
+            return Ok(img);
+        }
+        for f in [IMAGE, &format!("{IMAGE}.sig")] {
+            self.download(&dir_url, f, &dl, release, &asked, arch, progress)?;
+        }
+        self.verify(&dl.join(IMAGE))?;
+        progress(&format!(
+            "flatcar {} {version}: signatures verified, decompressing",
+            release.channel
+        ));
+        let dest = self.release_dir(&release.channel, &version, arch);
+        let parent = dest.parent().unwrap_or(&self.cache);
+        let tmp = tempfile::Builder::new()
+            .prefix(".flatcar-")
+            .tempdir_in(parent)
+            .map_err(|e| FlatcarError::io(parent, e))?;
+        let out = tmp.path().join("flatcar_production_qemu_uefi_image.img");
+        let file = std::fs::File::create(&out).map_err(|e| FlatcarError::io(&out, e))?;
+        let status = Command::new("bunzip2")
+            .arg("-c")
+            .arg(dl.join(IMAGE))
+            .stdout(file)
+            .status();
+        match status {
+            Ok(s) if s.success() => {}
+            Ok(s) => {
+                return Err(FlatcarError::io(
+                    &dl.join(IMAGE),
+                    std::io::Error::other(format!("bunzip2 exited {s}")),
+                ));
+            }
+            Err(e) => {
+                return Err(sysext_builder::host_tool::start_error(e, "bunzip2", "bzip2").into());
+            }
+        }
+        std::fs::copy(dl.join(VERSION_TXT), tmp.path().join(VERSION_TXT))
+            .map_err(|e| FlatcarError::io(&dl, e))?;
+        let staged = tmp.keep();
+        if let Err(e) = std::fs::rename(&staged, &dest) {
+            let _ = std::fs::remove_dir_all(&staged);
+            // Another user finished the same release first: theirs is as good as ours.
+            if !dest.is_dir() {
+                return Err(FlatcarError::io(&dest, e));
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dl);
+        progress(&format!(
+            "flatcar {} {version} ({arch}): cached in {}",
+            release.channel,
+            dest.display()
+        ));
+        Ok(Image {
+            channel: release.channel.clone(),
+            version,
+            arch,
+            disk: dest.join("flatcar_production_qemu_uefi_image.img"),
+            dir: dest,
+            from_cache: false,
+        })
+    }
+
+    fn cached(&self, channel: &str, version: &str, arch: Arch) -> Option<Image> {
+        let dir = self.release_dir(channel, version, arch);
+        let disk = dir.join("flatcar_production_qemu_uefi_image.img");
+        disk.is_file().then(|| Image {
+            channel: channel.to_string(),
+            version: version.to_string(),
+            arch,
+            disk,
+            dir,
+            from_cache: true,
+        })
+    }
+
+    /// Downloads `file` into `dir`, resuming a partial copy with a byte range. A complete
+    /// file already there (a resumed run, or put there by hand) is kept.
+    #[allow(clippy::too_many_arguments)]
+    fn download(
+        &self,
+        dir_url: &str,
+        file: &str,
+        dir: &Path,
+        release: &Release,
+        asked: &str,
+        arch: Arch,
+        progress: &dyn Fn(&str),
+    ) -> Result<()> {
+        let dest = dir.join(file);
+        if dest.is_file() {
+            return Ok(());
+        }
+        let part = dir.join(format!("{file}.part"));
+        let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+        let url = format!("{dir_url}/{file}");
+        let mut req = self.client.get(&url);
+        if have > 0 {
+            req = req.header("Range", format!("bytes={have}-"));
+            progress(&format!("resuming {url} at byte {have}"));
+        } else {
+            progress(&format!("downloading {url}"));
+        }
+        let mut resp = req.send().map_err(|e| FlatcarError::Offline {
+            url: url.clone(),
+            reason: one_line(&e),
+            files: format!("{IMAGE}{{,.sig}} and {VERSION_TXT}{{,.sig}}"),
+            dir_url: dir_url.to_string(),
+            dir: self.download_dir(&release.channel, asked, arch),
+        })?;
+        let status = resp.status().as_u16();
+        let append = match status {
+            206 => true,
+            200 => false,
+            // The partial copy is the whole file already.
+            416 if have > 0 => {
+                std::fs::rename(&part, &dest).map_err(|e| FlatcarError::io(&dest, e))?;
+                return Ok(());
+            }
+            _ => {
+                return Err(FlatcarError::Http {
+                    url,
+                    status,
+                    dir_url: dir_url.to_string(),
+                });
+            }
+        };
+        let mut out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(&part)
+            .map_err(|e| FlatcarError::io(&part, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            // A cut connection leaves the .part file for the next try to resume.
+            let n = resp
+                .read(&mut buf)
+                .map_err(|e| FlatcarError::io(&part, e))?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| FlatcarError::io(&part, e))?;
+        }
+        out.sync_all().map_err(|e| FlatcarError::io(&part, e))?;
+        std::fs::rename(&part, &dest).map_err(|e| FlatcarError::io(&dest, e))
+    }
+
+    /// `gpgv` on `file` and `file.sig`; on failure both are deleted.
+    fn verify(&self, file: &Path) -> Result<()> {
+        let sig = PathBuf::from(format!("{}.sig", file.display()));
+        let out = Command::new("gpgv")
+            .arg("--keyring")
+            .arg(&self.keyring)
+            .arg(&sig)
+            .arg(file)
+            .output()
+            .map_err(|e| sysext_builder::host_tool::start_error(e, "gpgv", "gpgv"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(file);
+        let _ = std::fs::remove_file(&sig);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let detail = stderr
+            .lines()
+            .map(|l| l.trim_start_matches("gpgv: ").trim())
+            .find(|l| l.contains("BAD signature") || l.contains("Can't check") || l.contains("not"))
+            .or_else(|| stderr.lines().last())
+            .unwrap_or("gpgv failed")
+            .to_string();
+        Err(FlatcarError::Signature {
+            file: file.to_path_buf(),
+            keyring: self.keyring.clone(),
+            detail,
+        })
+    }
+}
+
+fn one_line(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s.replace('\n', " ")
+}
+
+/// `FLATCAR_VERSION=` from a release's version.txt.
+fn flatcar_version(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path).map_err(|e| FlatcarError::io(path, e))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("FLATCAR_VERSION="))
+        .map(|v| v.trim().trim_matches('"').to_string())
+        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| FlatcarError::BadVersionFile {
+            path: path.to_path_buf(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[rstest::rstest]
+    #[case("flatcar:stable", "stable", None)]
+    #[case("flatcar:lts:4081.3.4", "lts", Some("4081.3.4"))]
+    fn release_specs_parse(#[case] s: &str, #[case] channel: &str, #[case] version: Option<&str>) {
+        let r: Release = s.parse().unwrap();
+        assert_eq!(
+            (r.channel.as_str(), r.version.as_deref()),
+            (channel, version)
+        );
+    }
+
+    #[rstest::rstest]
+    #[case("stable")]
+    #[case("flatcar:nightly")]
+    #[case("flatcar:stable:")]
+    #[case("flatcar:stable:../../etc")]
+    fn bad_release_specs_say_what_is_expected(#[case] s: &str) {
+        let e = s.parse::<Release>().unwrap_err().to_string();
+        assert!(e.contains("flatcar:<channel>[:<version>]"), "{e}");
+    }
+}
