@@ -25,6 +25,36 @@ pub struct Manifest {
     pub expect_failure: Vec<ExpectedFailure>,
     /// `[test.update]`: the subject takes part in the sysupdate cycles.
     pub update: Option<UpdatePlan>,
+    /// Units the image enables that wait for configuration instead of running (kubelet
+    /// restarts until kubeadm writes its config): they must be loaded and pulled in, not
+    /// active.
+    #[serde(default)]
+    pub waiting: Vec<String>,
+    /// Ports something must listen on once the services are up.
+    #[serde(default)]
+    pub ports: Vec<Port>,
+    /// Paths that must exist once the services are up (made by tmpfiles.d, an
+    /// `ExecStartPre=`, or the daemon itself).
+    #[serde(default)]
+    pub creates: Vec<String>,
+    /// The oldest systemd the extension supports (its major version); on an older guest
+    /// its cases are skipped, and say so.
+    pub min_systemd: Option<u32>,
+    /// The oldest Flatcar release it supports (semver, e.g. "4152.0.0").
+    pub min_flatcar: Option<String>,
+}
+
+/// A port that must be listening: `{ port = 41641, proto = "udp" }` (tcp by default).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Port {
+    pub port: u16,
+    #[serde(default = "tcp")]
+    pub proto: String,
+}
+
+fn tcp() -> String {
+    "tcp".into()
 }
 
 /// How to release a subject again and again for the sysupdate cycles: the spec is rebuilt at
@@ -65,9 +95,13 @@ impl UpdatePlan {
 #[serde(deny_unknown_fields)]
 pub struct CommandCheck {
     pub run: String,
-    /// A substring stdout must contain; `@VERSION@` stands for the image's version.
+    /// A substring stdout must contain; `@VERSION@` stands for the image's version and
+    /// `@SEMVER@` for it without a leading `v` (tailscale-v1.80.0 prints 1.80.0).
     #[serde(default)]
     pub expect: String,
+    /// The arches the check applies to (default: all).
+    #[serde(default)]
+    pub arches: Vec<sysext_builder::Arch>,
 }
 
 /// A negative test: `case` must fail an assertion, and the guest's own words (systemd's
@@ -93,10 +127,29 @@ impl Manifest {
     /// The manifest with `@VERSION@` in the commands' expected output replaced.
     pub fn for_version(&self, version: &str) -> Manifest {
         let mut m = self.clone();
+        let semver = version.strip_prefix('v').unwrap_or(version);
         for c in &mut m.commands {
-            c.expect = c.expect.replace("@VERSION@", version);
+            c.expect = c
+                .expect
+                .replace("@VERSION@", version)
+                .replace("@SEMVER@", semver);
         }
         m
+    }
+
+    /// The manifest as it applies on `arch`: checks limited to other arches dropped.
+    pub fn for_arch(&self, arch: sysext_builder::Arch) -> Manifest {
+        let mut m = self.clone();
+        m.commands
+            .retain(|c| c.arches.is_empty() || c.arches.contains(&arch));
+        m
+    }
+
+    /// Why the extension's cases cannot run on a guest with this systemd, if they cannot.
+    pub fn unsupported_on(&self, guest_systemd: u32) -> Option<String> {
+        self.min_systemd
+            .filter(|&min| guest_systemd < min)
+            .map(|min| format!("needs systemd >= {min}, the guest has {guest_systemd}"))
     }
 
     pub fn load(path: &std::path::Path) -> Result<Manifest, String> {
@@ -123,6 +176,36 @@ impl Manifest {
                     ));
                 }
             }
+        }
+        if let Some(v) = &self.min_flatcar
+            && semver::Version::parse(v).is_err()
+        {
+            return Err(format!(
+                "min-flatcar = \"{v}\" is not a Flatcar release number (MAJOR.MINOR.PATCH, e.g. \"4152.0.0\")"
+            ));
+        }
+        for p in &self.ports {
+            if p.port == 0 || !matches!(p.proto.as_str(), "tcp" | "udp") {
+                return Err(format!(
+                    "ports: {{ port = {}, proto = \"{}\" }}: the port must be 1-65535 and proto tcp or udp",
+                    p.port, p.proto
+                ));
+            }
+        }
+        for u in self
+            .services
+            .iter()
+            .chain(&self.waiting)
+            .chain(&self.needs_config)
+        {
+            if !u.contains('.') {
+                return Err(format!(
+                    "'{u}' is not a unit name: write it with its suffix (e.g. {u}.service)"
+                ));
+            }
+        }
+        if let Some(c) = self.creates.iter().find(|c| !c.starts_with('/')) {
+            return Err(format!("creates: '{c}' must be an absolute path"));
         }
         for (i, f) in self.expect_failure.iter().enumerate() {
             if f.systemd.is_empty() || f.systemd.iter().any(|s| s.trim().is_empty()) {
@@ -179,6 +262,64 @@ mod tests {
         .unwrap();
         assert_eq!(m.for_version("2.0.0").commands[0].expect, "hello 2.0.0");
         assert_eq!(m.commands[0].expect, "hello @VERSION@");
+    }
+
+    /// The manifests written for the bakery's documented extensions all load and
+    /// validate, and the six the release gate names are there.
+    #[test]
+    fn every_extension_manifest_in_fixtures_validates() {
+        let dir = crate::fixtures::root().join("manifests");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                let m = Manifest::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                assert!(
+                    !m.commands.is_empty(),
+                    "{}: a manifest checks at least one command",
+                    path.display()
+                );
+                names.push(path.file_stem().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        for want in [
+            "docker",
+            "containerd",
+            "kubernetes",
+            "k3s",
+            "tailscale",
+            "wasmtime",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "no manifest for {want}: {names:?}"
+            );
+        }
+    }
+
+    #[rstest::rstest]
+    #[case("ports = [{ port = 0 }]", "1-65535")]
+    #[case("ports = [{ port = 80, proto = \"sctp\" }]", "tcp or udp")]
+    #[case("creates = [\"run/x\"]", "absolute path")]
+    #[case("min-flatcar = \"4152\"", "MAJOR.MINOR.PATCH")]
+    #[case("waiting = [\"kubelet\"]", "kubelet.service")]
+    #[case("colour = \"red\"", "unknown field")]
+    fn a_bad_manifest_line_says_how_to_fix_it(#[case] text: &str, #[case] words: &str) {
+        let e = Manifest::from_table(&table(text)).unwrap_err();
+        assert!(e.contains(words), "{e}");
+    }
+
+    #[test]
+    fn checks_for_one_arch_are_dropped_on_the_other_and_semver_drops_the_v() {
+        let m = Manifest::from_table(&table(
+            "commands = [{ run = \"a\", expect = \"a @SEMVER@\", arches = [\"arm64\"] }, { run = \"b\" }]\nmin-systemd = 258",
+        ))
+        .unwrap();
+        assert_eq!(m.for_arch(sysext_builder::Arch::X86_64).commands.len(), 1);
+        assert_eq!(m.for_arch(sysext_builder::Arch::Arm64).commands.len(), 2);
+        assert_eq!(m.for_version("v1.80.0").commands[0].expect, "a 1.80.0");
+        assert!(m.unsupported_on(257).unwrap().contains("258"));
+        assert!(m.unsupported_on(258).is_none());
     }
 
     fn table(text: &str) -> toml::Table {

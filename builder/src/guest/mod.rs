@@ -27,6 +27,10 @@ use crate::errors::BuildError;
 /// a connection to the guest's port 22 is answered (accepted or refused) at once, so the
 /// harness can try logins instead of having user-net hold a connection to a guest whose
 /// NIC is not up yet.
+/// The systemd major version both profiles run (Debian trixie's); a manifest's
+/// `min-systemd` above it skips that extension's cases.
+pub const SYSTEMD_MAJOR: u32 = 257;
+
 pub const NETWORK_BEACON: &str = "SYSEXT-TEST-NETWORK-UP";
 
 /// Printed on the serial console once the SSH server has started: the boot's progress, for

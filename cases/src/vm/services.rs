@@ -40,6 +40,8 @@ pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
     let invocations = wait_active(vm, &s.enabled_services)?;
     stay_up(vm, &invocations)?;
     start_others(vm, &s.other_services)?;
+    waiting_set_up(vm, &s.manifest.waiting)?;
+    listening_and_created(vm, &s.manifest)?;
     let mut cmds = vec!["systemctl --failed --no-legend --plain".to_string()];
     cmds.extend(
         s.units
@@ -188,6 +190,89 @@ pub(crate) fn stay_up(vm: &Vm, invocations: &BTreeMap<String, String>) -> CaseRe
         }
     }
     Ok(())
+}
+
+/// Units that wait for configuration (kubelet before kubeadm) must be loaded and pulled in
+/// by something, so they start once configured; running is not required, and a restart
+/// loop is what they are expected to show.
+fn waiting_set_up(vm: &Vm, units: &[String]) -> CaseResult {
+    if units.is_empty() {
+        return Ok(());
+    }
+    let out = vm.execute(&format!(
+        "systemctl show -p Id,LoadState,ActiveState,SubState,UpheldBy,WantedBy,RequiredBy,TriggeredBy -- {}",
+        units.join(" ")
+    ))?;
+    let props = show(&out.stdout);
+    for unit in units {
+        let p = props.get(unit);
+        let get = |k: &str| p.and_then(|p| p.get(k)).map(String::as_str).unwrap_or("");
+        let pulled = ["UpheldBy", "WantedBy", "RequiredBy", "TriggeredBy"]
+            .iter()
+            .any(|k| !get(k).trim().is_empty());
+        if get("LoadState") != "loaded" || !pulled {
+            return Err(Assertion::new(format!(
+                "expected {unit} (waits for configuration per the manifest) to be loaded and pulled in by a target, so it starts once configured"
+            ))
+            .with_evidence(&evidence(vm, unit)?)
+            .into());
+        }
+    }
+    Ok(())
+}
+
+/// The manifest's ports listen and its paths exist, polled for a few seconds (a daemon
+/// binds and writes its socket a moment after systemd calls it started). Ports are read
+/// from /proc/net, which every guest has.
+fn listening_and_created(vm: &Vm, m: &crate::manifest::Manifest) -> CaseResult {
+    if m.ports.is_empty() && m.creates.is_empty() {
+        return Ok(());
+    }
+    let mut checks: Vec<(String, String)> = Vec::new();
+    for p in &m.ports {
+        // TCP sockets listen in state 0A; a bound UDP socket shows state 07.
+        let (files, state) = match p.proto.as_str() {
+            "udp" => ("/proc/net/udp /proc/net/udp6", "07"),
+            _ => ("/proc/net/tcp /proc/net/tcp6", "0A"),
+        };
+        checks.push((
+            format!("{}/{} listening", p.port, p.proto),
+            format!(
+                "awk '$2 ~ /:{:04X}$/ && $4 == \"{state}\" {{ f = 1 }} END {{ exit !f }}' {files}",
+                p.port
+            ),
+        ));
+    }
+    for path in &m.creates {
+        checks.push((
+            format!("{path} exists"),
+            format!("test -e {}", crate::vm::quote(path)),
+        ));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10) * vm.accel.slowdown(vm.arch);
+    loop {
+        let cmds: Vec<&str> = checks.iter().map(|(_, c)| c.as_str()).collect();
+        let outs = vm.batch(&cmds)?;
+        let missing: Vec<&str> = checks
+            .iter()
+            .zip(&outs)
+            .filter(|(_, o)| o.status != 0)
+            .map(|((what, _), _)| what.as_str())
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            let state = vm.execute("cat /proc/net/tcp /proc/net/udp; systemctl --no-pager --no-legend list-units --state=failed,activating")?;
+            return Err(Assertion::new(format!(
+                "expected, once the services are up: {}",
+                missing.join(", ")
+            ))
+            .with_evidence(&state.stdout)
+            .into());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
 /// Services the image ships but does not enable must start once without failing.

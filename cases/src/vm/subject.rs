@@ -41,7 +41,7 @@ impl Subject {
         // A manifest serves every release of an extension: `@VERSION@` in what a command
         // must print is the version in this image's file name.
         let manifest = match &triple {
-            Some(t) => manifest.for_version(&t.version),
+            Some(t) => manifest.for_version(&t.version).for_arch(t.arch),
             None => manifest,
         };
         let name = triple
@@ -55,8 +55,11 @@ impl Subject {
         let unit_files = facts::unit_files(&image);
         let mut enabled = facts::enabled_units(&image);
         enabled.extend(manifest.services.iter().cloned());
-        enabled
-            .retain(|u| u.ends_with(".service") || u.ends_with(".socket") || u.ends_with(".timer"));
+        // A unit that waits for configuration is enabled but not expected to run.
+        enabled.retain(|u| {
+            (u.ends_with(".service") || u.ends_with(".socket") || u.ends_with(".timer"))
+                && !manifest.waiting.contains(u)
+        });
         enabled.sort();
         enabled.dedup();
         let other_services = unit_files
@@ -67,6 +70,7 @@ impl Subject {
                     && !n.contains('@')
                     && !enabled.contains(n)
                     && !manifest.needs_config.contains(n)
+                    && !manifest.waiting.contains(n)
             })
             .collect();
         let mut binaries = Vec::new();
