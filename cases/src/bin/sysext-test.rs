@@ -71,7 +71,9 @@ enum Command {
         /// Guest architecture; default: from the bakery-style file name, else x86-64.
         #[arg(long, value_parser = parse_arch)]
         arch: Option<Arch>,
-        /// A test manifest (TOML: commands = [{ run, expect }], services, needs-config, ...).
+        /// A test manifest (TOML: commands = [{ run, expect }], services, waiting, ports,
+        /// creates, ...); default: the bundled one for the extension's name, if any
+        /// (fixtures/manifests/NAME.toml, SYSEXT_TEST_MANIFESTS).
         #[arg(long, value_name = "FILE")]
         manifest: Option<PathBuf>,
         /// Run only these cases: merge, binaries, services, unmerge, boot, ignition
@@ -797,7 +799,22 @@ fn run_vm(
                 subjects.push((image.to_path_buf(), m));
             }
         } else if path.is_file() {
-            subjects.push((path.clone(), manifest.clone()));
+            // Without --manifest, an extension the project knows (fixtures/manifests/NAME.toml,
+            // SYSEXT_TEST_MANIFESTS, a fixture of that name) is checked with its manifest.
+            let known = path
+                .file_name()
+                .and_then(|n| sysext_builder::naming::triple(&n.to_string_lossy(), &[]))
+                .filter(|_| !manifest_given)
+                .map(|t| sysext_cases::fixtures::manifest_for(&t.name).map(|m| (t.name, m)))
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            match known {
+                Some((name, Some(m))) => {
+                    eprintln!("{}: checking with the manifest for {name}", path.display());
+                    subjects.push((path.clone(), m));
+                }
+                _ => subjects.push((path.clone(), manifest.clone())),
+            }
         } else {
             anyhow::bail!(
                 "{}: no such image file or release store; pass NAME-VERSION-ARCH.raw or the folder `gh release download` filled",
