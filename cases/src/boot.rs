@@ -4,7 +4,8 @@
 //!
 //! What the bakery's maintainer says a test should check, and what differs from a merge at
 //! run time: the extension was merged during boot; the units it enables came up with no
-//! `daemon-reload`; its commands and binaries work (as in the binaries case); nothing
+//! `daemon-reload`; the manifest's waiting units, ports and paths are there; its commands and
+//! binaries work (as in the binaries case); nothing
 //! failed and the boot reached `multi-user.target`; the boot logged
 //! no error that the same guest's boot without the image does not log; no file of the base
 //! `/usr` was hidden by the merge. An image that breaks the boot (no login, where the same
@@ -277,6 +278,10 @@ pub(crate) fn checks(vm: &Vm, s: &Subject, baseline: &Baseline) -> CaseResult {
     // Enabled through .wants or Upholds=: up with no daemon-reload and no start by us.
     let invocations = crate::vm::services::wait_active(vm, &s.enabled_services)?;
     crate::vm::services::stay_up(vm, &invocations)?;
+    // At boot tmpfiles.d and the units ran for real: the manifest's units that wait for
+    // configuration are set up, its ports listen and its paths exist.
+    crate::vm::services::waiting_set_up(vm, &s.manifest.waiting)?;
+    crate::vm::services::listening_and_created(vm, &s.manifest)?;
     // What a user runs once the baked host is up: the manifest's commands, and every
     // binary loadable.
     crate::vm::binaries::check(vm, s)?;

@@ -195,7 +195,7 @@ pub(crate) fn stay_up(vm: &Vm, invocations: &BTreeMap<String, String>) -> CaseRe
 /// Units that wait for configuration (kubelet before kubeadm) must be loaded and pulled in
 /// by something, so they start once configured; running is not required, and a restart
 /// loop is what they are expected to show.
-fn waiting_set_up(vm: &Vm, units: &[String]) -> CaseResult {
+pub(crate) fn waiting_set_up(vm: &Vm, units: &[String]) -> CaseResult {
     if units.is_empty() {
         return Ok(());
     }
@@ -224,7 +224,7 @@ fn waiting_set_up(vm: &Vm, units: &[String]) -> CaseResult {
 /// The manifest's ports listen and its paths exist, polled for a few seconds (a daemon
 /// binds and writes its socket a moment after systemd calls it started). Ports are read
 /// from /proc/net, which every guest has.
-fn listening_and_created(vm: &Vm, m: &crate::manifest::Manifest) -> CaseResult {
+pub(crate) fn listening_and_created(vm: &Vm, m: &crate::manifest::Manifest) -> CaseResult {
     if m.ports.is_empty() && m.creates.is_empty() {
         return Ok(());
     }
