@@ -173,16 +173,41 @@ fn fetcher(server: &Server, keys: &Keys, cache: &Path) -> Fetcher {
     )
 }
 
-fn quiet(_: &str) {}
+/// A signed release tree served locally, and an empty cache.
+struct Lab {
+    keys: Keys,
+    root: tempfile::TempDir,
+    disk: Vec<u8>,
+    server: Server,
+    cache: tempfile::TempDir,
+}
 
-#[test]
-fn a_release_is_downloaded_verified_cached_and_then_reused_without_a_request() {
+impl Lab {
+    fn fetcher(&self) -> Fetcher {
+        fetcher(&self.server, &self.keys, self.cache.path())
+    }
+}
+
+fn lab() -> Lab {
     let keys = keys();
     let root = tempfile::tempdir().unwrap();
     let disk = release_tree(&keys, root.path());
     let server = serve(root.path().to_path_buf());
-    let cache = tempfile::tempdir().unwrap();
-    let f = fetcher(&server, &keys, cache.path());
+    Lab {
+        keys,
+        root,
+        disk,
+        server,
+        cache: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn quiet(_: &str) {}
+
+#[test]
+fn a_release_is_downloaded_verified_cached_and_then_reused_without_a_request() {
+    let lab = lab();
+    let (disk, server, f) = (lab.disk.as_slice(), &lab.server, lab.fetcher());
 
     let img = f
         .fetch(&"flatcar:stable".parse().unwrap(), Arch::X86_64, &quiet)
@@ -190,7 +215,7 @@ fn a_release_is_downloaded_verified_cached_and_then_reused_without_a_request() {
     assert_eq!(img.version, VERSION);
     assert!(!img.from_cache);
     assert_eq!(std::fs::read(&img.disk).unwrap(), disk);
-    assert!(img.dir.starts_with(cache.path()));
+    assert!(img.dir.starts_with(lab.cache.path()));
 
     let before = server.log.lock().unwrap().len();
     let again = f
@@ -227,12 +252,8 @@ fn a_release_is_downloaded_verified_cached_and_then_reused_without_a_request() {
 
 #[test]
 fn a_cut_download_resumes_with_a_byte_range() {
-    let keys = keys();
-    let root = tempfile::tempdir().unwrap();
-    let disk = release_tree(&keys, root.path());
-    let server = serve(root.path().to_path_buf());
-    let cache = tempfile::tempdir().unwrap();
-    let f = fetcher(&server, &keys, cache.path());
+    let lab = lab();
+    let (disk, server, f) = (lab.disk.as_slice(), &lab.server, lab.fetcher());
     let path = format!("/stable/amd64-usr/{VERSION}/{IMAGE}");
     server.cut.lock().unwrap().insert(path.clone(), 10_000);
     let release: Release = format!("flatcar:stable:{VERSION}").parse().unwrap();
@@ -259,12 +280,8 @@ fn a_cut_download_resumes_with_a_byte_range() {
 
 #[test]
 fn a_file_whose_signature_fails_is_refused_deleted_and_fetched_anew() {
-    let keys = keys();
-    let root = tempfile::tempdir().unwrap();
-    let disk = release_tree(&keys, root.path());
-    let server = serve(root.path().to_path_buf());
-    let cache = tempfile::tempdir().unwrap();
-    let f = fetcher(&server, &keys, cache.path());
+    let lab = lab();
+    let (root, disk, f) = (&lab.root, lab.disk.as_slice(), lab.fetcher());
     let served = root
         .path()
         .join("stable/amd64-usr")
