@@ -107,6 +107,7 @@ pub fn run(
             .map(|n| (n.to_string(), config_file.clone()))
             .collect(),
         kernel_args: guest::IGNITION_ARG.into(),
+        payload_disk: false,
     };
     progress(&format!(
         "cold-booting the flatcar-shaped guest with an Ignition config for {} (mirror {})",

@@ -22,6 +22,7 @@ mod vm {
             Arch::X86_64,
             &Place::from_env(),
             Some(&expected),
+            None,
             &|l| eprintln!("{name}: {l}"),
             |vm| {
                 vm.succeed("true")?;

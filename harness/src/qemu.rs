@@ -63,6 +63,8 @@ pub struct Launch {
     pub incoming: Option<String>,
     /// `-fw_cfg name=NAME,file=FILE` items (Ignition configs), for cold boots.
     pub fw_cfg: Vec<(String, PathBuf)>,
+    /// The payload disk ([`crate::payload`]) of guests that are saved and restored.
+    pub payload: Option<PathBuf>,
 }
 
 /// Kernel arguments that keep an x86-64 guest clear of a multi-threaded TCG bug.
@@ -108,6 +110,7 @@ impl Launch {
             cpus: 2,
             incoming: None,
             fw_cfg: Vec::new(),
+            payload: None,
         }
     }
 
@@ -156,6 +159,18 @@ impl Launch {
             "-qmp".into(),
             format!("unix:{},server=on,wait=off", self.qmp_socket.display()),
         ];
+        if let Some(payload) = &self.payload {
+            a.push("-drive".into());
+            a.push(format!(
+                "file={},if=none,id=payload,format=qcow2,readonly=on",
+                payload.display()
+            ));
+            a.push("-device".into());
+            a.push(format!(
+                "virtio-blk-pci,drive=payload,serial={}",
+                crate::payload::SERIAL
+            ));
+        }
         for (name, file) in &self.fw_cfg {
             a.push("-fw_cfg".into());
             a.push(format!("name={name},file={}", file.display()));
@@ -176,6 +191,9 @@ impl Launch {
         l.console_log = PathBuf::from("CONSOLE");
         l.ssh_port = 0;
         l.incoming = None;
+        if l.payload.is_some() {
+            l.payload = Some(PathBuf::from("PAYLOAD"));
+        }
         let mut args = vec![Profile::for_arch(self.arch).binary.to_string()];
         args.extend(l.args());
         args.join(" ")

@@ -24,8 +24,9 @@ use crate::errors::{HarnessError, Result};
 use crate::qemu::{Launch, Profile};
 use crate::vm::{Snapshot, Vm};
 
-/// Bump when what is done to the guest before saving changes (preloaded modules, idle wait).
-const STATE_VERSION: u32 = 2;
+/// Bump when what is done to the guest before saving changes (preloaded modules, idle wait,
+/// udev settled).
+const STATE_VERSION: u32 = 3;
 
 /// Everything that makes a saved state valid, kept beside it as `record.json` so
 /// `sysext-test guest status` can say why it is reused.
@@ -146,7 +147,7 @@ pub fn qemu_version(arch: Arch) -> Result<String> {
 /// What a cold boot of `guest` would be: its record (without timings) and launch settings.
 fn expected(guest: &Guest, key: &GuestKey) -> Result<Record> {
     let accel = accel::choose(guest.arch, &guest.kernel);
-    let launch = Launch::new(
+    let mut launch = Launch::new(
         guest,
         accel,
         Path::new("/"),
@@ -154,6 +155,8 @@ fn expected(guest: &Guest, key: &GuestKey) -> Result<Record> {
         0,
         &crate::vm::key_credential(&key.public),
     );
+    // What `Vm::boot_with_key` attaches, and every restore must attach again.
+    launch.payload = Some(PathBuf::from("PAYLOAD"));
     Ok(Record {
         arch: guest.arch,
         guest: guest
@@ -264,6 +267,8 @@ fn load(dir: &Path, guest: &Guest, key: &GuestKey) -> Result<Snapshot> {
     let record = read_record(dir)?;
     let mut launch = Launch::new(guest, record.accel, dir, dir.join("disk.qcow2"), 0, "");
     launch.cmdline = record.kernel_cmdline.clone();
+    // Each restore makes its own (`Vm::restore_carrying`).
+    launch.payload = Some(dir.join("payload.qcow2"));
     Ok(Snapshot {
         dir: dir.to_path_buf(),
         launch,
@@ -369,6 +374,11 @@ pub fn validity(entry: &Entry, guest: &Guest) -> std::result::Result<(), String>
     }
     if record.key != want.key {
         diffs.push("the guest's SSH key changed".into());
+    }
+    if diffs.is_empty() && entry.dir.file_name() != Some(std::ffi::OsStr::new(&want.dir_name())) {
+        diffs.push(
+            "saved by another version of sysext-test (what is done before saving changed)".into(),
+        );
     }
     if diffs.is_empty() {
         Ok(())

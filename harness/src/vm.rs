@@ -35,6 +35,8 @@ pub struct Vm {
     pub beacon: Option<Duration>,
     /// Console text that ends the wait for a login at once ([`Vm::boot_watching`]).
     give_up_on: Vec<String>,
+    /// The file the payload disk carries ([`Vm::restore_carrying`]).
+    carried: Option<crate::payload::Carried>,
 }
 
 /// What a cold boot adds to the guest's own command line.
@@ -46,6 +48,8 @@ pub struct BootOptions<'a> {
     pub fw_cfg: Vec<(String, PathBuf)>,
     /// Extra kernel arguments.
     pub kernel_args: String,
+    /// Attach the empty payload disk ([`crate::payload`]): guests booted to be saved.
+    pub payload_disk: bool,
 }
 
 /// A guest's saved state: boot once, restore per case on its own overlay.
@@ -145,9 +149,18 @@ impl Vm {
         Vm::boot_inner(guest, &key_pem, &public, options)
     }
 
-    /// Boots `guest` cold, trusting `public` (OpenSSH format) for root's login.
+    /// Boots `guest` cold, trusting `public` (OpenSSH format) for root's login, with the
+    /// (empty) payload disk a saved state needs for [`Vm::restore_carrying`].
     pub fn boot_with_key(guest: &Guest, key_pem: &str, public: &str) -> Result<Vm> {
-        Vm::boot_inner(guest, key_pem, public, &BootOptions::default())
+        Vm::boot_inner(
+            guest,
+            key_pem,
+            public,
+            &BootOptions {
+                payload_disk: true,
+                ..Default::default()
+            },
+        )
     }
 
     fn boot_inner(guest: &Guest, key_pem: &str, public: &str, options: &BootOptions) -> Result<Vm> {
@@ -165,21 +178,38 @@ impl Vm {
             &format!("{} {}", key_credential(public), options.kernel_args),
         );
         launch.fw_cfg = options.fw_cfg.clone();
-        Vm::start(launch, dir, key_pem, false, options.give_up_on)
+        if options.payload_disk {
+            let payload = dir.path().join("payload.qcow2");
+            crate::payload::create(&payload, None)?;
+            launch.payload = Some(payload);
+        }
+        Vm::start(launch, dir, key_pem, false, options.give_up_on, None)
     }
 
-    /// Starts a guest from `snap` on its own overlay: about 2 s instead of a cold boot.
+    /// Starts a guest from `snap` on its own overlay: about 1 s instead of a cold boot.
     pub fn restore(snap: &Snapshot) -> Result<Vm> {
+        Vm::restore_carrying(snap, None)
+    }
+
+    /// Like [`Vm::restore`], with `file` on the payload disk: [`Vm::upload_and_batch`] of
+    /// that file then copies it from the disk instead of sending it through SSH.
+    pub fn restore_carrying(snap: &Snapshot, file: Option<&Path>) -> Result<Vm> {
         let dir = run_dir()?;
         let disk = dir.path().join("disk.qcow2");
         overlay(&snap.dir.join("disk.qcow2"), "qcow2", &disk)?;
         let mut launch = snap.launch.clone();
+        let mut carried = None;
+        if launch.payload.is_some() {
+            let payload = dir.path().join("payload.qcow2");
+            carried = crate::payload::create(&payload, file)?;
+            launch.payload = Some(payload);
+        }
         launch.disk = disk;
         launch.qmp_socket = dir.path().join("qmp.sock");
         launch.console_log = dir.path().join("console.log");
         launch.ssh_port = qemu::free_port()?;
         launch.incoming = Some(format!("exec:cat {}", snap.dir.join("state").display()));
-        Vm::start(launch, dir, snap.key_pem.clone(), true, &[])
+        Vm::start(launch, dir, snap.key_pem.clone(), true, &[], carried)
     }
 
     fn start(
@@ -188,6 +218,7 @@ impl Vm {
         key_pem: String,
         restoring: bool,
         give_up_on: &[&str],
+        carried: Option<crate::payload::Carried>,
     ) -> Result<Vm> {
         let start = Instant::now();
         let rt = runtime()?;
@@ -212,6 +243,7 @@ impl Vm {
             startup: Duration::ZERO,
             beacon: None,
             give_up_on: give_up_on.iter().map(|s| s.to_string()).collect(),
+            carried,
         };
         let slow = vm.accel.slowdown(vm.arch);
         let qmp_deadline = Instant::now() + Duration::from_secs(10 * u64::from(slow));
@@ -409,35 +441,52 @@ impl Vm {
     /// Runs several independent commands in one round trip (each SSH exec costs a TCG
     /// guest tens of milliseconds) and returns each one's output, in order.
     pub fn batch(&self, cmds: &[&str]) -> Result<Vec<Output>> {
-        let out = self.execute(&batch_script(cmds))?;
-        parse_batch(&out.stdout, &out.stderr, cmds.len()).ok_or_else(|| HarnessError::Command {
-            cmd: format!("batch of {} commands", cmds.len()),
-            what: format!("printed no complete result (exit {})", out.status),
-            output: out.combined(),
+        let out = self.execute(&crate::frame::script(BATCH_MARK, cmds, 0))?;
+        crate::frame::parse(BATCH_MARK, &out.stdout, &out.stderr, 0, cmds.len()).ok_or_else(|| {
+            HarnessError::Command {
+                cmd: format!("batch of {} commands", cmds.len()),
+                what: format!("printed no complete result (exit {})", out.status),
+                output: out.combined(),
+            }
         })
     }
 
     /// Uploads `local` as `remote` (mode 0644) and then runs `cmds` as [`Vm::batch`] does,
-    /// in one round trip: the upload's own exec would cost a TCG guest ~0.3 s more.
+    /// in one round trip: the upload's own exec would cost a TCG guest ~0.3 s more. The
+    /// file the payload disk carries is copied from there instead of sent through SSH.
     pub fn upload_and_batch(
         &self,
         local: &Path,
         remote: &str,
         cmds: &[&str],
     ) -> Result<Vec<Output>> {
-        let data = std::fs::read(local).map_err(|e| HarnessError::io(local, e))?;
+        let carried = self.carried.as_ref().filter(|c| {
+            local.canonicalize().is_ok_and(|l| l == c.file)
+                && std::fs::metadata(local).is_ok_and(|m| m.len() == c.len)
+        });
+        let (copy, data) = match carried {
+            Some(c) => (crate::payload::copy_command(remote, c.len, 0o644), None),
+            None => (
+                crate::ssh::write_command(remote, 0o644),
+                Some(std::fs::read(local).map_err(|e| HarnessError::io(local, e))?),
+            ),
+        };
         let script = format!(
-            "{} || {{ echo 'sysext-test: upload to {remote} failed' >&2; exit 97; }}\n{}",
-            crate::ssh::write_command(remote, 0o644),
-            batch_script(cmds)
+            "{copy} || {{ echo 'sysext-test: upload to {remote} failed' >&2; exit 97; }}\n{}",
+            crate::frame::script(BATCH_MARK, cmds, 0)
         );
         let start = Instant::now();
         let out = self
             .ssh()?
-            .exec_with_input(&script, Some(&data), self.command_timeout());
+            .exec_with_input(&script, data.as_deref(), self.command_timeout());
         trace(
             &format!(
-                "upload {} -> {remote}, then {} commands",
+                "{} {} -> {remote}, then {} commands",
+                if carried.is_some() {
+                    "copy from the payload disk"
+                } else {
+                    "upload"
+                },
                 local.display(),
                 cmds.len()
             ),
@@ -452,10 +501,12 @@ impl Vm {
                 output: out.combined(),
             });
         }
-        parse_batch(&out.stdout, &out.stderr, cmds.len()).ok_or_else(|| HarnessError::Command {
-            cmd: format!("batch of {} commands", cmds.len()),
-            what: format!("printed no complete result (exit {})", out.status),
-            output: out.combined(),
+        crate::frame::parse(BATCH_MARK, &out.stdout, &out.stderr, 0, cmds.len()).ok_or_else(|| {
+            HarnessError::Command {
+                cmd: format!("batch of {} commands", cmds.len()),
+                what: format!("printed no complete result (exit {})", out.status),
+                output: out.combined(),
+            }
         })
     }
 
@@ -630,8 +681,13 @@ impl Vm {
     /// with the caller: it is the guest's (`snapshot::GuestKey`) or dies with the process.
     pub fn save(mut self, dir: &Path) -> Result<Snapshot> {
         std::fs::create_dir_all(dir).map_err(|e| HarnessError::io(dir, e))?;
-        // Save an idle guest: no boot job still running that every restore would replay.
-        let _ = self.execute("systemctl is-system-running --wait >/dev/null 2>&1");
+        // Save an idle guest: no boot job still running that every restore would replay, and
+        // no udev event in flight (coldplug loads modules after the boot is "running"; a
+        // state saved with udev workers busy restored, now and then, with them hung for a
+        // minute and the first loop device, so the first merge, waiting on them).
+        let _ = self.execute(
+            "systemctl is-system-running --wait >/dev/null 2>&1; udevadm settle --timeout=60",
+        );
         self.ssh = None;
         // Let sshd finish closing the session before the clock stops.
         std::thread::sleep(Duration::from_millis(200));
@@ -682,48 +738,6 @@ impl Vm {
 
 const BATCH_MARK: &str = "\u{1e}sysext-test-batch";
 
-/// A shell script that runs each command in a subshell and frames its output with marker
-/// lines on both streams: stdout gets `MARK i` … `MARK i rc N`, stderr `MARK i` …
-/// `MARK i end`. Only shell builtins besides the commands themselves: under TCG every extra
-/// process costs tens of milliseconds.
-fn batch_script(cmds: &[&str]) -> String {
-    let mut s = String::new();
-    for (i, c) in cmds.iter().enumerate() {
-        s.push_str(&format!(
-            "printf '%s\\n' '{BATCH_MARK} {i}'; printf '%s\\n' '{BATCH_MARK} {i}' >&2\n( {c}\n) </dev/null\nrc=$?\nprintf '\\n%s %s\\n' '{BATCH_MARK} {i} rc' \"$rc\"; printf '\\n%s\\n' '{BATCH_MARK} {i} end' >&2\n"
-        ));
-    }
-    s
-}
-
-/// Splits what [`batch_script`] printed back into one [`Output`] per command.
-fn parse_batch(stdout: &str, stderr: &str, n: usize) -> Option<Vec<Output>> {
-    let mut outs = Vec::with_capacity(n);
-    let (mut out_rest, mut err_rest) = (stdout, stderr);
-    for i in 0..n {
-        let open = format!("{BATCH_MARK} {i}\n");
-        let rc = format!("\n{BATCH_MARK} {i} rc ");
-        let end = format!("\n{BATCH_MARK} {i} end\n");
-        out_rest = &out_rest[out_rest.find(&open)? + open.len()..];
-        let c = out_rest.find(&rc)?;
-        let out = out_rest[..c].to_string();
-        out_rest = &out_rest[c + rc.len()..];
-        let eol = out_rest.find('\n').unwrap_or(out_rest.len());
-        let status = out_rest[..eol].trim().parse().ok()?;
-        out_rest = &out_rest[eol..];
-        err_rest = &err_rest[err_rest.find(&open)? + open.len()..];
-        let e = err_rest.find(&end)?;
-        let err = err_rest[..e].to_string();
-        err_rest = &err_rest[e + end.len()..];
-        outs.push(Output {
-            status,
-            stdout: out,
-            stderr: err,
-        });
-    }
-    Some(outs)
-}
-
 impl Vm {
     /// QEMU's process id while it runs.
     pub fn qemu_pid(&self) -> Option<u32> {
@@ -768,38 +782,5 @@ impl Drop for Vm {
             }
         }
         crate::cleanup::unregister_dir(self.run_dir.path());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_batch_runs_in_a_shell_and_splits_back() {
-        let cmds = [
-            "echo one; echo err >&2",
-            "printf 'no newline'; exit 3",
-            "true",
-        ];
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(batch_script(&cmds))
-            .output()
-            .unwrap();
-        let parsed = parse_batch(
-            &String::from_utf8_lossy(&out.stdout),
-            &String::from_utf8_lossy(&out.stderr),
-            3,
-        )
-        .unwrap();
-        assert_eq!(parsed[0].stdout, "one\n");
-        assert_eq!(parsed[0].stderr, "err\n");
-        assert_eq!(parsed[0].status, 0);
-        assert_eq!(parsed[1].stdout, "no newline");
-        assert_eq!(parsed[1].stderr, "");
-        assert_eq!(parsed[1].status, 3);
-        assert_eq!(parsed[2].status, 0);
-        assert!(parse_batch("garbage", "", 1).is_none());
     }
 }

@@ -1207,15 +1207,16 @@ fn run_guest_exec(
         pairs.push((local, remote.to_string()));
     }
     let place = sysext_harness::Place::from_env();
-    let (vm, notes) =
-        match sysext_cases::vm::runner::restored(arch, profile, &place, &|l| eprintln!("{l}")) {
-            Ok(v) => v,
-            Err(sysext_cases::vm::Verdict::Error { stage, message }) => {
-                eprintln!("error: {stage}: {message}");
-                return Ok(ExitCode::from(2));
-            }
-            Err(other) => anyhow::bail!("restoring the {arch} guest: {}", other.word()),
-        };
+    let (vm, notes) = match sysext_cases::vm::runner::restored(arch, profile, &place, None, &|l| {
+        eprintln!("{l}")
+    }) {
+        Ok(v) => v,
+        Err(sysext_cases::vm::Verdict::Error { stage, message }) => {
+            eprintln!("error: {stage}: {message}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(other) => anyhow::bail!("restoring the {arch} guest: {}", other.word()),
+    };
     for n in notes {
         eprintln!("note: {n}");
     }

@@ -681,18 +681,28 @@ fn run_prepared(
         mirror,
         ..
     } = prepared;
-    let outcome = crate::vm::runner::run_in_guest(name, arch, place, None, progress, |vm| {
-        let ctx = Ctx {
-            vm,
-            mirror: &mirror,
-            name: extension.to_string(),
-            arch,
-            plan,
-            releases: &releases,
-            versions,
-        };
-        run(cycle, &ctx)
-    });
+    // The seed installs the first release: it rides on the payload disk.
+    let first = versions.first().and_then(|v| releases.get(v)).cloned();
+    let outcome = crate::vm::runner::run_in_guest(
+        name,
+        arch,
+        place,
+        None,
+        first.as_deref(),
+        progress,
+        |vm| {
+            let ctx = Ctx {
+                vm,
+                mirror: &mirror,
+                name: extension.to_string(),
+                arch,
+                plan,
+                releases: &releases,
+                versions,
+            };
+            run(cycle, &ctx)
+        },
+    );
     if !outcome.verdict.is_pass() {
         // The guest's side is in the artifacts already; the server's side goes next to it.
         let dir = place.artifacts(name);

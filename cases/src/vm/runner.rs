@@ -66,6 +66,7 @@ pub fn run_case(
         arch,
         place,
         subject.manifest.expected_failure(case),
+        Some(&subject.image),
         progress,
         |vm| super::run(case, vm, subject),
     )
@@ -80,12 +81,13 @@ fn harness(stage: &str, e: impl std::fmt::Display) -> Verdict {
 }
 
 /// The run's saved guest of `arch`, restored (saved first by a cold boot when no valid
-/// state is cached; saved again once when it does not come back). The notes say when the
-/// guest is not the one the run started with.
+/// state is cached; saved again once when it does not come back) with `carrying` on its
+/// payload disk. The notes say when the guest is not the one the run started with.
 pub fn restored(
     arch: Arch,
     profile: Profile,
     place: &Place,
+    carrying: Option<&std::path::Path>,
     progress: &dyn Fn(&str),
 ) -> Result<(Vm, Vec<String>), Verdict> {
     let recipe = sysext_builder::guest::Recipe::new(profile, arch);
@@ -98,7 +100,7 @@ pub fn restored(
     let snapshots = place.snapshots();
     let snap = sysext_harness::snapshot::shared(&guest, &snapshots, progress)
         .map_err(|e| harness(&format!("cold boot of the {arch} guest: {}", e.stage()), e))?;
-    match Vm::restore(&snap) {
+    match Vm::restore_carrying(&snap, carrying) {
         Ok(vm) => Ok((vm, Vec::new())),
         Err(e) if e.is_boot_failure() => {
             progress(&format!(
@@ -110,7 +112,7 @@ pub fn restored(
                 sysext_harness::snapshot::shared(&guest, &snapshots, progress).map_err(|e| {
                     harness(&format!("cold boot of the {arch} guest: {}", e.stage()), e)
                 })?;
-            let vm = Vm::restore(&snap)
+            let vm = Vm::restore_carrying(&snap, carrying)
                 .map_err(|e| harness(&format!("restore (second try): {}", e.stage()), e))?;
             Ok((
                 vm,
@@ -190,18 +192,20 @@ pub fn judge(
     }
 }
 
-/// Restores a guest and runs `body` in it, judging the result against `expected` (a
-/// negative test) and keeping artifacts of every failure, expected or not.
+/// Restores a guest (with `carrying`, the image the body installs, on its payload disk)
+/// and runs `body` in it, judging the result against `expected` (a negative test) and
+/// keeping artifacts of every failure, expected or not.
 pub fn run_in_guest(
     name: &str,
     arch: Arch,
     place: &Place,
     expected: Option<&ExpectedFailure>,
+    carrying: Option<&std::path::Path>,
     progress: &dyn Fn(&str),
     body: impl FnOnce(&Vm) -> CaseResult,
 ) -> Outcome {
     let start = Instant::now();
-    let (vm, notes) = match restored(arch, Profile::Debian, place, progress) {
+    let (vm, notes) = match restored(arch, Profile::Debian, place, carrying, progress) {
         Ok(v) => v,
         Err(verdict) => {
             return Outcome {
