@@ -287,20 +287,21 @@ fn run_service(ctx: &Ctx) -> CaseResult {
         .map_err(h)?;
     if out.status != 0 {
         // systemd logs the unit's failure itself, at once; what its processes printed comes
-        // through their stdout streams and may reach the journal later. Read until the
-        // journal stops growing, so the reason is there (once it was not, and the case
-        // blamed the wrong thing).
+        // through their stdout streams and may reach the journal later. `--sync` makes
+        // journald take in what the streams hold, and the journal is read until it stops
+        // growing, so the reason is there (twice it was not, and the case blamed the wrong
+        // thing: the second time with reads 0.3 s apart and no sync).
         let read = || {
             ctx.vm
                 .execute(
-                    "journalctl -b --no-pager -o cat -u systemd-sysupdate.service | tail -n 60",
+                    "journalctl --sync 2>/dev/null; journalctl -b --no-pager -o cat -u systemd-sysupdate.service | tail -n 60",
                 )
                 .map(|o| o.combined())
                 .unwrap_or_default()
         };
         let mut journal = read();
         for _ in 0..10 {
-            std::thread::sleep(std::time::Duration::from_millis(300));
+            std::thread::sleep(std::time::Duration::from_millis(500));
             let again = read();
             if again == journal {
                 break;
