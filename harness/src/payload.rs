@@ -62,22 +62,16 @@ pub fn create(dest: &Path, file: Option<&Path>) -> Result<Option<Carried>> {
 /// return instead of the image. Whole 1 MiB blocks are read (O_DIRECT wants aligned sizes)
 /// and the copy is cut to `len` when it is not a whole number of them.
 pub fn copy_command(remote: &str, len: u64, mode: u32) -> String {
-    let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-    let tmp = format!("{remote}.sysext-test-upload");
-    let dir = remote
-        .rsplit_once('/')
-        .map(|(d, _)| d)
-        .filter(|d| !d.is_empty())
-        .unwrap_or("/");
+    let (tmp, dir) = crate::ssh::staging(remote);
     let blocks = len.div_ceil(1 << 20);
     let truncate = if len.is_multiple_of(1 << 20) {
         String::new()
     } else {
-        format!(" && truncate -s {len} {}", q(&tmp))
+        format!(" && truncate -s {len} {tmp}")
     };
     // The mode through the umask, as `ssh::write_command` does: no chmod process.
     let chmod = if mode & 0o111 != 0 {
-        format!(" && chmod {mode:o} {}", q(&tmp))
+        format!(" && chmod {mode:o} {tmp}")
     } else {
         String::new()
     };
@@ -88,9 +82,7 @@ pub fn copy_command(remote: &str, len: u64, mode: u32) -> String {
          dd if=\"$dev\" of={tmp} bs=1M count={blocks} iflag=direct status=none{truncate}{chmod} && \
          mv -f {tmp} {remote}",
         umask = 0o777 & !mode,
-        dir = q(dir),
-        tmp = q(&tmp),
-        remote = q(remote),
+        remote = crate::ssh::quote(remote),
     )
 }
 

@@ -154,27 +154,11 @@ impl Ssh {
         s.set_blocking(false);
         let deadline = Instant::now() + timeout;
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut buf = [0u8; 32 * 1024];
         let result = loop {
-            let mut progressed = false;
-            match shell.ch.read(&mut buf) {
-                Ok(0) => {}
-                Ok(n) => {
-                    out.extend_from_slice(&buf[..n]);
-                    progressed = true;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => break Err(ssh_err("read stdout", e)),
-            }
-            match shell.ch.stderr().read(&mut buf) {
-                Ok(0) => {}
-                Ok(n) => {
-                    err.extend_from_slice(&buf[..n]);
-                    progressed = true;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => break Err(ssh_err("read stderr", e)),
-            }
+            let progressed = match read_available(&mut shell.ch, &mut out, &mut err) {
+                Ok(p) => p,
+                Err(e) => break Err(e),
+            };
             if progressed {
                 let (o, e) = (String::from_utf8_lossy(&out), String::from_utf8_lossy(&err));
                 if let Some(mut outs) = crate::frame::parse(SHELL_MARK, &o, &e, id, 1) {
@@ -223,27 +207,11 @@ impl Ssh {
         s.set_blocking(false);
         let deadline = Instant::now() + timeout;
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let mut buf = [0u8; 32 * 1024];
         let result = loop {
-            let mut progressed = false;
-            match ch.read(&mut buf) {
-                Ok(0) => {}
-                Ok(n) => {
-                    out.extend_from_slice(&buf[..n]);
-                    progressed = true;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => break Err(ssh_err("read stdout", e)),
-            }
-            match ch.stderr().read(&mut buf) {
-                Ok(0) => {}
-                Ok(n) => {
-                    err.extend_from_slice(&buf[..n]);
-                    progressed = true;
-                }
-                Err(e) if e.kind() == ErrorKind::WouldBlock => {}
-                Err(e) => break Err(ssh_err("read stderr", e)),
-            }
+            let progressed = match read_available(&mut ch, &mut out, &mut err) {
+                Ok(p) => p,
+                Err(e) => break Err(e),
+            };
             if !progressed {
                 if ch.eof() {
                     break Ok(());
@@ -306,26 +274,52 @@ impl Ssh {
 /// a temp name. Two processes when the directory exists (`cat`, `mv`): each exec costs a
 /// TCG guest ~0.2 s.
 pub fn write_command(remote: &str, mode: i32) -> String {
-    let q = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-    let tmp = format!("{remote}.sysext-test-upload");
-    let dir = remote
-        .rsplit_once('/')
-        .map(|(d, _)| d)
-        .filter(|d| !d.is_empty())
-        .unwrap_or("/");
+    let (tmp, dir) = staging(remote);
     // A shell creates files 0666 minus the umask: execute bits need a chmod.
     let chmod = if mode & 0o111 != 0 {
-        format!(" && chmod {mode:o} {}", q(&tmp))
+        format!(" && chmod {mode:o} {tmp}")
     } else {
         String::new()
     };
     format!(
         "umask {umask:03o}; {{ [ -d {dir} ] || mkdir -p {dir}; }} && cat > {tmp}{chmod} && mv -f {tmp} {remote}",
         umask = 0o777 & !mode,
-        dir = q(dir),
-        tmp = q(&tmp),
-        remote = q(remote),
+        remote = quote(remote),
     )
+}
+
+/// One non-blocking read of each stream into `out` and `err`; whether anything came.
+fn read_available(ch: &mut ssh2::Channel, out: &mut Vec<u8>, err: &mut Vec<u8>) -> Result<bool> {
+    let mut buf = [0u8; 32 * 1024];
+    let mut progressed = false;
+    for (stream, into, what) in [(0, out, "read stdout"), (1, err, "read stderr")] {
+        match ch.stream(stream).read(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => {
+                into.extend_from_slice(&buf[..n]);
+                progressed = true;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            Err(e) => return Err(ssh_err(what, e)),
+        }
+    }
+    Ok(progressed)
+}
+
+/// Where an upload to `remote` is staged (`remote` plus a suffix, renamed over it once
+/// complete) and the directory it goes in, both quoted for the guest's shell.
+pub(crate) fn staging(remote: &str) -> (String, String) {
+    let dir = remote
+        .rsplit_once('/')
+        .map(|(d, _)| d)
+        .filter(|d| !d.is_empty())
+        .unwrap_or("/");
+    (quote(&format!("{remote}.sysext-test-upload")), quote(dir))
+}
+
+/// Single-quotes `s` for the guest's shell.
+pub(crate) fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
 }
 
 fn lossy(b: Vec<u8>) -> String {
