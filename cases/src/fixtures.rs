@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use sysext_builder::spec::Spec;
 
+use crate::manifest::Manifest;
+
 /// What lint must say about a fixture.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -84,10 +86,24 @@ pub fn load(path: &Path) -> Result<Fixture, String> {
     })
 }
 
+impl Fixture {
+    /// What its VM cases check: the spec's own `[test]`, else the manifest of its
+    /// extension (a fixture packed from Debian's package runs with the manifest written
+    /// for the bakery's); `None` when it has neither (lint only).
+    pub fn manifest(&self) -> Result<Option<Manifest>, String> {
+        match &self.spec.test {
+            Some(table) => Manifest::from_table(table)
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", self.path.display())),
+            None => manifest_for(&self.spec.name),
+        }
+    }
+}
+
 /// The test manifest for extension `name` of a release store: `$SYSEXT_TEST_MANIFESTS/NAME.toml`,
 /// else `fixtures/manifests/NAME.toml`, else the `[test]` of the fixture that builds an
 /// image of that name (so a store built from the fixtures is judged by their manifests).
-pub fn manifest_for(name: &str) -> Result<Option<crate::manifest::Manifest>, String> {
+pub fn manifest_for(name: &str) -> Result<Option<Manifest>, String> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("SYSEXT_TEST_MANIFESTS")
         .filter(|v| !v.is_empty())
         .map(PathBuf::from)
@@ -97,14 +113,14 @@ pub fn manifest_for(name: &str) -> Result<Option<crate::manifest::Manifest>, Str
     for dir in dirs {
         let path = dir.join(format!("{name}.toml"));
         if path.is_file() {
-            return crate::manifest::Manifest::load(&path).map(Some);
+            return Manifest::load(&path).map(Some);
         }
     }
     for fx in extensions()? {
         if fx.spec.name == name
             && let Some(t) = &fx.spec.test
         {
-            return crate::manifest::Manifest::from_table(t)
+            return Manifest::from_table(t)
                 .map(Some)
                 .map_err(|e| format!("{}: [test]: {e}", fx.path.display()));
         }
@@ -187,4 +203,59 @@ pub fn check_lint(fx: &Fixture, out: &Path) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The manifests written for the bakery's documented extensions all load and
+    /// validate, and the six the release gate names are there.
+    #[test]
+    fn every_extension_manifest_in_fixtures_validates() {
+        let dir = root().join("manifests");
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|x| x == "toml") {
+                let m = Manifest::load(&path).unwrap_or_else(|e| panic!("{e}"));
+                assert!(
+                    !m.commands.is_empty(),
+                    "{}: a manifest checks at least one command",
+                    path.display()
+                );
+                names.push(path.file_stem().unwrap().to_string_lossy().into_owned());
+            }
+        }
+        for want in [
+            "docker",
+            "containerd",
+            "kubernetes",
+            "k3s",
+            "tailscale",
+            "wasmtime",
+        ] {
+            assert!(
+                names.iter().any(|n| n == want),
+                "no manifest for {want}: {names:?}"
+            );
+        }
+    }
+
+    /// Every fixture's `[test]` table (or its extension's manifest) loads: a typo there
+    /// would otherwise surface only as a trial named without an arch, which an arch's
+    /// workflow filter never selects.
+    #[test]
+    fn every_fixture_test_table_validates() {
+        let mut with_manifest = 0;
+        for fx in extensions().unwrap() {
+            if fx.manifest().unwrap_or_else(|e| panic!("{e}")).is_some() {
+                with_manifest += 1;
+            }
+        }
+        assert!(
+            with_manifest > 5,
+            "only {with_manifest} fixtures have a manifest"
+        );
+    }
 }

@@ -94,33 +94,15 @@ pub fn human(
     )
 }
 
-/// `sysext-test run` for machines: one object per case; a failed case's `assertion` keeps
-/// our `explanation` apart from the guest's `evidence`.
-pub fn vm_json(out: &mut dyn Write, rows: &[crate::vm::runner::Row]) -> io::Result<()> {
-    let v: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|r| {
-            let mut o = serde_json::json!({
-                "image": r.image,
-                "arch": r.arch,
-                "case": r.case,
-                "via": r.case.via(),
-                "seconds": (r.outcome.duration.as_secs_f64() * 10.0).round() / 10.0,
-            });
-            if let (Some(map), Ok(serde_json::Value::Object(verdict))) =
-                (o.as_object_mut(), serde_json::to_value(&r.outcome.verdict))
-            {
-                map.extend(verdict);
-            }
-            o
-        })
-        .collect();
-    writeln!(out, "{}", serde_json::to_string_pretty(&v)?)
+/// `sysext-test run` for machines: one object per case ([`crate::run_record`]); a failed
+/// case's `assertion` keeps our `explanation` apart from the guest's `evidence`.
+pub fn vm_json(out: &mut dyn Write, rows: &[crate::runner::Row]) -> io::Result<()> {
+    writeln!(out, "{}", crate::run_record::to_json(rows)?)
 }
 
 /// `sysext-test run` for people: a table, then each case that did not pass, once.
-pub fn vm_human(out: &mut dyn Write, rows: &[crate::vm::runner::Row]) -> io::Result<()> {
-    use crate::vm::Verdict;
+pub fn vm_human(out: &mut dyn Write, rows: &[crate::runner::Row]) -> io::Result<()> {
+    use crate::outcome::Verdict;
     writeln!(
         out,
         "{:<10} {:<8} {:<7} {:<8} {:>7}  IMAGE",

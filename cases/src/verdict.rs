@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use sysext_builder::{Arch, naming};
 
+use crate::outcome::Verdict as CaseVerdict;
+
 /// Why inputs could not be read. Each names the file and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum VerdictError {
@@ -31,6 +33,11 @@ pub enum VerdictError {
         files
     )]
     Empty { files: String },
+    #[error(
+        "{}: {message}; pass what `cargo nextest list --message-format json` prints for the same filter",
+        path.display()
+    )]
+    NotAList { path: PathBuf, message: String },
 }
 
 /// The case families, the table's columns.
@@ -76,7 +83,11 @@ impl Family {
 pub enum Status {
     Pass,
     Fail,
+    /// Ignored (a min-systemd skip, `#[ignore]`): `n/a`, never evidence of green.
     Skipped,
+    /// Expected to run (listed by `--expected`, or a case `run` did not get to) and no
+    /// result says it did: red.
+    NotRun,
 }
 
 /// One test's result as an input reported it.
@@ -153,13 +164,30 @@ pub fn place(test: &str) -> Option<(RowKey, Family)> {
 pub struct Cell {
     pub passed: usize,
     pub failed: usize,
+    /// Ignored trials: shown `n/a`, never counted as passing.
     pub skipped: usize,
+    /// Trials that should have run and have no result.
+    pub not_run: usize,
     pub first_failure: Option<TestResult>,
+    /// Why its trials were skipped (the first reason given).
+    pub skip_reason: Option<String>,
 }
 
 impl Cell {
+    /// Something ran and nothing failed or went missing.
     pub fn is_green(&self) -> bool {
-        self.failed == 0 && self.skipped == 0 && self.passed > 0
+        self.failed == 0 && self.not_run == 0 && self.passed > 0
+    }
+
+    /// Nothing failed or went missing (a cell that was only skipped is not red, but it is
+    /// not green either).
+    pub fn is_red(&self) -> bool {
+        self.failed > 0 || self.not_run > 0
+    }
+
+    /// Every trial of the cell was skipped.
+    pub fn only_skipped(&self) -> bool {
+        self.skipped > 0 && self.passed == 0 && !self.is_red()
     }
 }
 
@@ -167,6 +195,8 @@ impl Cell {
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
     pub green: bool,
+    /// Whether every trial that should exist was checked for a result (`--expected`).
+    pub absence_checked: bool,
     pub inputs: Vec<PathBuf>,
     pub tests: usize,
     pub rows: Vec<Row>,
@@ -181,10 +211,113 @@ pub struct Row {
     #[serde(flatten)]
     pub key: RowKey,
     pub cells: BTreeMap<Family, Cell>,
+    /// Its guest families (vm, boot, ignition, update) were all skipped: nothing says
+    /// the extension works, so the verdict is not green.
+    pub not_tested: bool,
 }
 
-/// Reads every input (JUnit XML or `run` JSON, told apart by content) and merges them.
-pub fn from_files(files: &[PathBuf]) -> Result<Verdict, VerdictError> {
+/// The families that run the image in a guest.
+const GUEST_FAMILIES: [Family; 4] = [Family::Vm, Family::Boot, Family::Ignition, Family::Update];
+
+impl Row {
+    fn new(key: RowKey, cells: BTreeMap<Family, Cell>) -> Row {
+        let guest: Vec<&Cell> = GUEST_FAMILIES.iter().filter_map(|f| cells.get(f)).collect();
+        let not_tested = !guest.is_empty() && guest.iter().all(|c| c.only_skipped());
+        Row {
+            key,
+            cells,
+            not_tested,
+        }
+    }
+
+    pub fn is_green(&self) -> bool {
+        !self.not_tested
+            && self.cells.values().all(|c| !c.is_red())
+            && self.cells.values().any(Cell::is_green)
+    }
+}
+
+/// The trials that should have run: what `cargo nextest list --message-format json` printed
+/// for the same filter (and no partition), by the name the verdict gives them. JUnit drops
+/// ignored tests, so this is also where they come from.
+#[derive(Debug, Clone, Default)]
+pub struct Expected {
+    pub source: PathBuf,
+    /// Trial name → ignored (listed, but not run by default).
+    pub trials: BTreeMap<String, bool>,
+}
+
+impl Expected {
+    pub fn load(path: &Path) -> Result<Expected, VerdictError> {
+        let text = std::fs::read_to_string(path).map_err(|error| VerdictError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
+        Expected::parse(&text, path).map_err(|message| VerdictError::NotAList {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// nextest's list: `rust-suites` by binary id, each with `testcases` by name, each
+    /// with `ignored` and `filter-match` (`{"status": "matches"}`, or `mismatch` with a
+    /// `reason`: `ignored` for an ignored test, anything else for one the filter left out).
+    pub fn parse(text: &str, path: &Path) -> Result<Expected, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+        let suites = v
+            .get("rust-suites")
+            .and_then(|s| s.as_object())
+            .ok_or("no \"rust-suites\" object")?;
+        let mut trials = BTreeMap::new();
+        for (key, suite) in suites {
+            let binary = suite
+                .get("binary-id")
+                .and_then(|b| b.as_str())
+                .unwrap_or(key);
+            let Some(cases) = suite.get("testcases").and_then(|c| c.as_object()) else {
+                continue;
+            };
+            for (name, case) in cases {
+                let matches = case
+                    .pointer("/filter-match/status")
+                    .and_then(|s| s.as_str());
+                let reason = case
+                    .pointer("/filter-match/reason")
+                    .and_then(|s| s.as_str());
+                let ignored = match (matches, reason) {
+                    (Some("matches"), _) => false,
+                    (Some("mismatch"), Some("ignored")) => true,
+                    // Left out by the filter (or a partition): not expected here.
+                    (Some("mismatch"), _) => continue,
+                    _ => return Err(format!("test {name} has no filter-match status")),
+                };
+                trials.insert(result_name(binary, name), ignored);
+            }
+        }
+        if trials.is_empty() {
+            return Err("it lists no test the filter selects".into());
+        }
+        Ok(Expected {
+            source: path.to_path_buf(),
+            trials,
+        })
+    }
+}
+
+/// The name a result goes by: the conformance binary's trials by their own name (they are
+/// the matrix), any other test prefixed with its binary.
+fn result_name(binary: &str, test: &str) -> String {
+    if binary.ends_with("::conformance") {
+        test.to_string()
+    } else {
+        format!("{binary}: {test}")
+    }
+}
+
+/// Reads every input (JUnit XML or `run` JSON, told apart by content) and merges them,
+/// against `expected` when given.
+pub fn from_files(files: &[PathBuf], expected: Option<&Expected>) -> Result<Verdict, VerdictError> {
     let mut results = Vec::new();
     for f in files {
         let text = std::fs::read_to_string(f).map_err(|error| VerdictError::Io {
@@ -202,7 +335,7 @@ pub fn from_files(files: &[PathBuf]) -> Result<Verdict, VerdictError> {
         })?;
         results.extend(parsed);
     }
-    let verdict = merge(files.to_vec(), results);
+    let verdict = merge(files.to_vec(), results, expected);
     if verdict.rows.is_empty() {
         return Err(VerdictError::Empty {
             files: files
@@ -215,8 +348,37 @@ pub fn from_files(files: &[PathBuf]) -> Result<Verdict, VerdictError> {
     Ok(verdict)
 }
 
-/// Merges results into rows and cells.
-pub fn merge(inputs: Vec<PathBuf>, results: Vec<TestResult>) -> Verdict {
+/// Merges results into rows and cells. With `expected`, a listed trial with no result is
+/// a `not run` failure and an ignored one a skip; without it, absence is not checked.
+pub fn merge(
+    inputs: Vec<PathBuf>,
+    mut results: Vec<TestResult>,
+    expected: Option<&Expected>,
+) -> Verdict {
+    if let Some(exp) = expected {
+        let have: std::collections::BTreeSet<String> =
+            results.iter().map(|r| r.name.clone()).collect();
+        for (name, &ignored) in &exp.trials {
+            if have.contains(name) {
+                continue;
+            }
+            results.push(TestResult {
+                name: name.clone(),
+                status: if ignored {
+                    Status::Skipped
+                } else {
+                    Status::NotRun
+                },
+                first_line: Some(if ignored {
+                    "ignored".into()
+                } else {
+                    "not run: listed by nextest for this filter, and no input has its result".into()
+                }),
+                artifacts: None,
+                source: exp.source.clone(),
+            });
+        }
+    }
     let mut seen: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
     let mut rows: BTreeMap<RowKey, BTreeMap<Family, Cell>> = BTreeMap::new();
     let mut other = Cell::default();
@@ -231,27 +393,36 @@ pub fn merge(inputs: Vec<PathBuf>, results: Vec<TestResult>) -> Verdict {
         };
         match r.status {
             Status::Pass => cell.passed += 1,
-            Status::Skipped => cell.skipped += 1,
-            Status::Fail => {
-                cell.failed += 1;
+            Status::Skipped => {
+                cell.skipped += 1;
+                if cell.skip_reason.is_none() {
+                    cell.skip_reason = r.first_line.clone();
+                }
+            }
+            Status::Fail | Status::NotRun => {
+                if r.status == Status::Fail {
+                    cell.failed += 1;
+                } else {
+                    cell.not_run += 1;
+                }
                 if cell.first_failure.is_none() {
                     cell.first_failure = Some(r);
                 }
             }
         }
     }
+    // The same result in two inputs (overlapping partitions); a listed trial's synthetic
+    // entry never counts, since it is only added when no input has the trial.
     let duplicates: Vec<(String, Vec<PathBuf>)> =
         seen.into_iter().filter(|(_, v)| v.len() > 1).collect();
     let rows: Vec<Row> = rows
         .into_iter()
-        .map(|(key, cells)| Row { key, cells })
+        .map(|(key, cells)| Row::new(key, cells))
         .collect();
-    let green = duplicates.is_empty()
-        && other.failed == 0
-        && other.skipped == 0
-        && rows.iter().all(|r| r.cells.values().all(Cell::is_green));
+    let green = duplicates.is_empty() && !other.is_red() && rows.iter().all(Row::is_green);
     Verdict {
         green,
+        absence_checked: expected.is_some(),
         inputs,
         tests,
         rows,
@@ -347,73 +518,75 @@ fn artifacts_line(output: &str) -> Option<String> {
     })
 }
 
-/// `sysext-test run --format json`: one object per case with `image`, `arch`, `case`,
-/// `via` and `result`.
+/// `sysext-test run --format json`: the [`CaseRecord`]s `run` wrote.
 fn run_json(text: &str, source: &Path) -> Result<Vec<TestResult>, String> {
-    let rows: Vec<serde_json::Value> =
-        serde_json::from_str(text).map_err(|e| format!("neither JUnit XML nor run JSON: {e}"))?;
-    let mut out = Vec::new();
-    for (i, r) in rows.iter().enumerate() {
-        let field = |k: &str| {
-            r.get(k)
-                .and_then(|v| v.as_str())
-                .ok_or_else(|| format!("case {i} has no \"{k}\""))
-        };
-        let image = field("image")?;
-        let file = Path::new(image)
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| image.to_string());
-        let family = match field("via")? {
-            "baked" => "boot",
-            "ignition" => "ignition",
-            _ => "vm",
-        };
-        let name = format!(
-            "{family}::{}::subject::{file}::{}",
-            field("arch")?,
-            field("case")?
-        );
-        let (status, first_line) = match field("result")? {
-            "pass" => (Status::Pass, None),
-            "not-run" => (
-                Status::Skipped,
-                r.get("reason").and_then(|v| v.as_str()).map(str::to_string),
-            ),
-            _ => {
-                let line = r
-                    .pointer("/assertion/explanation")
-                    .or_else(|| r.get("message"))
-                    .and_then(|v| v.as_str())
-                    .and_then(|s| s.lines().next())
-                    .unwrap_or("failed")
-                    .to_string();
-                (Status::Fail, Some(line))
+    let records = crate::run_record::parse(text)
+        .map_err(|e| format!("neither JUnit XML nor run JSON: {e}"))?;
+    Ok(records
+        .iter()
+        .map(|r| {
+            let file = Path::new(&r.image)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| r.image.clone());
+            let (status, first_line) = match &r.verdict {
+                CaseVerdict::Pass { .. } => (Status::Pass, None),
+                CaseVerdict::NotRun { reason } => {
+                    (Status::NotRun, Some(format!("not run: {reason}")))
+                }
+                CaseVerdict::Fail { assertion, .. } => (
+                    Status::Fail,
+                    Some(
+                        assertion
+                            .explanation
+                            .lines()
+                            .next()
+                            .unwrap_or("failed")
+                            .to_string(),
+                    ),
+                ),
+                CaseVerdict::Error { stage, message } => (
+                    Status::Fail,
+                    Some(format!(
+                        "harness error at {stage}: {}",
+                        message.lines().next().unwrap_or_default()
+                    )),
+                ),
+            };
+            TestResult {
+                name: format!(
+                    "{}::{}::subject::{file}::{}",
+                    r.via.family(),
+                    r.arch,
+                    r.case
+                ),
+                status,
+                first_line,
+                artifacts: r.verdict.artifacts().map(str::to_string),
+                source: source.to_path_buf(),
             }
-        };
-        let artifacts = r
-            .get("notes")
-            .and_then(|n| n.as_array())
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n.as_str())
-            .find_map(|n| n.strip_prefix("artifacts: ").map(str::to_string));
-        out.push(TestResult {
-            name,
-            status,
-            first_line,
-            artifacts,
-            source: source.to_path_buf(),
-        });
-    }
-    Ok(out)
+        })
+        .collect())
 }
 
 fn cell_text(cell: Option<&Cell>) -> String {
     match cell {
         None => "–".into(),
-        Some(c) if c.failed > 0 => format!("❌ {}/{}", c.passed, c.passed + c.failed + c.skipped),
-        Some(c) if c.skipped > 0 => format!("⏭ {} skipped", c.skipped),
+        Some(c) if c.is_red() => {
+            let mut t = format!(
+                "❌ {}/{}",
+                c.passed,
+                c.passed + c.failed + c.not_run + c.skipped
+            );
+            if c.not_run > 0 {
+                t.push_str(&format!(" ({} not run)", c.not_run));
+            }
+            t
+        }
+        Some(c) if c.passed == 0 => {
+            format!("n/a ({})", c.skip_reason.as_deref().unwrap_or("skipped"))
+        }
+        Some(c) if c.skipped > 0 => format!("✅ {} (+{} n/a)", c.passed, c.skipped),
         Some(c) => format!("✅ {}", c.passed),
     }
 }
@@ -422,6 +595,12 @@ fn cell_text(cell: Option<&Cell>) -> String {
 pub fn markdown(v: &Verdict) -> String {
     let mut s = String::new();
     let word = if v.green { "PASS" } else { "FAIL" };
+    if !v.absence_checked {
+        let _ = writeln!(
+            s,
+            "> Absence is not checked: a trial with no result is not seen. Pass `--expected LIST` (`cargo nextest list --message-format json`) to check it.\n"
+        );
+    }
     let _ = writeln!(
         s,
         "## sysext-test verdict: {word}\n\n{} tests from {} input(s); {} row(s).\n",
@@ -451,6 +630,9 @@ pub fn markdown(v: &Verdict) -> String {
         for f in &families {
             let _ = write!(s, " {} |", cell_text(r.cells.get(f)));
         }
+        if r.not_tested {
+            s.push_str(" not tested |");
+        }
         s.push('\n');
     }
     let red: Vec<(&Row, Family, &TestResult)> = v
@@ -478,11 +660,11 @@ pub fn markdown(v: &Verdict) -> String {
             let _ = writeln!(s, "- `{name}`: {}", files.join(", "));
         }
     }
-    if v.other.passed + v.other.failed + v.other.skipped > 0 {
+    if v.other.passed + v.other.failed + v.other.not_run + v.other.skipped > 0 {
         let _ = writeln!(
             s,
-            "\nOther tests (unit, CLI, host): {} passed, {} failed, {} skipped.",
-            v.other.passed, v.other.failed, v.other.skipped
+            "\nOther tests (unit, CLI, host): {} passed, {} failed, {} not run, {} skipped.",
+            v.other.passed, v.other.failed, v.other.not_run, v.other.skipped
         );
     }
     s
@@ -609,11 +791,11 @@ mod tests {
                 [c(all[1]), c(all[2]), c(all[3])].concat()
             ),
         );
-        let one = from_files(&[whole]).unwrap();
-        let split = from_files(&[a, b]).unwrap();
+        let one = from_files(&[whole], None).unwrap();
+        let split = from_files(&[a, b], None).unwrap();
         assert!(one.green && split.green);
         // Same table once the header line (input count) is set aside.
-        let body = |v: &Verdict| markdown(v).lines().skip(3).collect::<Vec<_>>().join("\n");
+        let body = |v: &Verdict| markdown(v).lines().skip(5).collect::<Vec<_>>().join("\n");
         assert_eq!(
             body(&one).replace("1 passed", "X"),
             body(&split).replace("1 passed", "X")
@@ -628,7 +810,7 @@ mod tests {
             <failure message=\"test failure\" type=\"test failure\"/>\
             <system-out>running 1 test\ntest vm::x86-64::docker@28.0.4::services ... FAILED\n\nfailures:\n\n---- vm::x86-64::docker@28.0.4::services ----\nFAIL docker.service is failed: Main process exited, code=exited\nartifacts: target/sysext-test/artifacts/vm--x86-64--docker@28.0.4--services\n</system-out></testcase>";
         let f = write_tmp(tmp.path(), "j.xml", &junit_doc(failed));
-        let v = from_files(&[f]).unwrap();
+        let v = from_files(&[f], None).unwrap();
         assert!(!v.green);
         let md = markdown(&v);
         assert!(md.contains("verdict: FAIL"), "{md}");
@@ -648,21 +830,21 @@ mod tests {
         let c = "<testcase name=\"lint::busybox\" classname=\"sysext-cases::conformance\"/>";
         let a = write_tmp(tmp.path(), "a.xml", &junit_doc(c));
         let b = write_tmp(tmp.path(), "b.xml", &junit_doc(c));
-        let v = from_files(&[a, b]).unwrap();
+        let v = from_files(&[a, b], None).unwrap();
         assert!(!v.green);
         assert!(markdown(&v).contains("more than once"));
         let s = "<testcase name=\"lint::busybox\" classname=\"sysext-cases::conformance\"><skipped/></testcase>";
-        let v = from_files(&[write_tmp(tmp.path(), "s.xml", &junit_doc(s))]).unwrap();
+        let v = from_files(&[write_tmp(tmp.path(), "s.xml", &junit_doc(s))], None).unwrap();
         assert!(!v.green);
-        assert!(markdown(&v).contains("⏭ 1 skipped"));
+        assert!(markdown(&v).contains("n/a (skipped)"), "{}", markdown(&v));
     }
 
     #[test]
     fn run_json_rows_become_cells() {
         let tmp = tempfile::tempdir().unwrap();
-        let json = r#"[{"image":"/x/hello-1.0-arm64.raw","arch":"arm64","case":"merge","via":"runtime","result":"pass","notes":[]},
-                       {"image":"/x/hello-1.0-arm64.raw","arch":"arm64","case":"boot","via":"baked","result":"fail","assertion":{"explanation":"not merged at boot","evidence":[]},"notes":["artifacts: /a/b"]}]"#;
-        let v = from_files(&[write_tmp(tmp.path(), "r.json", json)]).unwrap();
+        let json = r#"[{"image":"/x/hello-1.0-arm64.raw","arch":"arm64","case":"merge","via":"runtime","seconds":3.1,"result":"pass","notes":[]},
+                       {"image":"/x/hello-1.0-arm64.raw","arch":"arm64","case":"boot","via":"baked","seconds":20.0,"result":"fail","assertion":{"explanation":"not merged at boot","evidence":[]},"notes":["artifacts: /a/b"]}]"#;
+        let v = from_files(&[write_tmp(tmp.path(), "r.json", json)], None).unwrap();
         assert!(!v.green);
         assert_eq!(v.rows.len(), 1);
         let md = markdown(&v);
@@ -676,7 +858,7 @@ mod tests {
     fn input_that_is_neither_is_refused_with_the_file() {
         let tmp = tempfile::tempdir().unwrap();
         let f = write_tmp(tmp.path(), "x.txt", "hello");
-        let msg = from_files(std::slice::from_ref(&f))
+        let msg = from_files(std::slice::from_ref(&f), None)
             .unwrap_err()
             .to_string();
         assert!(
@@ -685,10 +867,126 @@ mod tests {
         );
         let empty = write_tmp(tmp.path(), "e.xml", "<testsuites/>");
         assert!(
-            from_files(&[empty])
+            from_files(&[empty], None)
                 .unwrap_err()
                 .to_string()
                 .contains("no conformance results")
         );
+    }
+
+    /// What `cargo nextest list --message-format json` prints, for the trials given as
+    /// (name, filter-match status, reason).
+    fn list_doc(cases: &[(&str, &str, Option<&str>)]) -> String {
+        let cases: Vec<String> = cases
+            .iter()
+            .map(|(name, status, reason)| {
+                let reason = reason
+                    .map(|r| format!(",\"reason\":\"{r}\""))
+                    .unwrap_or_default();
+                format!(
+                    "\"{name}\":{{\"ignored\":{},\"filter-match\":{{\"status\":\"{status}\"{reason}}}}}",
+                    reason == ",\"reason\":\"ignored\""
+                )
+            })
+            .collect();
+        format!(
+            "{{\"test-count\":{},\"rust-suites\":{{\"sysext-cases::conformance\":{{\"binary-id\":\"sysext-cases::conformance\",\"testcases\":{{{}}}}}}}}}",
+            cases.len(),
+            cases.join(",")
+        )
+    }
+
+    fn conformance_case(name: &str) -> String {
+        format!("<testcase name=\"{name}\" classname=\"sysext-cases::conformance\"/>")
+    }
+
+    #[test]
+    fn an_expected_trial_with_no_result_is_red_and_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let list = write_tmp(
+            tmp.path(),
+            "list.json",
+            &list_doc(&[
+                ("vm::x86-64::busybox::merge", "matches", None),
+                ("vm::arm64::busybox::merge", "matches", None),
+                ("vm::arm64::other::merge", "mismatch", Some("expression")),
+            ]),
+        );
+        let expected = Expected::load(&list).unwrap();
+        assert_eq!(
+            expected.trials.len(),
+            2,
+            "a trial the filter left out is not expected"
+        );
+        let junit = write_tmp(
+            tmp.path(),
+            "j.xml",
+            &junit_doc(&conformance_case("vm::x86-64::busybox::merge")),
+        );
+        let v = from_files(std::slice::from_ref(&junit), Some(&expected)).unwrap();
+        assert!(!v.green);
+        let md = markdown(&v);
+        assert!(md.contains("`vm::arm64::busybox::merge`: not run"), "{md}");
+        assert!(
+            md.contains("| busybox | - | arm64 | ❌ 0/1 (1 not run) |"),
+            "{md}"
+        );
+        assert!(!md.contains("Absence is not checked"), "{md}");
+        // The same JUnit without --expected is green, and says what it did not check.
+        let unchecked = from_files(&[junit], None).unwrap();
+        assert!(unchecked.green);
+        assert!(markdown(&unchecked).starts_with("> Absence is not checked"));
+    }
+
+    #[test]
+    fn a_complete_result_set_is_green_against_its_list() {
+        let tmp = tempfile::tempdir().unwrap();
+        let names = ["lint::busybox", "vm::x86-64::busybox::merge"];
+        let list = write_tmp(
+            tmp.path(),
+            "list.json",
+            &list_doc(&names.map(|n| (n, "matches", None))),
+        );
+        let junit = write_tmp(
+            tmp.path(),
+            "j.xml",
+            &junit_doc(&names.map(conformance_case).concat()),
+        );
+        let v = from_files(&[junit], Some(&Expected::load(&list).unwrap())).unwrap();
+        assert!(v.green, "{}", markdown(&v));
+    }
+
+    #[test]
+    fn a_row_whose_guest_trials_were_all_skipped_is_not_tested() {
+        let tmp = tempfile::tempdir().unwrap();
+        let list = write_tmp(
+            tmp.path(),
+            "list.json",
+            &list_doc(&[
+                ("lint::x86-64::k3s@1.31.0", "matches", None),
+                ("vm::x86-64::k3s@1.31.0::merge", "mismatch", Some("ignored")),
+                ("boot::x86-64::k3s@1.31.0", "mismatch", Some("ignored")),
+            ]),
+        );
+        // nextest's JUnit leaves the ignored trials out.
+        let junit = write_tmp(
+            tmp.path(),
+            "j.xml",
+            &junit_doc(&conformance_case("lint::x86-64::k3s@1.31.0")),
+        );
+        let v = from_files(&[junit], Some(&Expected::load(&list).unwrap())).unwrap();
+        assert!(!v.green, "skipped trials are never evidence of green");
+        assert!(v.rows[0].not_tested);
+        let md = markdown(&v);
+        assert!(md.contains("n/a (ignored)"), "{md}");
+        assert!(md.contains("not tested"), "{md}");
+    }
+
+    #[test]
+    fn a_list_that_is_not_nextests_is_refused_with_the_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = write_tmp(tmp.path(), "list.json", "{\"tests\": []}");
+        let e = Expected::load(&f).unwrap_err().to_string();
+        assert!(e.contains("list.json") && e.contains("nextest list"), "{e}");
     }
 }

@@ -23,12 +23,13 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use sysext_builder::Arch;
 use sysext_builder::build;
 use sysext_cases::fixtures::{self, Fixture};
-use sysext_cases::ignition::Variant;
 use sysext_cases::lint::{Linter, Options, Severity};
-use sysext_cases::manifest::Manifest;
-use sysext_cases::manifest::UpdatePlan;
+use sysext_cases::manifest::{Manifest, UpdatePlan};
+use sysext_cases::outcome::{Case, ExpectedFailure, Outcome};
+use sysext_cases::runner::{self, Setup};
+use sysext_cases::subject::Subject;
 use sysext_cases::update;
-use sysext_cases::vm::{Case, Subject};
+use sysext_cases::via::ignition::Variant;
 use sysext_harness::Place;
 
 fn main() {
@@ -48,18 +49,16 @@ fn main() {
     }
     if let Ok(list) = fixtures::extensions() {
         for fx in list {
-            // The spec's own [test], else the manifest of its extension (a fixture packed
-            // from Debian's package runs with the manifest written for the bakery's).
-            let manifest = match &fx.spec.test {
-                Some(table) => Manifest::from_table(table).map(Some),
-                None => fixtures::manifest_for(&fx.spec.name),
-            };
-            let manifest = match manifest {
+            let manifest = match fx.manifest() {
                 Ok(Some(m)) => m,
                 Ok(None) => continue,
                 Err(e) => {
-                    let name = format!("vm::{}::manifest", fx.name);
-                    trials.push(Trial::test(name, move || Err(Failed::from(e.clone()))));
+                    // Named with each arch, so every arch's workflow filter selects it.
+                    for arch in arches(&fx) {
+                        let e = e.clone();
+                        let name = format!("vm::{arch}::{}::manifest", fx.name);
+                        trials.push(Trial::test(name, move || Err(Failed::from(e))));
+                    }
                     continue;
                 }
             };
@@ -177,7 +176,7 @@ fn loose_subject_trials(trials: &mut Vec<Trial>, subject: PathBuf) {
         lint_subject(&image)
     }));
     let arch = sysext_builder::naming::arch_of(&name).unwrap_or(Arch::X86_64);
-    for case in Case::ALL {
+    for case in Case::RUNTIME {
         let image = subject.clone();
         let trial = format!("vm::{arch}::subject::{name}::{case}");
         trials.push(Trial::test(trial.clone(), move || {
@@ -199,7 +198,18 @@ fn store_trials(trials: &mut Vec<Trial>, store: sysext_builder::store::Store) {
         store.extensions.len(),
         store.manifests.len()
     );
+    let root = store.root.clone();
     trials.push(Trial::test("store::digests", move || {
+        // Verified again now, not by the listing's word: the files may have changed since.
+        let again = sysext_builder::store::open(&root).map_err(|e| e.to_string())?;
+        let lines: usize = again.manifests.iter().map(|(_, n)| n).sum();
+        if lines == 0 {
+            return Err(format!(
+                "{}: no digest line names a file of the store",
+                root.display()
+            )
+            .into());
+        }
         eprintln!("{summary}");
         Ok(())
     }));
@@ -207,8 +217,11 @@ fn store_trials(trials: &mut Vec<Trial>, store: sysext_builder::store::Store) {
         let manifest = match fixtures::manifest_for(&ext.name) {
             Ok(m) => m,
             Err(e) => {
-                let name = format!("lint::all::{}@manifest", ext.name);
-                trials.push(Trial::test(name, move || Err(Failed::from(e.clone()))));
+                for arch in Arch::ALL {
+                    let e = e.clone();
+                    let name = format!("vm::{arch}::{}@manifest", ext.name);
+                    trials.push(Trial::test(name, move || Err(Failed::from(e))));
+                }
                 continue;
             }
         };
@@ -227,7 +240,7 @@ fn store_trials(trials: &mut Vec<Trial>, store: sysext_builder::store::Store) {
                     let name = format!("vm::{id}::{case}");
                     trials.push(Trial::test(name.clone(), move || {
                         let subject = Subject::from_image(&img, m)?;
-                        run_vm_case(&name, &subject, arch, case)
+                        run_case(&name, &subject, arch, case)
                     }));
                 }
                 let (img, m) = (image.clone(), plain.clone());
@@ -239,17 +252,8 @@ fn store_trials(trials: &mut Vec<Trial>, store: sysext_builder::store::Store) {
                     let (img, m) = (image.clone(), plain.clone());
                     let name = format!("ignition::{id}");
                     trials.push(Trial::test(name.clone(), move || {
-                        let subject = Subject::from_image(&img, m.clone())?;
-                        let outcome = sysext_cases::ignition::run(
-                            &name,
-                            &subject,
-                            arch,
-                            Variant::AsPrinted,
-                            m.expected_failure(Case::Ignition),
-                            &Place::from_env(),
-                            &|l: &str| eprintln!("{name}: {l}"),
-                        );
-                        outcome.into_test_result(&name).map_err(Failed::from)
+                        let subject = Subject::from_image(&img, m)?;
+                        run_case(&name, &subject, arch, Case::Ignition)
                     }));
                 }
             }
@@ -290,8 +294,7 @@ fn store_trials(trials: &mut Vec<Trial>, store: sysext_builder::store::Store) {
                             &Place::from_env(),
                             &|l: &str| eprintln!("{name}: {l}"),
                         );
-                        eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
-                        outcome.into_test_result(&name).map_err(Failed::from)
+                        finish(&name, outcome)
                     }));
                 }
             }
@@ -319,17 +322,7 @@ fn skip_unsupported(trials: &mut [Trial], why: &Option<String>) {
 /// A store's image baked into the flatcar-shaped disk and cold-booted.
 fn store_boot(name: &str, image: &Path, manifest: &Manifest, arch: Arch) -> Result<(), Failed> {
     let subject = Subject::from_image(image, manifest.clone())?;
-    let outcome = sysext_cases::boot::run(
-        name,
-        &subject,
-        arch,
-        None,
-        &Place::from_env(),
-        &|l: &str| eprintln!("{name}: {l}"),
-        |_| Ok(()),
-    );
-    eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
-    outcome.into_test_result(name).map_err(Failed::from)
+    run_case(name, &subject, arch, Case::Boot)
 }
 
 fn arches(fx: &Fixture) -> Vec<Arch> {
@@ -369,7 +362,7 @@ fn vm_fixture(
 ) -> Result<(), Failed> {
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let subject = fixture_subject(fx, manifest, arch, tmp.path())?;
-    run_vm_case(name, &subject, arch, case)
+    run_case(name, &subject, arch, case)
 }
 
 /// The fixture built for `arch` into `dir`, as a VM subject.
@@ -396,21 +389,25 @@ fn fixture_subject(
 fn boot_fixture(name: &str, fx: &Fixture, manifest: &Manifest, arch: Arch) -> Result<(), Failed> {
     let progress = |l: &str| eprintln!("{name}: {l}");
     let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
-    let place = Place::from_env();
-    let outcome = if let Some(plan) = &manifest.update {
+    if let Some(plan) = &manifest.update {
         let releases = update::Releases {
             spec: &fx.spec,
             spec_dir,
             plan,
         };
-        update::run_boot(name, &releases, manifest, arch, &place, &progress)
-    } else {
-        let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
-        let subject = fixture_subject(fx, manifest, arch, tmp.path())?;
-        sysext_cases::boot::run(name, &subject, arch, None, &place, &progress, |_| Ok(()))
-    };
-    eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
-    outcome.into_test_result(name).map_err(Failed::from)
+        let outcome = update::run_boot(
+            name,
+            &releases,
+            manifest,
+            arch,
+            &Place::from_env(),
+            &progress,
+        );
+        return finish(name, outcome);
+    }
+    let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let subject = fixture_subject(fx, manifest, arch, tmp.path())?;
+    run_case(name, &subject, arch, Case::Boot)
 }
 
 fn ignition_fixture(
@@ -424,36 +421,29 @@ fn ignition_fixture(
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let subject = fixture_subject(fx, manifest, arch, tmp.path())?;
     // Ignition's own words for a download whose digest is not the config's.
-    let wrong = sysext_cases::manifest::ExpectedFailure {
-        case: Case::Boot,
+    let wrong = ExpectedFailure {
+        case: Case::Ignition,
         systemd: vec!["hash verification failed".into()],
     };
-    let outcome = sysext_cases::ignition::run(
-        name,
-        &subject,
-        arch,
+    let mut trial = runner::Trial::new(name, &subject, arch, Case::Ignition);
+    trial.setup = Setup::Ignition {
+        subject: &subject,
         variant,
-        match variant {
-            Variant::WrongHash => Some(&wrong),
-            Variant::AsPrinted => manifest.expected_failure(Case::Ignition),
-        },
-        &Place::from_env(),
-        &progress,
-    );
-    eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
-    outcome.into_test_result(name).map_err(Failed::from)
+    };
+    if variant == Variant::WrongHash {
+        trial.expected = Some(&wrong);
+    }
+    finish(name, trial.run(&Place::from_env(), &progress))
 }
 
-fn run_vm_case(name: &str, subject: &Subject, arch: Arch, case: Case) -> Result<(), Failed> {
+/// Runs `case` for `subject` the plain way its family reaches the guest.
+fn run_case(name: &str, subject: &Subject, arch: Arch, case: Case) -> Result<(), Failed> {
     let progress = |l: &str| eprintln!("{name}: {l}");
-    let outcome = sysext_cases::vm::runner::run_case(
-        name,
-        subject,
-        arch,
-        case,
-        &Place::from_env(),
-        &progress,
-    );
+    let outcome = runner::Trial::new(name, subject, arch, case).run(&Place::from_env(), &progress);
+    finish(name, outcome)
+}
+
+fn finish(name: &str, outcome: Outcome) -> Result<(), Failed> {
     eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
     outcome.into_test_result(name).map_err(Failed::from)
 }
@@ -473,8 +463,7 @@ fn update_fixture(
         plan,
     };
     let outcome = update::run_cycle(name, &releases, cycle, arch, &Place::from_env(), &progress);
-    eprintln!("{name}: took {:.1}s", outcome.duration.as_secs_f64());
-    outcome.into_test_result(name).map_err(Failed::from)
+    finish(name, outcome)
 }
 
 fn vm_subject(name: &str, image: &Path, arch: Arch, case: Case) -> Result<(), Failed> {
@@ -485,5 +474,5 @@ fn vm_subject(name: &str, image: &Path, arch: Arch, case: Case) -> Result<(), Fa
         Manifest::default()
     };
     let subject = Subject::from_image(image, manifest)?;
-    run_vm_case(name, &subject, arch, case)
+    run_case(name, &subject, arch, case)
 }

@@ -5,9 +5,8 @@ mod vm {
     use std::time::Duration;
 
     use sysext_builder::Arch;
-    use sysext_cases::manifest::ExpectedFailure;
-    use sysext_cases::vm::runner::{Row, exit_status, run_in_guest};
-    use sysext_cases::vm::{Case, Verdict};
+    use sysext_cases::outcome::{Case, ExpectedFailure, Verdict};
+    use sysext_cases::runner::{Row, Setup, exit_status, run_with};
     use sysext_harness::Place;
 
     #[test]
@@ -17,14 +16,15 @@ mod vm {
             case: Case::Services,
             systemd: vec!["status=203/EXEC".into()],
         };
-        let outcome = run_in_guest(
+        let outcome = run_with(
             name,
             Arch::X86_64,
-            &Place::from_env(),
+            Setup::Runtime { carrying: None },
             Some(&expected),
-            None,
+            &Place::from_env(),
             &|l| eprintln!("{name}: {l}"),
-            |vm| {
+            |reached| {
+                let vm = reached.vm();
                 vm.succeed("true")?;
                 let pid = vm.qemu_pid().expect("QEMU runs") as i32;
                 // SAFETY: kill(2) on the QEMU child this VM owns.
@@ -36,8 +36,10 @@ mod vm {
             },
         );
         match &outcome.verdict {
+            // The guest died under the command after the kill: the SSH stage broke, not
+            // the restore before it and not the image.
             Verdict::Error { stage, message } => {
-                assert!(!stage.is_empty(), "{message}");
+                assert_eq!(stage, "SSH", "{message}");
             }
             other => panic!("a dead guest must be a harness error, got {other:?}"),
         }

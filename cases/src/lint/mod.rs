@@ -20,16 +20,9 @@ use sysext_builder::osrelease::OsRelease;
 
 use context::Context;
 pub use finding::{Finding, Rule, Severity};
+use rules::image::UNREADABLE;
 use rules::{binaries, content, matching, naming, release_dir, release_file, served, units};
 pub use target::{SystemdRange, Target, TargetKind, TargetSpec};
-
-/// A file systemd would refuse outright: empty, garbage, truncated, or an unknown format.
-pub const UNREADABLE: Rule = Rule {
-    id: "image/unreadable",
-    severity: Severity::Error,
-    summary: "the image cannot be read: systemd refuses it and aborts the whole merge",
-    reference: "E1, E10",
-};
 
 /// Problems that stop lint from checking at all (as opposed to findings): exit code 2.
 #[derive(Debug, thiserror::Error)]

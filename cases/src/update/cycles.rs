@@ -1,9 +1,8 @@
 //! The cycles users go through when nothing goes wrong: update, rollback, retention, the
 //! timer drop-in, and a version sysupdate cannot see.
 
-use super::{Ctx, h};
-use crate::vm::CaseError;
-use crate::vm::CaseResult;
+use crate::outcome::{CaseError, CaseResult};
+use crate::update::ctx::{Ctx, h};
 
 fn nth<'a>(ctx: &'a Ctx, i: usize) -> Result<&'a str, CaseError> {
     ctx.versions.get(i).map(String::as_str).ok_or_else(|| {
@@ -126,7 +125,7 @@ pub fn rollback(ctx: &Ctx) -> CaseResult {
         .vm
         .succeed("systemd-sysext status --json=short")
         .map_err(h)?;
-    if crate::vm::merged_on(&status, "/usr").contains(&ctx.name) {
+    if crate::sysext_status::merged_on(&status, "/usr")?.contains(&ctx.name) {
         return Err(CaseError::from(format!(
             "{} dangles, yet '{}' is still merged after a refresh",
             ctx.link(),

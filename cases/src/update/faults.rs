@@ -3,13 +3,14 @@
 //! next update after the fault is cleared must succeed. The mirror's log proves each fault
 //! was hit.
 
-use crate::vm::CaseError;
+use crate::outcome::CaseError;
 use std::time::Duration;
 
 use sysext_harness::mirror::Fault;
 
-use super::{Ctx, FaultCase, h};
-use crate::vm::CaseResult;
+use crate::outcome::CaseResult;
+use crate::update::ctx::{Ctx, h};
+use crate::update::cycle::FaultCase;
 
 /// How long a stalled download hangs: longer than systemd-pull's own limit (libcurl's
 /// low-speed abort after 60 s), so the client gives up first.

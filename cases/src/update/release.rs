@@ -1,7 +1,7 @@
 //! The releases a cycle publishes: the subject's spec rebuilt at each version of its
 //! `[test.update]` plan, plus the version sysupdate cannot parse.
 
-use crate::vm::CaseError;
+use crate::outcome::CaseError;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -2,11 +2,12 @@
 //! docs tell users to (Butane `storage.files` and `links`), with the transfer and noop files
 //! fetched from the mirror as a user fetches them from extensions.flatcar.org.
 
-use crate::vm::CaseError;
+use crate::outcome::CaseError;
 use std::time::Duration;
 
-use super::{Ctx, h};
-use crate::vm::{CaseResult, quote};
+use crate::outcome::CaseResult;
+use crate::shell::quote;
+use crate::update::ctx::{Ctx, h, parse_list};
 
 /// Installs the first release in one round trip: the image upload, then a batch that
 /// writes the transfer files, links the image, refreshes and asks for the version and
@@ -59,7 +60,7 @@ pub fn install_first_release(ctx: &Ctx) -> CaseResult {
             live.trim()
         )));
     }
-    let (current, _) = super::parse_list(&outs[steps.len() + 1].stdout)?;
+    let (current, _) = parse_list(&outs[steps.len() + 1].stdout)?;
     if current.as_deref() != Some(first.as_str()) {
         return Err(CaseError::from(format!(
             "after installing {first}, `systemd-sysupdate -C {} list` says the current version is {current:?}",

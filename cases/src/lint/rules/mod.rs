@@ -2,6 +2,7 @@
 
 pub mod binaries;
 pub mod content;
+pub mod image;
 pub mod matching;
 pub mod naming;
 pub mod release_dir;
@@ -9,7 +10,7 @@ pub mod release_file;
 pub mod served;
 pub mod units;
 
-use super::finding::Rule;
+use crate::lint::finding::Rule;
 
 /// Every rule lint knows, for `--list-rules` and the docs.
 pub fn all() -> Vec<&'static Rule> {
@@ -22,6 +23,6 @@ pub fn all() -> Vec<&'static Rule> {
     v.extend_from_slice(units::RULES);
     v.extend_from_slice(release_dir::RULES);
     v.extend_from_slice(served::RULES);
-    v.push(&super::UNREADABLE);
+    v.extend_from_slice(image::RULES);
     v
 }

@@ -6,18 +6,21 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::{Assertion, CaseResult, Subject, install_and_merge};
 use sysext_harness::Vm;
 
+use crate::manifest::Manifest;
+use crate::outcome::{Assertion, CaseError, CaseResult};
+use crate::subject::Subject;
+
 /// Properties that say whether a unit runs, why not, and what would start it.
-const PROPS: &str = "Id,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,InvocationID,Job,UpheldBy,WantedBy,RequiredBy,TriggeredBy";
+const PROPS: &str = "Id,LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,InvocationID,Job,UpheldBy,WantedBy,RequiredBy,TriggeredBy";
 
 /// How long an inactive unit that something pulls in may sit without a job before we
 /// conclude nothing will start it (systemd enforces `Upholds=` from its event loop).
 const GRACE: Duration = Duration::from_secs(3);
 
-pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
-    install_and_merge(vm, s)?;
+/// The checks once the image is merged at run time.
+pub fn check(vm: &Vm, s: &Subject) -> CaseResult {
     if !s.units.is_empty() || !s.enabled_services.is_empty() {
         // Without EXTENSION_RELOAD_MANAGER=1 systemd does not see the units until this.
         let mut setup = Vec::new();
@@ -89,9 +92,9 @@ fn show_cmd(units: &[&String]) -> String {
 }
 
 /// systemd's own account of a unit that is not running: its properties and journal.
-pub(crate) fn evidence(vm: &Vm, unit: &str) -> Result<String, super::CaseError> {
+pub fn evidence(vm: &Vm, unit: &str) -> Result<String, CaseError> {
     let outs = vm.batch(&[
-        &format!("systemctl show -p ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,UpheldBy,WantedBy,RequiredBy,TriggeredBy -- {unit}"),
+        &format!("systemctl show -p LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,UpheldBy,WantedBy,RequiredBy,TriggeredBy -- {unit}"),
         // Each distinct line once, oldest first: a unit that Upholds= restarts floods its
         // journal with the same few lines, and the first ones say why it failed.
         &format!("journalctl -b --no-pager -o cat -u {unit} | awk '!seen[$0]++' | head -n 40"),
@@ -101,10 +104,7 @@ pub(crate) fn evidence(vm: &Vm, unit: &str) -> Result<String, super::CaseError> 
 
 /// Polls until every unit is active; returns each one's `InvocationID`. Fails as soon as
 /// one has failed, or is inactive with no job queued and nothing that would start it.
-pub(crate) fn wait_active(
-    vm: &Vm,
-    units: &[String],
-) -> Result<BTreeMap<String, String>, super::CaseError> {
+pub fn wait_active(vm: &Vm, units: &[String]) -> Result<BTreeMap<String, String>, CaseError> {
     let mut active = BTreeMap::new();
     if units.is_empty() {
         return Ok(active);
@@ -122,6 +122,15 @@ pub(crate) fn wait_active(
             let p = props.get(unit.as_str());
             let get = |k: &str| p.and_then(|p| p.get(k)).map(String::as_str).unwrap_or("");
             let queued = !get("Job").trim().is_empty();
+            // A unit systemd cannot find is not a unit that nothing starts: it gets its
+            // own words (`LoadState=not-found`), never a stopped unit's.
+            if get("LoadState") == "not-found" {
+                return Err(Assertion::new(format!(
+                    "expected {unit} to be a unit the image ships or enables; systemd has no such unit"
+                ))
+                .with_evidence(&evidence(vm, unit)?)
+                .into());
+            }
             match get("ActiveState") {
                 "active" => {
                     active.insert(unit.to_string(), get("InvocationID").to_string());
@@ -171,7 +180,7 @@ pub(crate) fn wait_active(
 /// A `Type=simple` service is "active" the moment its process is forked, so one look can
 /// catch a daemon that is about to exit 1. Up means still active, in the same activation
 /// (`InvocationID`), two seconds later: one look for all units.
-pub(crate) fn stay_up(vm: &Vm, invocations: &BTreeMap<String, String>) -> CaseResult {
+pub fn stay_up(vm: &Vm, invocations: &BTreeMap<String, String>) -> CaseResult {
     if invocations.is_empty() {
         return Ok(());
     }
@@ -195,7 +204,7 @@ pub(crate) fn stay_up(vm: &Vm, invocations: &BTreeMap<String, String>) -> CaseRe
 /// Units that wait for configuration (kubelet before kubeadm) must be loaded and pulled in
 /// by something, so they start once configured; running is not required, and a restart
 /// loop is what they are expected to show.
-pub(crate) fn waiting_set_up(vm: &Vm, units: &[String]) -> CaseResult {
+pub fn waiting_set_up(vm: &Vm, units: &[String]) -> CaseResult {
     if units.is_empty() {
         return Ok(());
     }
@@ -224,7 +233,7 @@ pub(crate) fn waiting_set_up(vm: &Vm, units: &[String]) -> CaseResult {
 /// The manifest's ports listen and its paths exist, polled for a few seconds (a daemon
 /// binds and writes its socket a moment after systemd calls it started). Ports are read
 /// from /proc/net, which every guest has.
-pub(crate) fn listening_and_created(vm: &Vm, m: &crate::manifest::Manifest) -> CaseResult {
+pub fn listening_and_created(vm: &Vm, m: &Manifest) -> CaseResult {
     if m.ports.is_empty() && m.creates.is_empty() {
         return Ok(());
     }
@@ -246,7 +255,7 @@ pub(crate) fn listening_and_created(vm: &Vm, m: &crate::manifest::Manifest) -> C
     for path in &m.creates {
         checks.push((
             format!("{path} exists"),
-            format!("test -e {}", crate::vm::quote(path)),
+            format!("test -e {}", crate::shell::quote(path)),
         ));
     }
     let deadline = Instant::now() + Duration::from_secs(10) * vm.accel.slowdown(vm.arch);

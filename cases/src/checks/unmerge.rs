@@ -1,15 +1,18 @@
 //! unmerge: after `systemd-sysext unmerge` the extension's files are gone and /usr is exactly
 //! as it was before the merge (writable again, same top-level listing).
 
-use super::{Assertion, CaseError, CaseResult, Subject, USR_FINGERPRINT, install_and_merge};
 use sysext_harness::Vm;
 
-pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
-    let m = install_and_merge(vm, s)?;
+use crate::outcome::{Assertion, CaseError, CaseResult};
+use crate::subject::Subject;
+use crate::sysext_status::merged_on;
+use crate::via::runtime::{Merged, USR_FINGERPRINT};
+
+pub fn check(vm: &Vm, s: &Subject, m: &Merged) -> CaseResult {
     let samples: Vec<String> = s
         .sample_files
         .iter()
-        .map(|f| format!("test -e '{f}'"))
+        .map(|f| format!("test -e {}", crate::shell::quote(f)))
         .collect();
     let mut cmds = vec![
         "systemd-sysext unmerge",
@@ -29,7 +32,7 @@ pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
             .with_evidence(&unmerge.combined()),
         ));
     }
-    if !super::merged_on(&status.stdout, "/usr").is_empty() {
+    if !merged_on(&status.stdout, "/usr")?.is_empty() {
         return Err(
             Assertion::new("expected nothing merged on /usr after unmerge")
                 .with_evidence(&status.stdout)

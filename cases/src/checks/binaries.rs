@@ -3,16 +3,14 @@
 //! libraries. No binary is run with flags it might not understand. Two round trips: the
 //! commands, then every loader check.
 
-use super::{Assertion, CaseResult, Subject, install_and_merge, quote};
 use sysext_harness::Vm;
 
-pub fn run(vm: &Vm, s: &Subject) -> CaseResult {
-    install_and_merge(vm, s)?;
-    check(vm, s)
-}
+use crate::outcome::{Assertion, CaseResult};
+use crate::shell::quote;
+use crate::subject::Subject;
 
-/// The checks once the image is merged (at run time here, at boot in the boot case).
-pub(crate) fn check(vm: &Vm, s: &Subject) -> CaseResult {
+/// The checks once the image is merged (at run time, or at boot in the boot case).
+pub fn check(vm: &Vm, s: &Subject) -> CaseResult {
     // In bash, as a user types them on Flatcar (the harness's own commands run in dash).
     let commands: Vec<String> = s
         .manifest

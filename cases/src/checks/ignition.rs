@@ -1,0 +1,133 @@
+//! After a first boot provisioned by Ignition: the mirror served the image whole,
+//! Ignition's unit succeeded, the image is merged with its units up and nothing else broken
+//! (the boot checks), sysupdate is configured for it and `systemd-sysupdate.timer` is
+//! enabled and active. With a wrong `verification.hash` the provisioning must fail, and
+//! only Ignition's own words can say why.
+
+use sysext_harness::{Mirror, Vm};
+
+use crate::checks::boot;
+use crate::outcome::{Assertion, CaseError, CaseResult};
+use crate::subject::Subject;
+use crate::via::cold_boot::Baseline;
+use crate::via::ignition::Variant;
+
+/// The unit that runs Ignition's stages in the flatcar-shaped guest.
+const UNIT: &str = "sysext-test-ignition.service";
+
+/// The ignition case's checks for the config `variant` the guest got.
+pub fn check(
+    vm: &Vm,
+    s: &Subject,
+    variant: Variant,
+    mirror: &Mirror,
+    baseline: &Baseline,
+) -> CaseResult {
+    match variant {
+        Variant::AsPrinted => {
+            provisioned(vm, s, mirror)?;
+            boot::check(vm, s, baseline)?;
+            sysupdate_configured(vm, s)
+        }
+        Variant::WrongHash => refused(vm),
+    }
+}
+
+/// Whether `systemctl show` printed `prop` as a whole line.
+fn has_line(text: &str, prop: &str) -> bool {
+    text.lines().any(|l| l.trim() == prop)
+}
+
+/// Ignition's unit succeeded and the mirror served the image whole (Ignition fetched it;
+/// nothing else in the guest knows the URL).
+fn provisioned(vm: &Vm, s: &Subject, mirror: &Mirror) -> CaseResult {
+    let out = vm.execute(&format!(
+        "systemctl show -p Result,ActiveState -- {UNIT}; journalctl -b -o cat --no-pager -u {UNIT} | tail -n 30"
+    ))?;
+    if !has_line(&out.stdout, "Result=success") || !has_line(&out.stdout, "ActiveState=active") {
+        return Err(Assertion::new(format!(
+            "expected Ignition to provision {} at first boot; its unit did not succeed",
+            s.file_name
+        ))
+        .with_evidence(&out.stdout)
+        .into());
+    }
+    let size = std::fs::metadata(&s.image).map(|m| m.len()).unwrap_or(0);
+    let path = format!("/extensions/{}", s.file_name);
+    let whole = mirror
+        .requests()
+        .iter()
+        .any(|r| r.path == path && r.status == 200 && r.bytes == size && r.method == "GET");
+    if !whole {
+        return Err(CaseError::from(format!(
+            "expected Ignition to download {path} ({size} bytes) from the mirror; it never served it whole"
+        )));
+    }
+    Ok(())
+}
+
+/// The sysupdate side of the config: NAME.conf and noop.conf in place, the drop-in loaded,
+/// the timer enabled and running.
+fn sysupdate_configured(vm: &Vm, s: &Subject) -> CaseResult {
+    let name = &s.name;
+    let outs = vm.batch(&[
+        &format!(
+            "test -s /etc/sysupdate.{name}.d/{name}.conf && test -s /etc/sysupdate.d/noop.conf"
+        ),
+        "systemctl is-enabled systemd-sysupdate.timer",
+        "systemctl is-active systemd-sysupdate.timer",
+        "systemctl cat systemd-sysupdate.service",
+    ])?;
+    let checks = [
+        (
+            outs[0].status == 0,
+            "the transfer files in /etc/sysupdate.*",
+        ),
+        (
+            outs[1].stdout.trim() == "enabled",
+            "systemd-sysupdate.timer enabled",
+        ),
+        (
+            outs[2].stdout.trim() == "active",
+            "systemd-sysupdate.timer active",
+        ),
+        (
+            outs[3]
+                .stdout
+                .contains(&format!("systemd-sysupdate -C {name} update")),
+            "the systemd-sysupdate.service drop-in",
+        ),
+    ];
+    let missing: Vec<&str> = checks
+        .iter()
+        .filter(|(ok, _)| !ok)
+        .map(|(_, w)| *w)
+        .collect();
+    if !missing.is_empty() {
+        return Err(Assertion::new(format!(
+            "expected Ignition's config to set up sysupdate for {name}; missing: {}",
+            missing.join(", ")
+        ))
+        .with_evidence(&format!(
+            "is-enabled: {}is-active: {}",
+            outs[1].stdout, outs[2].stdout
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// With a wrong hash: Ignition's unit failed, and its journal says why.
+fn refused(vm: &Vm) -> CaseResult {
+    let out = vm.execute(&format!(
+        "systemctl show -p Result -- {UNIT}; journalctl -b -o cat --no-pager -u {UNIT} | grep -v '^DEBUG' | tail -n 40"
+    ))?;
+    if has_line(&out.stdout, "Result=success") {
+        return Ok(());
+    }
+    Err(
+        Assertion::new("expected first-boot provisioning to succeed; Ignition failed")
+            .with_evidence(&out.stdout)
+            .into(),
+    )
+}

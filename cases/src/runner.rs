@@ -1,0 +1,378 @@
+//! One runner joins a way of reaching the guest (`via/`) and what a case checks there
+//! (`checks/`): reach the guest, run the checks, judge the result against the manifest's
+//! expected failure (systemd's words only; a harness error never counts) and keep the
+//! artifacts of anything but a plain pass. nextest's trials (one case per process), the
+//! sysupdate cycles and `sysext-test run` (a session of cases) all come through here.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use sysext_builder::Arch;
+use sysext_builder::guest::Profile;
+use sysext_harness::{Mirror, Place, Vm};
+
+use crate::checks;
+use crate::outcome::{
+    Assertion, Case, CaseError, CaseResult, ExpectedFailure, NotReached, Outcome, Verdict, judge,
+};
+use crate::subject::Subject;
+use crate::via::Via;
+use crate::via::baked::{self, Baked};
+use crate::via::ignition::{self, Provisioned, Variant};
+use crate::via::runtime;
+
+/// A way of reaching the guest ([`Via`]) with what it needs.
+#[derive(Clone, Copy)]
+pub enum Setup<'a> {
+    /// A restored guest with `carrying` on its payload disk (the case installs it).
+    Runtime { carrying: Option<&'a Path> },
+    /// `subject` (and `conf`, its sysupdate config) baked into the disk, cold-booted.
+    Baked {
+        subject: &'a Subject,
+        conf: Option<&'a Path>,
+    },
+    /// `subject` provisioned by Ignition with the `variant` config, first-booted.
+    Ignition {
+        subject: &'a Subject,
+        variant: Variant,
+    },
+}
+
+impl<'a> Setup<'a> {
+    /// The plain setup of `case`'s way for `subject`.
+    pub fn for_case(case: Case, subject: &'a Subject) -> Setup<'a> {
+        match case.via() {
+            Via::Runtime => Setup::Runtime {
+                carrying: Some(&subject.image),
+            },
+            Via::Baked => Setup::Baked {
+                subject,
+                conf: None,
+            },
+            Via::Ignition => Setup::Ignition {
+                subject,
+                variant: Variant::AsPrinted,
+            },
+        }
+    }
+
+    pub fn via(&self) -> Via {
+        match self {
+            Setup::Runtime { .. } => Via::Runtime,
+            Setup::Baked { .. } => Via::Baked,
+            Setup::Ignition { .. } => Via::Ignition,
+        }
+    }
+}
+
+/// A guest the image has reached, as its way hands it over.
+pub enum Reached {
+    Runtime { vm: Vm, notes: Vec<String> },
+    Baked(Baked),
+    Ignition(Provisioned),
+}
+
+impl Reached {
+    pub fn vm(&self) -> &Vm {
+        match self {
+            Reached::Runtime { vm, .. } => vm,
+            Reached::Baked(b) => &b.vm,
+            Reached::Ignition(p) => &p.vm,
+        }
+    }
+
+    fn notes(&self) -> Vec<String> {
+        match self {
+            Reached::Runtime { notes, .. } => notes.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn mirror(&self) -> Option<&Mirror> {
+        match self {
+            Reached::Ignition(p) => Some(&p.mirror),
+            _ => None,
+        }
+    }
+}
+
+/// Reaches the guest the way `setup` says.
+fn reach(
+    arch: Arch,
+    setup: &Setup,
+    place: &Place,
+    progress: &dyn Fn(&str),
+) -> Result<Reached, NotReached> {
+    match *setup {
+        Setup::Runtime { carrying } => {
+            let (vm, notes) = runtime::restore(arch, Profile::Debian, place, carrying, progress)?;
+            Ok(Reached::Runtime { vm, notes })
+        }
+        Setup::Baked { subject, conf } => {
+            baked::reach(subject, arch, conf, progress).map(Reached::Baked)
+        }
+        Setup::Ignition { subject, variant } => {
+            ignition::reach(subject, arch, variant, progress).map(Reached::Ignition)
+        }
+    }
+}
+
+/// Reaches the guest the way `setup` says, runs `body` there and judges it against
+/// `expected` (a negative test). `name` names the artifacts directory.
+pub fn run_with(
+    name: &str,
+    arch: Arch,
+    setup: Setup,
+    expected: Option<&ExpectedFailure>,
+    place: &Place,
+    progress: &dyn Fn(&str),
+    body: impl FnOnce(&Reached) -> CaseResult,
+) -> Outcome {
+    let start = Instant::now();
+    let artifacts = place.artifacts(name);
+    let reached = match reach(arch, &setup, place, progress) {
+        Ok(r) => r,
+        Err(NotReached::Harness { stage, message }) => {
+            return Outcome::harness_error(&stage, message, start.elapsed());
+        }
+        Err(NotReached::BrokeBoot { assertion, console }) => {
+            let verdict = judge(
+                Err(CaseError::Fail(assertion)),
+                expected,
+                Vec::new(),
+                || keep_console(&artifacts, &console),
+            );
+            return Outcome {
+                verdict,
+                duration: start.elapsed(),
+                merge_refused: false,
+            };
+        }
+    };
+    progress(&format!(
+        "the {arch} guest answered {:.1}s after QEMU started ({:.1}s since the case started)",
+        reached.vm().startup.as_secs_f64(),
+        start.elapsed().as_secs_f64()
+    ));
+    let body_start = Instant::now();
+    let result = body(&reached);
+    progress(&format!(
+        "case body took {:.1}s",
+        body_start.elapsed().as_secs_f64()
+    ));
+    let merge_refused = matches!(result, Err(CaseError::MergeRefused(_)));
+    let verdict = judge(result, expected, reached.notes(), || {
+        let dir = reached.vm().save_artifacts(&artifacts);
+        if let Some(m) = reached.mirror() {
+            keep_mirror_log(&dir, m);
+        }
+        dir
+    });
+    Outcome {
+        verdict,
+        duration: start.elapsed(),
+        merge_refused,
+    }
+}
+
+/// One case of one subject on one arch: what nextest runs as a trial and a session runs
+/// as a row.
+#[derive(Clone, Copy)]
+pub struct Trial<'a> {
+    /// Names the artifacts directory (the trial's name).
+    pub name: &'a str,
+    pub subject: &'a Subject,
+    pub arch: Arch,
+    pub case: Case,
+    /// How the image reaches the guest; [`Setup::for_case`] unless a caller needs more.
+    pub setup: Setup<'a>,
+    /// The failure it exists for (a negative test); the manifest's by default.
+    pub expected: Option<&'a ExpectedFailure>,
+}
+
+impl<'a> Trial<'a> {
+    /// `case` for `subject` the plain way, expecting what its manifest says.
+    pub fn new(name: &'a str, subject: &'a Subject, arch: Arch, case: Case) -> Trial<'a> {
+        Trial {
+            name,
+            subject,
+            arch,
+            case,
+            setup: Setup::for_case(case, subject),
+            expected: subject.manifest.expected_failure(case),
+        }
+    }
+
+    pub fn run(&self, place: &Place, progress: &dyn Fn(&str)) -> Outcome {
+        run_with(
+            self.name,
+            self.arch,
+            self.setup,
+            self.expected,
+            place,
+            progress,
+            |reached| check(self.case, reached, self.subject),
+        )
+    }
+}
+
+/// What `case` checks in the guest its way reached.
+fn check(case: Case, reached: &Reached, s: &Subject) -> CaseResult {
+    match (case, reached) {
+        (
+            Case::Merge | Case::Binaries | Case::Services | Case::Unmerge,
+            Reached::Runtime { vm, .. },
+        ) => {
+            let merged = runtime::install_and_merge(vm, s)?;
+            match case {
+                Case::Merge => checks::merge::check(vm, s, &merged),
+                Case::Binaries => checks::binaries::check(vm, s),
+                Case::Services => checks::services::check(vm, s),
+                _ => checks::unmerge::check(vm, s, &merged),
+            }
+        }
+        (Case::Boot, Reached::Baked(b)) => checks::boot::check(&b.vm, s, &b.baseline),
+        (Case::Ignition, Reached::Ignition(p)) => {
+            checks::ignition::check(&p.vm, s, p.variant, &p.mirror, &p.baseline)
+        }
+        (case, _) => Err(CaseError::Fail(Assertion::new(format!(
+            "the {case} case runs only {}: the runner was given another way",
+            case.via()
+        )))),
+    }
+}
+
+fn keep_console(dir: &Path, console: &str) -> PathBuf {
+    if std::fs::create_dir_all(dir).is_ok() {
+        let _ = sysext_builder::atomic::write_bytes(&dir.join("console.log"), console.as_bytes());
+    }
+    dir.to_path_buf()
+}
+
+/// The server's side of a case that did not pass, next to the guest's.
+pub fn keep_mirror_log(dir: &Path, mirror: &Mirror) {
+    if std::fs::create_dir_all(dir).is_ok()
+        && let Ok(json) = serde_json::to_string_pretty(&mirror.requests())
+    {
+        let _ =
+            sysext_builder::atomic::write_bytes(&dir.join("mirror-requests.json"), json.as_bytes());
+    }
+}
+
+/// One case of one image in a `sysext-test run` session.
+pub struct Row {
+    pub image: String,
+    pub arch: Arch,
+    pub case: Case,
+    pub outcome: Outcome,
+}
+
+/// The trial name of `case` for `subject` on `arch` (`vm::…::<case>`, `boot::…`,
+/// `ignition::…`): the same names nextest lists.
+pub fn trial_name(case: Case, arch: Arch, subject: &str) -> String {
+    match case.via() {
+        Via::Runtime => format!("vm::{arch}::{subject}::{case}"),
+        via => format!("{}::{arch}::{subject}", via.family()),
+    }
+}
+
+/// Runs `cases` (in [`Case::ALL`] order) for every subject. When an image's merge is
+/// refused, its later run-time cases are not run: the merge case already says why, once.
+/// `progress` hears `[k/N] name ...` before each case and its verdict after.
+pub fn run_session(
+    subjects: &[(Subject, Arch)],
+    cases: &[Case],
+    place: &Place,
+    progress: &dyn Fn(&str),
+) -> Vec<Row> {
+    let mut cases = cases.to_vec();
+    cases.sort();
+    cases.dedup();
+    let total = subjects.len() * cases.len();
+    let mut rows = Vec::new();
+    for (subject, arch) in subjects {
+        let mut refused = false;
+        for &case in &cases {
+            let name = trial_name(case, *arch, &subject.name);
+            let k = rows.len() + 1;
+            let outcome = if refused && case.needs_merge() {
+                Outcome {
+                    verdict: Verdict::NotRun {
+                        reason: "the merge was refused (see the merge case)".into(),
+                    },
+                    duration: Duration::ZERO,
+                    merge_refused: true,
+                }
+            } else {
+                progress(&format!("[{k}/{total}] {name} ..."));
+                let indent = |l: &str| progress(&format!("  {l}"));
+                // The bakery's layout: NAME.conf beside the image is baked in too.
+                let conf = subject
+                    .image
+                    .with_file_name(format!("{}.conf", subject.name));
+                let mut trial = Trial::new(&name, subject, *arch, case);
+                if let Setup::Baked { subject, .. } = trial.setup {
+                    trial.setup = Setup::Baked {
+                        subject,
+                        conf: conf.is_file().then_some(conf.as_path()),
+                    };
+                }
+                trial.run(place, &indent)
+            };
+            progress(&format!(
+                "[{k}/{total}] {name}: {} in {:.1}s",
+                outcome.verdict.word(),
+                outcome.duration.as_secs_f64()
+            ));
+            refused |= outcome.merge_refused;
+            rows.push(Row {
+                image: subject.file_name.clone(),
+                arch: *arch,
+                case,
+                outcome,
+            });
+        }
+    }
+    rows
+}
+
+/// The exit status of a session: 2 when the harness broke anywhere (no verdict), else 1
+/// when a case failed or did not run, else 0.
+pub fn exit_status(rows: &[Row]) -> u8 {
+    if rows
+        .iter()
+        .any(|r| matches!(r.outcome.verdict, Verdict::Error { .. }))
+    {
+        2
+    } else if !rows.is_empty() && rows.iter().all(|r| r.outcome.verdict.is_pass()) {
+        0
+    } else {
+        1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trial_names_are_the_ones_nextest_lists() {
+        assert_eq!(
+            trial_name(Case::Services, Arch::Arm64, "hello"),
+            "vm::arm64::hello::services"
+        );
+        assert_eq!(
+            trial_name(Case::Boot, Arch::X86_64, "hello"),
+            "boot::x86-64::hello"
+        );
+        assert_eq!(
+            trial_name(Case::Ignition, Arch::X86_64, "hello"),
+            "ignition::x86-64::hello"
+        );
+    }
+
+    #[test]
+    fn a_session_with_no_case_is_not_green() {
+        assert_eq!(exit_status(&[]), 1);
+    }
+}

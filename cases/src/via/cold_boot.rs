@@ -1,0 +1,339 @@
+//! The one cold boot every boot-time way shares (baked, Ignition, and the baseline they
+//! compare against): boot a disk and wait for a login, or for systemd's own words that none
+//! will come. Which of the two a boot without a login was decides whose fault it is:
+//!
+//! - systemd said so (a unit failed, emergency mode, the SSH server failed, a panic): the
+//!   image's verdict, with those lines as the evidence;
+//! - nothing said so (the console still shows systemd starting jobs, or nothing at all): a
+//!   slow boot, which on a loaded 2-core TCG host is the emulator's, never the image's. It
+//!   is booted once more, and a second slow boot is a harness error (exit 2) naming how long
+//!   the same guest took without the image;
+//! - QEMU died, or the initramfs never brought the network up: the emulator's too (an early
+//!   TCG oops), retried once the same way.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sysext_builder::guest::Guest;
+use sysext_harness::vm::BootOptions;
+use sysext_harness::{HarnessError, Vm};
+
+use crate::outcome::Assertion;
+
+/// Every path under `/usr` with its type (`find -printf %y`: f, d, l, ...).
+pub const USR_LISTING: &str = "find /usr -printf '%y %p\\n'";
+/// The boot's error-level journal, as lines.
+pub const BOOT_ERRORS: &str = "journalctl -b -p err -o cat --no-pager";
+/// Console lines that mean the SSH server will not come (journald forwards errors there).
+pub const GIVE_UP_ON: &[&str] = &["sysext-test-sshd.service", "emergency mode", "Kernel panic"];
+/// systemd's and the kernel's words for a boot that went wrong, as the console shows them.
+/// Only these make a boot without a login the image's failure.
+const FAILURE_WORDS: &[&str] = &[
+    "Failed to start",
+    "Failed at step",
+    "Dependency failed",
+    "emergency mode",
+    "Kernel panic",
+    "Freezing execution",
+    "sysext-test-sshd.service",
+];
+
+/// What the flatcar-shaped guest's own boot looks like, without any extension: measured
+/// once per guest build and kept beside it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Baseline {
+    /// Error-level journal lines of a plain boot, digits folded (see [`fold`]).
+    pub boot_errors: Vec<String>,
+    /// `/usr` by path, with its type letter.
+    pub usr: BTreeMap<String, char>,
+    /// Seconds from QEMU start to a working login.
+    pub login_seconds: f64,
+}
+
+impl Baseline {
+    /// A baseline that could not have come from a booted guest: an empty or partial `/usr`
+    /// would make every "nothing of the base hidden" check pass forever.
+    fn is_plausible(&self) -> bool {
+        self.usr.get("/usr") == Some(&'d') && self.usr.get("/usr/bin") == Some(&'d')
+    }
+}
+
+/// The guest's boot without the image, from the cache or by booting it once (under a lock,
+/// so concurrent cases measure it once). Every command it reads must have worked.
+pub fn baseline(guest: &Guest, progress: &dyn Fn(&str)) -> Result<Baseline, HarnessError> {
+    let path = guest.dir.join("boot-baseline.json");
+    let lock_dir = guest
+        .dir
+        .parent()
+        .unwrap_or(Path::new("/"))
+        .join(".locks")
+        .join(format!(
+            "{}-baseline",
+            guest.dir.file_name().unwrap_or_default().to_string_lossy()
+        ));
+    let _lock = sysext_builder::cache::Lock::acquire(&lock_dir)
+        .map_err(|e| HarnessError::io(&lock_dir, e))?;
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Ok(b) = serde_json::from_str::<Baseline>(&text)
+        && b.is_plausible()
+    {
+        return Ok(b);
+    }
+    progress(&format!(
+        "booting the {} flatcar-shaped guest once without extensions (its errors and /usr are the baseline)",
+        guest.arch
+    ));
+    let vm = Vm::boot(guest)?;
+    let b = measure(&vm)?;
+    let json = serde_json::to_vec(&b).map_err(|e| HarnessError::Ssh(e.to_string()))?;
+    sysext_builder::atomic::write_bytes(&path, &json).map_err(|e| HarnessError::io(&path, e))?;
+    Ok(b)
+}
+
+fn measure(vm: &Vm) -> Result<Baseline, HarnessError> {
+    let outs = vm.batch(&[
+        "systemctl is-system-running --wait",
+        BOOT_ERRORS,
+        USR_LISTING,
+    ])?;
+    let failed = |i: usize, what: &str| HarnessError::Command {
+        cmd: [
+            "systemctl is-system-running --wait",
+            BOOT_ERRORS,
+            USR_LISTING,
+        ][i]
+            .into(),
+        what: what.into(),
+        output: outs.get(i).map(|o| o.combined()).unwrap_or_default(),
+    };
+    // `degraded` exits 1 and is still a settled boot; anything else is not a baseline.
+    let state = outs.first().map(|o| o.stdout.trim()).unwrap_or_default();
+    if !matches!(state, "running" | "degraded") {
+        return Err(failed(0, "did not report a settled boot"));
+    }
+    for i in 1..3 {
+        if outs.get(i).is_none_or(|o| o.status != 0) {
+            return Err(failed(i, "failed while measuring the baseline"));
+        }
+    }
+    let b = Baseline {
+        boot_errors: error_lines(&outs[1].stdout),
+        usr: listing(&outs[2].stdout),
+        login_seconds: vm.startup.as_secs_f64(),
+    };
+    if !b.is_plausible() {
+        return Err(failed(2, "listed no /usr/bin: not a base to compare with"));
+    }
+    Ok(b)
+}
+
+/// Why a cold boot gave no login.
+#[derive(Debug)]
+pub enum NoLogin {
+    /// systemd (or the kernel) said the boot went wrong: the image's verdict.
+    Image {
+        assertion: Assertion,
+        console: String,
+    },
+    /// Not the image's: QEMU died, the boot was slow, a host problem.
+    Harness(HarnessError),
+}
+
+/// Cold-boots `guest` and waits for a login. A boot that dies early or is merely slow is
+/// booted once more; only systemd's words of failure make it the image's ([`NoLogin`]).
+/// `baseline_login` (seconds) is how long the same guest took without the image.
+pub fn boot(
+    guest: &Guest,
+    options: &BootOptions,
+    baseline_login: Option<f64>,
+    progress: &dyn Fn(&str),
+) -> Result<Vm, NoLogin> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let e = match Vm::boot_with(guest, options) {
+            Ok(vm) => return Ok(vm),
+            Err(e) => e,
+        };
+        let judged = judge_no_login(e, baseline_login);
+        match judged {
+            NoLogin::Harness(e) if tries < 2 && retried(&e) => progress(&format!(
+                "no login, and not the image's doing ({}); booting it once more",
+                e.stage()
+            )),
+            other => return Err(other),
+        }
+    }
+}
+
+/// Harness errors a second boot may not repeat: QEMU died, no network from the
+/// initramfs, a login that did not come in time with no word of failure.
+fn retried(e: &HarnessError) -> bool {
+    matches!(
+        e,
+        HarnessError::QemuExited { .. } | HarnessError::Timeout { .. }
+    )
+}
+
+/// Whose fault a boot without a login is, read from what it says.
+pub fn judge_no_login(e: HarnessError, baseline_login: Option<f64>) -> NoLogin {
+    let console = match &e {
+        HarnessError::GaveUp { console, .. } => console.clone(),
+        HarnessError::Timeout {
+            stage: "SSH login",
+            console,
+            ..
+        } => console.clone(),
+        _ => return NoLogin::Harness(e),
+    };
+    let said = failure_lines(&console);
+    if said.is_empty() {
+        let without = baseline_login
+            .map(|s| format!("; the same guest without the image logged in after {s:.1}s"))
+            .unwrap_or_default();
+        return NoLogin::Harness(HarnessError::Timeout {
+            stage: "SSH login",
+            timeout: match &e {
+                HarnessError::Timeout { timeout, .. } => *timeout,
+                _ => Default::default(),
+            },
+            console: format!(
+                "a slow boot, not the image's failure: no login came and the console says nothing of a failure{without}\n{console}"
+            ),
+        });
+    }
+    NoLogin::Image {
+        assertion: Assertion::new(format!("it never gave a login ({})", e.stage()))
+            .with_evidence(&said),
+        console,
+    }
+}
+
+/// The console's lines in which systemd (or the kernel) says something failed.
+fn failure_lines(console: &str) -> String {
+    console
+        .lines()
+        .map(str::trim)
+        .filter(|l| FAILURE_WORDS.iter().any(|w| l.contains(w)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Error lines with digits folded to `#`, so PIDs, addresses and timings do not make the
+/// same message differ between boots.
+pub fn fold(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut in_digits = false;
+    for c in line.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('#');
+            }
+            in_digits = true;
+        } else {
+            out.push(c);
+            in_digits = false;
+        }
+    }
+    out
+}
+
+/// A journal's error lines, each folded.
+pub fn error_lines(journal: &str) -> Vec<String> {
+    journal_lines(journal).map(fold).collect()
+}
+
+/// The journal's lines without blanks and journalctl's "-- No entries --".
+pub fn journal_lines(journal: &str) -> impl Iterator<Item = &str> {
+    journal
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("-- No entries --"))
+}
+
+/// `find -printf '%y %p\n'` output, by path.
+pub fn listing(text: &str) -> BTreeMap<String, char> {
+    text.lines()
+        .filter_map(|l| {
+            let (t, p) = l.split_once(' ')?;
+            Some((p.to_string(), t.chars().next()?))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn login_timeout(console: &str) -> HarnessError {
+        HarnessError::Timeout {
+            stage: "SSH login",
+            timeout: Duration::from_secs(45),
+            console: console.into(),
+        }
+    }
+
+    #[test]
+    fn a_login_timeout_while_systemd_starts_jobs_is_a_harness_error() {
+        let console = "[   14.2] systemd[1]: Starting ldconfig.service...\n[  ***] A start job is running for Rebuild Dynamic Linker Cache (35s / no limit)";
+        match judge_no_login(login_timeout(console), Some(12.4)) {
+            NoLogin::Harness(e) => {
+                let text = e.to_string();
+                assert!(text.contains("slow boot"), "{text}");
+                assert!(text.contains("12.4s"), "{text}");
+                assert!(retried(&e));
+            }
+            NoLogin::Image { assertion, .. } => panic!("blamed the image: {assertion}"),
+        }
+    }
+
+    #[test]
+    fn a_login_timeout_after_systemd_says_a_unit_failed_is_the_images() {
+        let console = "[   14.2] systemd[1]: Failed to start sysext-test-sshd.service - SSH server.\nsome kernel line";
+        match judge_no_login(login_timeout(console), None) {
+            NoLogin::Image { assertion, .. } => {
+                assert_eq!(
+                    assertion.evidence,
+                    [
+                        "[   14.2] systemd[1]: Failed to start sysext-test-sshd.service - SSH server."
+                    ]
+                );
+            }
+            NoLogin::Harness(e) => panic!("not blamed on the image: {e}"),
+        }
+    }
+
+    #[test]
+    fn qemu_dying_is_never_the_images() {
+        let e = HarnessError::QemuExited {
+            stage: "boot",
+            status: "signal 6".into(),
+            console: "Failed to start everything".into(),
+            stderr: String::new(),
+        };
+        assert!(matches!(judge_no_login(e, None), NoLogin::Harness(_)));
+    }
+
+    #[test]
+    fn an_empty_listing_is_not_a_baseline() {
+        let empty = Baseline {
+            boot_errors: Vec::new(),
+            usr: listing(""),
+            login_seconds: 1.0,
+        };
+        assert!(!empty.is_plausible());
+        let real = Baseline {
+            usr: listing("d /usr\nd /usr/bin\nf /usr/bin/sh\n"),
+            ..empty
+        };
+        assert!(real.is_plausible());
+    }
+
+    #[test]
+    fn errors_compare_with_digits_folded() {
+        let baseline = error_lines("foo[123]: bad thing at 0x1f\n-- No entries --\n");
+        assert_eq!(baseline, ["foo[#]: bad thing at #x#f"]);
+    }
+}
