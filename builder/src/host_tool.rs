@@ -62,6 +62,78 @@ pub fn stdout(cmd: &mut Command, package: &str) -> Result<String, ToolError> {
     output(cmd, package).map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
+/// Runs `cmd` for a long job, handing each line it writes to stderr to `on_line` as it
+/// comes (mmdebstrap's minutes of stages show as they happen instead of all at the end).
+/// It is killed after `limit`; a failure carries its last stderr lines like [`output`].
+pub fn streaming(
+    cmd: &mut Command,
+    package: &str,
+    limit: std::time::Duration,
+    on_line: &dyn Fn(&str),
+) -> Result<(), ToolError> {
+    use std::io::BufRead as _;
+    use std::process::Stdio;
+    let program = program_of(cmd);
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| start_error(e, &program, package))?;
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let stderr = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        if let Some(err) = stderr {
+            for line in std::io::BufReader::new(err).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + limit;
+    let mut seen: Vec<String> = Vec::new();
+    let status = loop {
+        while let Ok(line) = rx.try_recv() {
+            on_line(&line);
+            seen.push(line);
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if std::time::Instant::now() > deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!("killed after {}s", limit.as_secs()));
+            }
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            Err(e) => {
+                return Err(ToolError::Io {
+                    tool: program,
+                    source: e,
+                });
+            }
+        }
+    };
+    let _ = reader.join();
+    for line in rx.try_iter() {
+        on_line(&line);
+        seen.push(line);
+    }
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(ToolError::Failed {
+            tool: program,
+            status: s.to_string(),
+            stderr: stderr_tail(seen.join("\n").as_bytes()),
+        }),
+        Err(why) => Err(ToolError::Failed {
+            tool: program,
+            status: why,
+            stderr: stderr_tail(seen.join("\n").as_bytes()),
+        }),
+    }
+}
+
 /// The last three non-empty lines of a tool's stderr, oldest first, on one line.
 pub fn stderr_tail(stderr: &[u8]) -> String {
     let text = String::from_utf8_lossy(stderr);
@@ -119,6 +191,30 @@ mod tests {
         assert_eq!(tool, "sh");
         assert!(status.contains('3'), "{status}");
         assert_eq!(stderr, "two / three / four");
+    }
+
+    #[test]
+    fn a_long_job_hands_over_each_line_as_it_comes_and_is_killed_at_its_limit() {
+        let lines = std::cell::RefCell::new(Vec::new());
+        streaming(
+            Command::new("sh").args(["-c", "echo one >&2; echo two >&2"]),
+            "dash",
+            std::time::Duration::from_secs(10),
+            &|l| lines.borrow_mut().push(l.to_string()),
+        )
+        .unwrap();
+        assert_eq!(*lines.borrow(), ["one", "two"]);
+        let start = std::time::Instant::now();
+        let err = streaming(
+            Command::new("sh").args(["-c", "echo waiting >&2; sleep 30"]),
+            "dash",
+            std::time::Duration::from_millis(300),
+            &|_| {},
+        )
+        .unwrap_err();
+        assert!(start.elapsed() < std::time::Duration::from_secs(10));
+        assert!(err.to_string().contains("killed after"), "{err}");
+        assert!(err.to_string().contains("waiting"), "{err}");
     }
 
     #[test]

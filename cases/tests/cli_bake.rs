@@ -262,12 +262,17 @@ fn an_image_for_the_other_arch_is_refused_in_one_line_and_nothing_is_written() {
         "{err}"
     );
     assert!(!out.exists());
-    let leftovers: Vec<_> = std::fs::read_dir(s.dir.path())
+}
+
+/// Every name in the scratch folder: a bake that fails must leave it as it found it.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().contains("bake"))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    names.sort();
+    names
 }
 
 #[test]
@@ -288,6 +293,7 @@ fn a_disk_without_a_root_partition_names_its_labels() {
     .unwrap();
     s.share(&disk);
     let out = s.path("baked.img");
+    let before = listing(s.dir.path());
     let r = s.bake_as_nobody(&[
         "--base",
         disk.to_str().unwrap(),
@@ -296,6 +302,13 @@ fn a_disk_without_a_root_partition_names_its_labels() {
         image.to_str().unwrap(),
     ]);
     assert_eq!(r.status.code(), Some(2), "{r:?}");
+    // This refusal comes after the temp copy of the disk exists (the partition table is
+    // read from the copy): nothing of it may stay.
+    assert_eq!(
+        listing(s.dir.path()),
+        before,
+        "a failed bake left files behind"
+    );
     let err = String::from_utf8_lossy(&r.stderr);
     assert!(
         err.contains("plain.img")

@@ -154,11 +154,16 @@ fn ensure_binfmt(arch: Arch) -> Result<(), BuildError> {
         .map_err(|e| BuildError::io(&misc.join("register"), e))
 }
 
-/// Runs mmdebstrap for `recipe` into the tarball `out` (the cached Debian root).
-pub fn bootstrap(recipe: &Recipe, out: &Path) -> Result<(), BuildError> {
+/// How long mmdebstrap may take: minutes for arm64 under qemu-user on a loaded machine,
+/// never forever.
+const BOOTSTRAP_LIMIT: std::time::Duration = std::time::Duration::from_secs(45 * 60);
+
+/// Runs mmdebstrap for `recipe` into the tarball `out` (the cached Debian root); each of
+/// its stage lines ("I: downloading packages with apt...") goes to `progress` as it comes.
+pub fn bootstrap(recipe: &Recipe, out: &Path, progress: &dyn Fn(&str)) -> Result<(), BuildError> {
     ensure_binfmt(recipe.arch)?;
     let mut cmd = Command::new("mmdebstrap");
-    cmd.args(["--variant=minbase", "--quiet"])
+    cmd.args(["--variant=minbase"])
         .arg(format!("--architectures={}", recipe.arch.debian_name()))
         .arg(format!("--include={}", recipe.packages.join(",")));
     for ex in [
@@ -176,7 +181,15 @@ pub fn bootstrap(recipe: &Recipe, out: &Path) -> Result<(), BuildError> {
         .arg(recipe.suite)
         .arg(out)
         .arg(crate::deb::mirror());
-    host_tool::stdout(&mut cmd, "mmdebstrap")?;
+    let arch = recipe.arch;
+    host_tool::streaming(&mut cmd, "mmdebstrap", BOOTSTRAP_LIMIT, &|line| {
+        // Its informational lines are the stages; warnings and errors are worth seeing too.
+        if let Some(stage) = line.strip_prefix("I: ") {
+            progress(&format!("guest {arch}: mmdebstrap: {stage}"));
+        } else if line.starts_with("W: ") || line.starts_with("E: ") {
+            progress(&format!("guest {arch}: mmdebstrap: {line}"));
+        }
+    })?;
     Ok(())
 }
 

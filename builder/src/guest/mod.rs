@@ -325,7 +325,7 @@ fn debian_root(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<PathBuf, Buil
     ));
     let tmp = tarball.with_extension("tar.part.tar");
     let _ = std::fs::remove_file(&tmp);
-    if let Err(e) = debian::bootstrap(recipe, &tmp) {
+    if let Err(e) = debian::bootstrap(recipe, &tmp, progress) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }

@@ -91,14 +91,25 @@ fn show_cmd(units: &[&String]) -> String {
     format!("systemctl show -p {PROPS} -- {}", names.join(" "))
 }
 
-/// systemd's own account of a unit that is not running: its properties and journal.
+/// systemd's own account of a unit that is not running: its properties and journal. A
+/// unit systemd cannot find gets only its words for that (`LoadState=not-found`, "could not
+/// be found"): the inactive, dead, upheld-by-nothing properties it also shows describe a
+/// unit that exists, and must never satisfy the pins of one.
 pub fn evidence(vm: &Vm, unit: &str) -> Result<String, CaseError> {
     let outs = vm.batch(&[
         &format!("systemctl show -p LoadState,ActiveState,SubState,Result,ExecMainCode,ExecMainStatus,UpheldBy,WantedBy,RequiredBy,TriggeredBy -- {unit}"),
         // Each distinct line once, oldest first: a unit that Upholds= restarts floods its
         // journal with the same few lines, and the first ones say why it failed.
         &format!("journalctl -b --no-pager -o cat -u {unit} | awk '!seen[$0]++' | head -n 40"),
+        &format!("systemctl status --no-pager -- {unit} 2>&1 | head -n 3"),
     ])?;
+    if outs[0]
+        .stdout
+        .lines()
+        .any(|l| l.trim() == "LoadState=not-found")
+    {
+        return Ok(format!("LoadState=not-found\n{}", outs[2].stdout));
+    }
     Ok(format!("{}\n{}", outs[0].stdout, outs[1].stdout))
 }
 
