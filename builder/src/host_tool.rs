@@ -72,12 +72,16 @@ pub fn streaming(
     on_line: &dyn Fn(&str),
 ) -> Result<(), ToolError> {
     use std::io::BufRead as _;
+    use std::os::unix::process::CommandExt as _;
     use std::process::Stdio;
     let program = program_of(cmd);
+    // A group of its own, so the limit ends the whole job: killing mmdebstrap alone would
+    // leave its apt and dpkg running, holding the pipe we read open.
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .map_err(|e| start_error(e, &program, package))?;
     let (tx, rx) = std::sync::mpsc::channel::<String>();
@@ -101,6 +105,10 @@ pub fn streaming(
         match child.try_wait() {
             Ok(Some(status)) => break Ok(status),
             Ok(None) if std::time::Instant::now() > deadline => {
+                if let Ok(pgid) = i32::try_from(child.id()) {
+                    // SAFETY: kill(2) on the process group this function made.
+                    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+                }
                 let _ = child.kill();
                 let _ = child.wait();
                 break Err(format!("killed after {}s", limit.as_secs()));

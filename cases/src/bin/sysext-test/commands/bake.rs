@@ -43,6 +43,7 @@ pub struct Args {
     /// The baked disk to write (raw).
     #[arg(short, long)]
     output: PathBuf,
+    /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }

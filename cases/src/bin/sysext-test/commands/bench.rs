@@ -42,6 +42,7 @@ pub struct Args {
     /// Where the peer extracts to (a tmpfs).
     #[arg(long, default_value = "/dev/shm")]
     tmpfs: PathBuf,
+    /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }

@@ -50,7 +50,7 @@ pub struct Args {
     /// global `DIR/SHA256SUMS/SHA256SUMS`, as the bakery's release jobs publish them.
     #[arg(long, value_name = "DIR", conflicts_with = "output")]
     store: Option<PathBuf>,
-    /// Output format: the built images and their digests.
+    /// What to print: the built images and their digests, for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }

@@ -26,6 +26,7 @@ pub struct Args {
     /// Where the builds go.
     #[arg(short, long, default_value = "target/fixtures-release")]
     output: PathBuf,
+    /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = TableFormat::Markdown)]
     format: TableFormat,
 }

@@ -47,6 +47,7 @@ pub struct Args {
     /// Scratch directory; failing mutants are kept under its failures/.
     #[arg(long, default_value = "target/sysext-test/fuzz")]
     workdir: PathBuf,
+    /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }

@@ -29,6 +29,7 @@ pub struct Args {
     /// Images (.raw), directory images, or bakery release directories.
     #[arg(required_unless_present = "list_rules")]
     paths: Vec<PathBuf>,
+    /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// The OS the images will be merged on: flatcar, flatcar:VERSION (a Flatcar release,

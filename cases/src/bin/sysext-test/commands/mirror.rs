@@ -30,6 +30,7 @@ pub struct Args {
     /// Stop after this long: 90s, 10m, 1h (default: run until Ctrl-C or SIGTERM).
     #[arg(long, value_name = "DURATION", value_parser = duration)]
     timeout: Option<Duration>,
+    /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }

@@ -35,6 +35,7 @@ pub struct Args {
     /// Every trial that should have run: `cargo nextest list --message-format json` output.
     #[arg(long, value_name = "LIST")]
     expected: Option<PathBuf>,
+    /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = TableFormat::Markdown)]
     format: TableFormat,
     /// Also append the Markdown verdict to this file (a GitHub job summary).

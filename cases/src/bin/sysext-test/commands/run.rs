@@ -55,6 +55,7 @@ pub struct Args {
     /// How the guest takes the image (comma-separated, or all).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "runtime")]
     via: Vec<ViaArg>,
+    /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }

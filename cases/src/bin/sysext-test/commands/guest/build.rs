@@ -35,6 +35,7 @@ pub struct Args {
     /// (what the boot cases compare against; flatcar-shaped only).
     #[arg(long)]
     baseline: bool,
+    /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }

@@ -9,6 +9,7 @@ use crate::args::Format;
     after_help = "The guests stay cached; the next VM case cold-boots and saves a new state."
 )]
 pub struct Args {
+    /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }

@@ -28,6 +28,7 @@ pub struct Args {
     /// Copy a host file into the guest first (LOCAL:REMOTE; repeatable).
     #[arg(long, value_name = "LOCAL:REMOTE")]
     upload: Vec<String>,
+    /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
     /// Commands, run one after another in the guest's shell.

@@ -27,6 +27,7 @@ pub struct Args {
     release: String,
     #[arg(long, value_parser = closed::<Arch>(ARCHES), default_value = "x86-64")]
     arch: Arch,
+    /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }

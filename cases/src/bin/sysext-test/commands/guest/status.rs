@@ -14,6 +14,7 @@ accelerator, the QEMU and kernel command lines and the guest's SSH key are uncha
 makes the next run cold-boot and save a new one."
 )]
 pub struct Args {
+    /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
 }
