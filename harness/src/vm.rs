@@ -641,11 +641,16 @@ impl Vm {
     /// Best effort: a dead guest still leaves its console and stderr.
     pub fn save_artifacts(&self, dir: &Path) -> PathBuf {
         let _ = std::fs::create_dir_all(dir);
-        let _ = std::fs::copy(&self.launch.console_log, dir.join("console.log"));
-        let _ = std::fs::copy(
-            self.run_dir.path().join("qemu.stderr"),
-            dir.join("qemu-stderr.log"),
-        );
+        // Through temp files, like every file we leave behind: a run killed half way leaves
+        // no truncated log that looks like the whole story.
+        for (src, name) in [
+            (self.launch.console_log.clone(), "console.log"),
+            (self.run_dir.path().join("qemu.stderr"), "qemu-stderr.log"),
+        ] {
+            let _ = sysext_builder::atomic::write_with(&dir.join(name), |f| {
+                std::io::copy(&mut std::fs::File::open(&src)?, f)
+            });
+        }
         for (file, cmd) in [
             ("journal.log", "journalctl -b --no-pager -o short-monotonic"),
             (
@@ -663,7 +668,7 @@ impl Vm {
                 Some(Err(e)) => format!("could not collect: {e}\n"),
                 None => "no guest to ask (QEMU exited, or SSH never connected)\n".into(),
             };
-            let _ = std::fs::write(dir.join(file), text);
+            let _ = sysext_builder::atomic::write_bytes(&dir.join(file), text.as_bytes());
         }
         dir.to_path_buf()
     }
