@@ -9,7 +9,9 @@
 //! user can fill by hand (the same four files, which are then verified the same way).
 //!
 //! A channel without a version is whatever the server calls current today, so its
-//! `version.txt` is asked for on every fetch ([`CHANNEL_FRESHNESS`]).
+//! `version.txt` is asked for on every fetch ([`CHANNEL_FRESHNESS`]). The server is reached
+//! over HTTPS through the system's OpenSSL and its trust store, to which `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` add (a mirror with a CA of its own, or a test's).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -63,6 +65,10 @@ pub enum FlatcarError {
         /// Versions of this channel and arch already in the cache.
         cached: Vec<String>,
     },
+    #[error(
+        "{url}: the server's TLS certificate is not trusted ({reason}); if it comes from a CA of its own, point SSL_CERT_FILE at that CA's certificate"
+    )]
+    Untrusted { url: String, reason: String },
     #[error(
         "cannot make an HTTP client with timeouts ({reason}); without them a stalled server would hang the fetch"
     )]
@@ -500,12 +506,19 @@ impl Fetcher {
         Ok(txt)
     }
 
-    /// Sends `req`; a failure names what to do about it offline: fill the download folder
-    /// by hand, or name a version instead of a channel.
+    /// Sends `req`; a failure names what to do about it: trust the server's CA, or, offline,
+    /// fill the download folder by hand or name a version instead of a channel.
     fn send(&self, req: RequestBuilder, url: &str, folder: &Folder) -> Result<Response> {
         req.send().map_err(|e| {
+            // The URL is said once, by the error around the reason.
+            let e = e.without_url();
             let reason = one_line(&e);
-            if folder.name == CURRENT {
+            if untrusted_certificate(&e) {
+                FlatcarError::Untrusted {
+                    url: url.to_string(),
+                    reason,
+                }
+            } else if folder.name == CURRENT {
                 FlatcarError::OfflineChannel {
                     url: url.to_string(),
                     reason,
@@ -643,15 +656,37 @@ fn to_io(e: &dyn std::error::Error) -> std::io::Error {
     std::io::Error::other(one_line(e))
 }
 
+/// `e` and its sources on one line, each said once (a TLS error repeats OpenSSL's).
 fn one_line(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         src = inner.source();
     }
     s.replace('\n', " ")
+}
+
+/// Whether OpenSSL refused the server's certificate (it does not chain to a trusted CA, or
+/// is not valid for the host), as opposed to a server that cannot be reached at all.
+fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(stack) = err.downcast_ref::<openssl::error::ErrorStack>()
+            && stack
+                .errors()
+                .iter()
+                .any(|e| e.reason() == Some("certificate verify failed"))
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// `FLATCAR_VERSION=` from a release's version.txt.
@@ -679,6 +714,21 @@ mod tests {
             (r.channel.as_str(), r.version.as_deref()),
             (channel, version)
         );
+    }
+
+    /// A client builder that cannot build (here: a TLS backend it does not know) is an error
+    /// that says so, never a client without the timeouts.
+    #[test]
+    fn a_client_that_cannot_have_its_timeouts_is_an_error() {
+        let err = with_deadlines(Client::builder().tls_backend_preconfigured(()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("cannot make an HTTP client with timeouts"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
     }
 
     #[rstest::rstest]

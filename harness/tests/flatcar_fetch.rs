@@ -13,6 +13,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use openssl::asn1::Asn1Time;
+use openssl::bn::{BigNum, MsbOption};
+use openssl::ec::{EcGroup, EcKey};
+use openssl::hash::MessageDigest;
+use openssl::nid::Nid;
+use openssl::pkey::{PKey, Private};
+use openssl::ssl::{SslAcceptor, SslMethod};
+use openssl::x509::extension::{
+    BasicConstraints, ExtendedKeyUsage, KeyUsage, SubjectAlternativeName,
+};
+use openssl::x509::{X509, X509Builder, X509NameBuilder};
 use sysext_builder::Arch;
 use sysext_harness::flatcar::{Fetcher, FlatcarError, IMAGE, Release, VERSION_TXT};
 
@@ -134,7 +145,8 @@ impl Server {
     }
 }
 
-fn serve(root: PathBuf) -> Server {
+/// Serves `root` over plain HTTP, or over HTTPS when given an acceptor (its certificate).
+fn serve(root: PathBuf, tls: Option<SslAcceptor>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     let log: Log = Arc::new(Mutex::new(Vec::new()));
@@ -144,7 +156,16 @@ fn serve(root: PathBuf) -> Server {
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            answer(stream, &root, &l, &c, n.load(Ordering::SeqCst));
+            let no_etag = n.load(Ordering::SeqCst);
+            match &tls {
+                None => answer(stream, &root, &l, &c, no_etag),
+                // A client that refuses the certificate ends the handshake; next connection.
+                Some(acceptor) => {
+                    if let Ok(stream) = acceptor.accept(stream) {
+                        answer(stream, &root, &l, &c, no_etag);
+                    }
+                }
+            }
         }
     });
     Server {
@@ -276,14 +297,6 @@ fn http_date(t: SystemTime) -> String {
     )
 }
 
-fn fetcher(server: &Server, keys: &Keys, cache: &Path) -> Fetcher {
-    Fetcher::new(
-        &format!("http://127.0.0.1:{}/{{channel}}", server.port),
-        &keys.keyring,
-        cache,
-    )
-}
-
 /// A signed release tree served locally, and an empty cache.
 struct Lab {
     keys: Keys,
@@ -291,26 +304,165 @@ struct Lab {
     disk: Vec<u8>,
     server: Server,
     cache: tempfile::TempDir,
+    /// The server's base URL, with `{channel}` in it.
+    base: String,
 }
 
 impl Lab {
     fn fetcher(&self) -> Fetcher {
-        fetcher(&self.server, &self.keys, self.cache.path())
+        Fetcher::new(&self.base, &self.keys.keyring, self.cache.path())
     }
 }
 
 fn lab() -> Lab {
+    lab_with(None)
+}
+
+fn lab_with(tls: Option<SslAcceptor>) -> Lab {
     let keys = keys();
     let root = tempfile::tempdir().unwrap();
     let disk = release_tree(&keys, root.path());
-    let server = serve(root.path().to_path_buf());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let server = serve(root.path().to_path_buf(), tls);
     Lab {
+        base: format!("{scheme}://127.0.0.1:{}/{{channel}}", server.port),
         keys,
         root,
         disk,
         server,
         cache: tempfile::tempdir().unwrap(),
     }
+}
+
+/// A CA made for one test, and the server certificate it signed for 127.0.0.1.
+struct TestCa {
+    dir: tempfile::TempDir,
+    /// The CA certificate (PEM), what SSL_CERT_FILE points at.
+    ca_file: PathBuf,
+    acceptor: SslAcceptor,
+}
+
+fn test_ca() -> TestCa {
+    let ca_key = ec_key();
+    let ca = certificate("sysext-test CA", &ca_key, None);
+    let server_key = ec_key();
+    let server = certificate("127.0.0.1", &server_key, Some((&ca, &ca_key)));
+    let mut acceptor = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+    acceptor.set_private_key(&server_key).unwrap();
+    acceptor.set_certificate(&server).unwrap();
+    acceptor.check_private_key().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.to_pem().unwrap()).unwrap();
+    TestCa {
+        dir,
+        ca_file,
+        acceptor: acceptor.build(),
+    }
+}
+
+fn ec_key() -> PKey<Private> {
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap()
+}
+
+/// A day-long certificate: the CA's own (self-signed, `issuer` None) or one for the IP
+/// address `name`, signed by `issuer`.
+fn certificate(name: &str, key: &PKey<Private>, issuer: Option<(&X509, &PKey<Private>)>) -> X509 {
+    let mut subject = X509NameBuilder::new().unwrap();
+    subject.append_entry_by_nid(Nid::COMMONNAME, name).unwrap();
+    let subject = subject.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    let mut serial = BigNum::new().unwrap();
+    serial.rand(64, MsbOption::MAYBE_ZERO, false).unwrap();
+    b.set_serial_number(&serial.to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&subject).unwrap();
+    b.set_pubkey(key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    match issuer {
+        None => {
+            b.set_issuer_name(&subject).unwrap();
+            let ca = BasicConstraints::new().critical().ca().build().unwrap();
+            b.append_extension(ca).unwrap();
+            let usage = KeyUsage::new()
+                .critical()
+                .key_cert_sign()
+                .crl_sign()
+                .build();
+            b.append_extension(usage.unwrap()).unwrap();
+            b.sign(key, MessageDigest::sha256()).unwrap();
+        }
+        Some((ca, ca_key)) => {
+            b.set_issuer_name(ca.subject_name()).unwrap();
+            let san = SubjectAlternativeName::new()
+                .ip(name)
+                .build(&b.x509v3_context(Some(ca), None))
+                .unwrap();
+            b.append_extension(san).unwrap();
+            let usage = ExtendedKeyUsage::new().server_auth().build().unwrap();
+            b.append_extension(usage).unwrap();
+            b.sign(ca_key, MessageDigest::sha256()).unwrap();
+        }
+    }
+    b.build()
+}
+
+/// What `flatcar:stable` through `Fetcher::from_env` printed in a child process of this test
+/// binary with `env` set: `Ok(version)` or `Err(message)`. A child, because OpenSSL's
+/// trust store (native-tls probes SSL_CERT_FILE once per process) must see the variable as
+/// a user's shell would set it, before anything starts.
+fn fetch_in_a_child(lab: &Lab, env: &[(&str, &Path)]) -> Result<String, String> {
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "child_fetch",
+            "--include-ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .envs(env.iter().map(|(k, v)| (k, v.as_os_str())))
+        .env("SYSEXT_TEST_FLATCAR_URL", &lab.base)
+        .env("SYSEXT_TEST_FLATCAR_KEYRING", &lab.keys.keyring)
+        .env(CHILD_CACHE, lab.cache.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    // libtest prints the test's name first, on the same line.
+    let said = stdout
+        .lines()
+        .find_map(|l| l.split_once(CHILD_SAID).map(|(_, json)| json))
+        .unwrap_or_else(|| {
+            panic!(
+                "the child printed no result: {stdout}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+    serde_json::from_str(said).unwrap()
+}
+
+const CHILD_CACHE: &str = "SYSEXT_TEST_CHILD_CACHE";
+const CHILD_SAID: &str = "child fetch: ";
+
+/// The fetch [`fetch_in_a_child`] runs; alone (no `SYSEXT_TEST_CHILD_CACHE`) it does nothing.
+#[test]
+#[ignore = "run by the https tests in a child process, with their environment"]
+fn child_fetch() {
+    let Some(cache) = std::env::var_os(CHILD_CACHE) else {
+        return;
+    };
+    let f = Fetcher::from_env(Path::new(&cache));
+    let result: Result<String, String> = f
+        .fetch(&"flatcar:stable".parse().unwrap(), Arch::X86_64, &quiet)
+        .map(|img| img.version)
+        .map_err(|e| e.to_string());
+    println!("{CHILD_SAID}{}", serde_json::to_string(&result).unwrap());
 }
 
 fn quiet(_: &str) {}
@@ -408,6 +560,38 @@ fn an_unchanged_channel_costs_one_conditional_request(#[case] no_etag: bool) {
         asked[0].if_none_match.is_some()
     };
     assert!(conditional, "{asked:?}");
+}
+
+/// Flatcar's server is https: with SSL_CERT_FILE naming the CA that signed the server's
+/// certificate, the fetch goes through (downloaded, verified, cached).
+#[test]
+fn https_fetch_trusts_the_ca_that_ssl_cert_file_names() {
+    let ca = test_ca();
+    let lab = lab_with(Some(ca.acceptor.clone()));
+    let got = fetch_in_a_child(&lab, &[("SSL_CERT_FILE", &ca.ca_file)]);
+    assert_eq!(got, Ok(VERSION.to_string()));
+    assert!(
+        lab.fetcher()
+            .release_dir("stable", VERSION, Arch::X86_64)
+            .is_dir()
+    );
+}
+
+/// Without that CA, the same server is refused, in one line that says what to do.
+#[test]
+fn https_fetch_from_an_untrusted_server_fails_in_one_line_naming_ssl_cert_file() {
+    let ca = test_ca();
+    let lab = lab_with(Some(ca.acceptor.clone()));
+    let empty = ca.dir.path().join("no-certificates");
+    std::fs::create_dir(&empty).unwrap();
+    let err = fetch_in_a_child(&lab, &[("SSL_CERT_DIR", &empty)]).unwrap_err();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("not trusted"), "{err}");
+    assert!(err.contains("SSL_CERT_FILE"), "{err}");
+    assert!(
+        err.contains(&lab.base.replace("{channel}", "stable")),
+        "{err}"
+    );
 }
 
 #[test]
