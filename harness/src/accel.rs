@@ -59,7 +59,9 @@ pub fn choose(arch: Arch, kernel: &Path) -> Accel {
         Accel::Tcg
     };
     let _ = std::fs::create_dir_all(cache.parent().unwrap_or(Path::new("/")));
-    let _ = std::fs::write(&cache, verdict.name());
+    // Other test processes read this file while it is written: a half-written (empty) one
+    // would read as TCG, and their saved states would be named for another accelerator.
+    let _ = sysext_builder::atomic::write_bytes(&cache, verdict.name().as_bytes());
     verdict
 }
 

@@ -7,13 +7,23 @@
 //! signature does not verify is deleted, so the next try fetches it again rather than
 //! trusting it. With no network the fetch fails at once, naming the URL and the folder a
 //! user can fill by hand (the same four files, which are then verified the same way).
+//!
+//! A channel without a version is whatever the server calls current today, so its
+//! `version.txt` is asked for on every fetch ([`CHANNEL_FRESHNESS`]). The server is reached
+//! over HTTPS through the system's OpenSSL and its trust store, to which `SSL_CERT_FILE` and
+//! `SSL_CERT_DIR` add (a mirror with a CA of its own, or a test's).
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use reqwest::blocking::{Client, ClientBuilder, RequestBuilder, Response};
+use reqwest::header::{ETAG, HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
 use sysext_builder::Arch;
+
+/// How `flatcar:<channel>` (no version) stays current, for `guest fetch --help`.
+pub const CHANNEL_FRESHNESS: &str = "flatcar:<channel> asks the release server for the channel's current version.txt on every run, as a conditional request (If-None-Match, else If-Modified-Since), so an unchanged channel costs one small request answered 304 Not Modified and reuses the cached image, a new release is downloaded at once, and offline only flatcar:<channel>:<version> works (from the cache).";
 
 /// The compressed image and the release description, as the server names them.
 pub const IMAGE: &str = "flatcar_production_qemu_uefi_image.img.bz2";
@@ -22,6 +32,10 @@ pub const VERSION_TXT: &str = "version.txt";
 pub const SIGNING_KEY_URL: &str =
     "https://www.flatcar.org/security/image-signing-key/Flatcar_Image_Signing_Key.asc";
 const CHANNELS: [&str; 4] = ["stable", "beta", "alpha", "lts"];
+/// Beside a channel's cached `version.txt`: the server's validators for it.
+const VALIDATORS: &str = "version.txt.validators";
+/// The server's folder for a channel's current release.
+const CURRENT: &str = "current";
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlatcarError {
@@ -40,6 +54,25 @@ pub enum FlatcarError {
         dir_url: String,
         dir: PathBuf,
     },
+    #[error(
+        "cannot reach {url} ({reason}); a channel's current version is asked of the server on every run, so offline name a version: flatcar:{channel}:<version>{}",
+        cached_note(cached)
+    )]
+    OfflineChannel {
+        url: String,
+        reason: String,
+        channel: String,
+        /// Versions of this channel and arch already in the cache.
+        cached: Vec<String>,
+    },
+    #[error(
+        "{url}: the server's TLS certificate is not trusted ({reason}); if it comes from a CA of its own, point SSL_CERT_FILE at that CA's certificate"
+    )]
+    Untrusted { url: String, reason: String },
+    #[error(
+        "cannot make an HTTP client with timeouts ({reason}); without them a stalled server would hang the fetch"
+    )]
+    Client { reason: String },
     #[error(
         "{url}: the release server answered {status}; check the channel and version (the server lists them at {dir_url})"
     )]
@@ -85,6 +118,14 @@ impl FlatcarError {
 }
 
 type Result<T> = std::result::Result<T, FlatcarError>;
+
+fn cached_note(versions: &[String]) -> String {
+    if versions.is_empty() {
+        String::new()
+    } else {
+        format!(" (cached: {})", versions.join(", "))
+    }
+}
 
 /// `flatcar:<channel>[:<version>]`: a channel's current release, or one version of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +181,49 @@ pub struct Fetcher {
     pub base: String,
     pub keyring: PathBuf,
     pub cache: PathBuf,
-    pub client: reqwest::blocking::Client,
+}
+
+/// One folder of the release server and where its files are kept here.
+struct Folder {
+    channel: String,
+    /// A version, or [`CURRENT`].
+    name: String,
+    arch: Arch,
+    url: String,
+    dir: PathBuf,
+}
+
+/// What the server said identifies the `version.txt` we have (RFC 9110 8.8), sent back so
+/// it can answer 304 when the channel has not moved.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Validators {
+    etag: Option<String>,
+    last_modified: Option<String>,
+}
+
+impl Validators {
+    fn from_headers(h: &HeaderMap) -> Validators {
+        let get = |k| h.get(k).and_then(|v| v.to_str().ok()).map(str::to_string);
+        Validators {
+            etag: get(ETAG),
+            last_modified: get(LAST_MODIFIED),
+        }
+    }
+
+    fn read(path: &Path) -> Option<Validators> {
+        let v: Validators = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+        (v.etag.is_some() || v.last_modified.is_some()).then_some(v)
+    }
+
+    fn ask_if_changed(&self, mut req: RequestBuilder) -> RequestBuilder {
+        if let Some(etag) = &self.etag {
+            req = req.header(IF_NONE_MATCH, etag);
+        }
+        if let Some(date) = &self.last_modified {
+            req = req.header(IF_MODIFIED_SINCE, date);
+        }
+        req
+    }
 }
 
 fn board(arch: Arch) -> &'static str {
@@ -165,28 +248,32 @@ impl Fetcher {
         Fetcher::new(&base, &keyring, cache)
     }
 
+    /// The HTTP client is made by [`Fetcher::fetch`], so that one that cannot be made is
+    /// that fetch's error ([`FlatcarError::Client`]).
     pub fn new(base: &str, keyring: &Path, cache: &Path) -> Fetcher {
-        // Every request has a deadline: connecting (an offline machine fails here at once),
-        // and the whole transfer (a stalled one is resumed by the next try).
-        let client = reqwest::blocking::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(1800))
-            .build()
-            .unwrap_or_else(|_| reqwest::blocking::Client::new());
         Fetcher {
             base: base.trim_end_matches('/').to_string(),
             keyring: keyring.to_path_buf(),
             cache: cache.join("flatcar"),
-            client,
         }
     }
 
-    fn dir_url(&self, release: &Release, version: &str, arch: Arch) -> String {
-        format!(
-            "{}/{}/{version}",
-            self.base.replace("{channel}", &release.channel),
-            board(arch)
-        )
+    fn folder(&self, channel: &str, name: &str, arch: Arch) -> Folder {
+        Folder {
+            channel: channel.to_string(),
+            name: name.to_string(),
+            arch,
+            url: format!(
+                "{}/{}/{name}",
+                self.base.replace("{channel}", channel),
+                board(arch)
+            ),
+            dir: if name == CURRENT {
+                self.channel_dir(channel, arch)
+            } else {
+                self.download_dir(channel, name, arch)
+            },
+        }
     }
 
     /// Where a verified release lives.
@@ -202,8 +289,38 @@ impl Fetcher {
             .join(format!("{channel}-{version}-{}", arch.systemd_name()))
     }
 
+    /// Where a channel's current `version.txt` is kept between fetches, with its signature
+    /// and the server's validators for it.
+    pub fn channel_dir(&self, channel: &str, arch: Arch) -> PathBuf {
+        self.cache
+            .join("channels")
+            .join(format!("{channel}-{}", arch.systemd_name()))
+    }
+
+    /// Versions of `channel` for `arch` that are in the cache, oldest first.
+    fn cached_versions(&self, channel: &str, arch: Arch) -> Vec<String> {
+        let suffix = format!("-{}", arch.systemd_name());
+        let mut versions: Vec<String> = std::fs::read_dir(&self.cache)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let v = name
+                    .strip_prefix(channel)?
+                    .strip_prefix('-')?
+                    .strip_suffix(&suffix)?
+                    .to_string();
+                self.cached(channel, &v, arch).map(|_| v)
+            })
+            .collect();
+        versions.sort_by(|a, b| sysext_builder::version::compare(a, b));
+        versions
+    }
+
     /// The release, from the cache when it is there, else downloaded, verified and
-    /// decompressed into it.
+    /// decompressed into it. A channel without a version asks the server which version is
+    /// current first ([`CHANNEL_FRESHNESS`]).
     pub fn fetch(&self, release: &Release, arch: Arch, progress: &dyn Fn(&str)) -> Result<Image> {
         if let Some(v) = &release.version
             && let Some(img) = self.cached(&release.channel, v, arch)
@@ -220,25 +337,45 @@ impl Fetcher {
                 path: self.keyring.clone(),
             });
         }
-        let asked = release.version.clone().unwrap_or_else(|| "current".into());
-        let dl = self.download_dir(&release.channel, &asked, arch);
-        std::fs::create_dir_all(&dl).map_err(|e| FlatcarError::io(&dl, e))?;
-        let dir_url = self.dir_url(release, &asked, arch);
-        for f in [VERSION_TXT, &format!("{VERSION_TXT}.sig")] {
-            self.download(&dir_url, f, &dl, release, &asked, arch, progress)?;
-        }
-        self.verify(&dl.join(VERSION_TXT))?;
-        let version = flatcar_version(&dl.join(VERSION_TXT))?;
+        let client = with_deadlines(Client::builder())?;
+        let (version_txt, version, folder) = match &release.version {
+            Some(v) => {
+                let folder = self.folder(&release.channel, v, arch);
+                std::fs::create_dir_all(&folder.dir)
+                    .map_err(|e| FlatcarError::io(&folder.dir, e))?;
+                for f in [VERSION_TXT, &format!("{VERSION_TXT}.sig")] {
+                    self.download(&client, &folder, f, progress)?;
+                }
+                let txt = folder.dir.join(VERSION_TXT);
+                self.verify(&txt)?;
+                let version = flatcar_version(&txt)?;
+                (txt, version, folder)
+            }
+            None => {
+                let txt = self.current(&client, &release.channel, arch, progress)?;
+                let version = flatcar_version(&txt)?;
+                // The image comes from the version's own folder: `current` may move on
+                // while it downloads, and a resumed download must continue the same file.
+                (
+                    txt,
+                    version.clone(),
+                    self.folder(&release.channel, &version, arch),
+                )
+            }
+        };
         if let Some(img) = self.cached(&release.channel, &version, arch) {
             progress(&format!(
-                "flatcar {} {asked} is {version}: cached in {}",
+                "flatcar {} {} is {version}: cached in {}",
                 release.channel,
+                release.version.as_deref().unwrap_or(CURRENT),
                 img.dir.display()
             ));
             return Ok(img);
         }
+        let dl = &folder.dir;
+        std::fs::create_dir_all(dl).map_err(|e| FlatcarError::io(dl, e))?;
         for f in [IMAGE, &format!("{IMAGE}.sig")] {
-            self.download(&dir_url, f, &dl, release, &asked, arch, progress)?;
+            self.download(&client, &folder, f, progress)?;
         }
         self.verify(&dl.join(IMAGE))?;
         progress(&format!(
@@ -270,8 +407,8 @@ impl Fetcher {
                 return Err(sysext_builder::host_tool::start_error(e, "bunzip2", "bzip2").into());
             }
         }
-        std::fs::copy(dl.join(VERSION_TXT), tmp.path().join(VERSION_TXT))
-            .map_err(|e| FlatcarError::io(&dl, e))?;
+        std::fs::copy(&version_txt, tmp.path().join(VERSION_TXT))
+            .map_err(|e| FlatcarError::io(&version_txt, e))?;
         let staged = tmp.keep();
         if let Err(e) = std::fs::rename(&staged, &dest) {
             let _ = std::fs::remove_dir_all(&staged);
@@ -280,7 +417,7 @@ impl Fetcher {
                 return Err(FlatcarError::io(&dest, e));
             }
         }
-        let _ = std::fs::remove_dir_all(&dl);
+        let _ = std::fs::remove_dir_all(dl);
         progress(&format!(
             "flatcar {} {version} ({arch}): cached in {}",
             release.channel,
@@ -309,40 +446,121 @@ impl Fetcher {
         })
     }
 
-    /// Downloads `file` into `dir`, resuming a partial copy with a byte range. A complete
-    /// file already there (a resumed run, or put there by hand) is kept.
-    #[allow(clippy::too_many_arguments)]
-    fn download(
+    /// The channel's current `version.txt`, verified. Asked of the server every time,
+    /// sending back the validators of the copy kept from last time, so that an unchanged
+    /// channel is one 304; a copy is only reused on that answer.
+    fn current(
         &self,
-        dir_url: &str,
-        file: &str,
-        dir: &Path,
-        release: &Release,
-        asked: &str,
+        client: &Client,
+        channel: &str,
         arch: Arch,
         progress: &dyn Fn(&str),
+    ) -> Result<PathBuf> {
+        let folder = self.folder(channel, CURRENT, arch);
+        let dir = &folder.dir;
+        std::fs::create_dir_all(dir).map_err(|e| FlatcarError::io(dir, e))?;
+        let (txt, validators) = (dir.join(VERSION_TXT), dir.join(VALIDATORS));
+        let sig_name = format!("{VERSION_TXT}.sig");
+        let sig = dir.join(&sig_name);
+        let known = (txt.is_file() && sig.is_file())
+            .then(|| Validators::read(&validators))
+            .flatten();
+        let url = format!("{}/{VERSION_TXT}", folder.url);
+        progress(&format!("asking {url} for the current {channel} version"));
+        let mut req = client.get(&url);
+        if let Some(v) = &known {
+            req = v.ask_if_changed(req);
+        }
+        let resp = self.send(req, &url, &folder)?;
+        match resp.status().as_u16() {
+            304 if known.is_some() => {
+                progress(&format!("{url}: unchanged since the last fetch"));
+                self.verify(&txt)?;
+            }
+            200 => {
+                // Until the new pair is in place and verified, the next fetch must not send
+                // the old validators: it would be told "unchanged" about a half-replaced copy.
+                remove_if_there(&validators)?;
+                let fresh = Validators::from_headers(resp.headers());
+                let body = resp
+                    .bytes()
+                    .map_err(|e| FlatcarError::io(&txt, to_io(&e)))?;
+                sysext_builder::atomic::write_bytes(&txt, &body)
+                    .map_err(|e| FlatcarError::io(&txt, e))?;
+                remove_if_there(&sig)?;
+                self.download(client, &folder, &sig_name, progress)?;
+                self.verify(&txt)?;
+                let json = serde_json::to_vec(&fresh)
+                    .map_err(|e| FlatcarError::io(&validators, to_io(&e)))?;
+                sysext_builder::atomic::write_bytes(&validators, &json)
+                    .map_err(|e| FlatcarError::io(&validators, e))?;
+            }
+            status => {
+                return Err(FlatcarError::Http {
+                    url,
+                    status,
+                    dir_url: folder.url,
+                });
+            }
+        }
+        Ok(txt)
+    }
+
+    /// Sends `req`; a failure names what to do about it: trust the server's CA, or, offline,
+    /// fill the download folder by hand or name a version instead of a channel.
+    fn send(&self, req: RequestBuilder, url: &str, folder: &Folder) -> Result<Response> {
+        req.send().map_err(|e| {
+            // The URL is said once, by the error around the reason.
+            let e = e.without_url();
+            let reason = one_line(&e);
+            if untrusted_certificate(&e) {
+                FlatcarError::Untrusted {
+                    url: url.to_string(),
+                    reason,
+                }
+            } else if folder.name == CURRENT {
+                FlatcarError::OfflineChannel {
+                    url: url.to_string(),
+                    reason,
+                    channel: folder.channel.clone(),
+                    cached: self.cached_versions(&folder.channel, folder.arch),
+                }
+            } else {
+                FlatcarError::Offline {
+                    url: url.to_string(),
+                    reason,
+                    files: format!("{IMAGE}{{,.sig}} and {VERSION_TXT}{{,.sig}}"),
+                    dir_url: folder.url.clone(),
+                    dir: folder.dir.clone(),
+                }
+            }
+        })
+    }
+
+    /// Downloads `file` into the folder's directory, resuming a partial copy with a byte
+    /// range. A complete file already there (a resumed run, or put there by hand) is kept.
+    fn download(
+        &self,
+        client: &Client,
+        folder: &Folder,
+        file: &str,
+        progress: &dyn Fn(&str),
     ) -> Result<()> {
-        let dest = dir.join(file);
+        let dest = folder.dir.join(file);
         if dest.is_file() {
             return Ok(());
         }
-        let part = dir.join(format!("{file}.part"));
+        let part = folder.dir.join(format!("{file}.part"));
         let have = std::fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-        let url = format!("{dir_url}/{file}");
-        let mut req = self.client.get(&url);
+        let url = format!("{}/{file}", folder.url);
+        let mut req = client.get(&url);
         if have > 0 {
             req = req.header("Range", format!("bytes={have}-"));
             progress(&format!("resuming {url} at byte {have}"));
         } else {
             progress(&format!("downloading {url}"));
         }
-        let mut resp = req.send().map_err(|e| FlatcarError::Offline {
-            url: url.clone(),
-            reason: one_line(&e),
-            files: format!("{IMAGE}{{,.sig}} and {VERSION_TXT}{{,.sig}}"),
-            dir_url: dir_url.to_string(),
-            dir: self.download_dir(&release.channel, asked, arch),
-        })?;
+        let mut resp = self.send(req, &url, folder)?;
         let status = resp.status().as_u16();
         let append = match status {
             206 => true,
@@ -356,7 +574,7 @@ impl Fetcher {
                 return Err(FlatcarError::Http {
                     url,
                     status,
-                    dir_url: dir_url.to_string(),
+                    dir_url: folder.url.clone(),
                 });
             }
         };
@@ -414,15 +632,61 @@ impl Fetcher {
     }
 }
 
+/// Every request gets a deadline: connecting (an offline machine fails here at once), and
+/// the whole transfer (a stalled one is resumed by the next try). A client without them is
+/// never made: it would hang on a server that stops answering.
+fn with_deadlines(builder: ClientBuilder) -> Result<Client> {
+    builder
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(1800))
+        .build()
+        .map_err(|e| FlatcarError::Client {
+            reason: one_line(&e),
+        })
+}
+
+fn remove_if_there(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(FlatcarError::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
+fn to_io(e: &dyn std::error::Error) -> std::io::Error {
+    std::io::Error::other(one_line(e))
+}
+
+/// `e` and its sources on one line, each said once (a TLS error repeats OpenSSL's).
 fn one_line(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut src = e.source();
     while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
+        let text = inner.to_string();
+        if !s.contains(&text) {
+            s.push_str(": ");
+            s.push_str(&text);
+        }
         src = inner.source();
     }
     s.replace('\n', " ")
+}
+
+/// Whether OpenSSL refused the server's certificate (it does not chain to a trusted CA, or
+/// is not valid for the host), as opposed to a server that cannot be reached at all.
+fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(stack) = err.downcast_ref::<openssl::error::ErrorStack>()
+            && stack
+                .errors()
+                .iter()
+                .any(|e| e.reason() == Some("certificate verify failed"))
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// `FLATCAR_VERSION=` from a release's version.txt.
@@ -450,6 +714,21 @@ mod tests {
             (r.channel.as_str(), r.version.as_deref()),
             (channel, version)
         );
+    }
+
+    /// A client builder that cannot build (here: a TLS backend it does not know) is an error
+    /// that says so, never a client without the timeouts.
+    #[test]
+    fn a_client_that_cannot_have_its_timeouts_is_an_error() {
+        let err = with_deadlines(Client::builder().tls_backend_preconfigured(()))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.starts_with("cannot make an HTTP client with timeouts"),
+            "{err}"
+        );
+        assert_eq!(err.lines().count(), 1, "{err}");
     }
 
     #[rstest::rstest]

@@ -1,6 +1,7 @@
 //! Everything that talks to the outside world while a VM case runs, one module per program
-//! we drive: QEMU (`qemu`), its QMP socket (`qmp`), the guest's sshd (`ssh`), plus the
-//! accelerator probe, the `Vm` API cases use, and the artifacts kept when a case fails.
+//! we drive: QEMU (`qemu`), its QMP socket (`qmp`), `qemu-img` (`qemu_img`), the guest's
+//! sshd (`ssh`), plus the accelerator probe, the `Vm` API cases use, and the artifacts kept
+//! when a case fails.
 
 pub mod accel;
 pub mod artifacts;
@@ -12,6 +13,7 @@ pub mod mirror;
 pub mod payload;
 pub mod place;
 pub mod qemu;
+pub mod qemu_img;
 pub mod qmp;
 pub mod snapshot;
 pub mod ssh;

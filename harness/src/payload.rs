@@ -12,6 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::errors::{HarnessError, Result};
+use crate::qemu_img::Backing;
 
 /// The disk's virtio serial, how the guest finds it (`/sys/block/vd*/serial`).
 pub const SERIAL: &str = "sysext-payload";
@@ -46,13 +47,8 @@ pub fn create(dest: &Path, file: Option<&Path>) -> Result<Option<Carried>> {
         }
         None => None,
     };
-    let mut cmd = std::process::Command::new("qemu-img");
-    cmd.args(["create", "-q", "-f", "qcow2"]);
-    if let Some(c) = &carried {
-        cmd.args(["-F", "raw", "-b"]).arg(&c.file);
-    }
-    cmd.arg(dest).arg(CAPACITY.to_string());
-    sysext_builder::host_tool::output(&mut cmd, "qemu-utils")?;
+    let backing = carried.as_ref().map(|c| Backing::Raw(&c.file));
+    crate::qemu_img::create_overlay(dest, backing, Some(CAPACITY))?;
     Ok(carried)
 }
 

@@ -14,6 +14,10 @@ use crate::errors::{HarnessError, Result};
 
 type Service = QapiService<QmpStreamTokio<WriteHalf<UnixStream>>>;
 
+/// `qmp_capabilities` is answered at once by a QEMU that greeted; like every command, it
+/// gets a deadline anyway.
+const NEGOTIATION: Duration = Duration::from_secs(10);
+
 pub struct Qmp {
     service: Service,
     pub events: tokio::sync::mpsc::UnboundedReceiver<String>,
@@ -21,15 +25,19 @@ pub struct Qmp {
 
 impl Qmp {
     /// Connects to `socket`, retrying until `deadline` or until `alive` says QEMU is gone.
+    /// Connecting includes QEMU's greeting, which a stopped or wedged QEMU never sends
+    /// although its socket accepts: that wait ends at `deadline` too.
     pub async fn connect(
         socket: &Path,
         deadline: Instant,
         mut alive: impl FnMut() -> bool,
     ) -> Result<Qmp> {
+        let until = tokio::time::Instant::from_std(deadline);
         let stream = loop {
-            match QmpStreamTokio::open_uds(socket).await {
-                Ok(s) => break s,
-                Err(e) => {
+            let attempt = tokio::time::timeout_at(until, QmpStreamTokio::open_uds(socket)).await;
+            match attempt {
+                Ok(Ok(s)) => break s,
+                Ok(Err(e)) => {
                     if !alive() {
                         return Err(HarnessError::Qmp(format!(
                             "QEMU exited before its QMP socket answered ({e})"
@@ -43,12 +51,22 @@ impl Qmp {
                     }
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
+                Err(_) => {
+                    return Err(HarnessError::Qmp(format!(
+                        "{} accepted the connection but sent no QMP greeting in time",
+                        socket.display()
+                    )));
+                }
             }
         };
-        let stream = stream
-            .negotiate()
-            .await
-            .map_err(|e| HarnessError::Qmp(format!("capabilities negotiation: {e}")))?;
+        let stream = match tokio::time::timeout(NEGOTIATION, stream.negotiate()).await {
+            Ok(s) => s.map_err(|e| HarnessError::Qmp(format!("capabilities negotiation: {e}")))?,
+            Err(_) => {
+                return Err(HarnessError::Qmp(format!(
+                    "capabilities negotiation: no reply within {NEGOTIATION:?}"
+                )));
+            }
+        };
         let (service, mut events) = stream.into_parts();
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -133,5 +151,40 @@ impl Qmp {
             timeout,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A socket that accepts and then says nothing (a QEMU stuck before its greeting) must
+    /// fail at the deadline, not hang the run.
+    #[test]
+    fn a_silent_socket_fails_at_the_deadline() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("qmp.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(300);
+        let outcome = rt.block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                Qmp::connect(&socket, deadline, || true),
+            )
+            .await
+        });
+        drop(listener);
+        let err = match outcome {
+            Ok(Err(e)) => e.to_string(),
+            Ok(Ok(_)) => panic!("a socket that never greeted cannot be QMP"),
+            Err(_) => panic!("connect was still waiting 5 s after its 0.3 s deadline"),
+        };
+        assert!(err.contains("greeting"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 }

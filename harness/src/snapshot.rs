@@ -10,7 +10,7 @@
 //! Concurrent processes create it under a lock; a state that fails to restore is removed
 //! with [`invalidate`] and the caller boots a new one once.
 
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -116,19 +116,9 @@ impl GuestKey {
     }
 }
 
-/// Writes a 0600 file through a temp name, so a reader never sees half a key.
+/// A key file, 0600 from its first byte and complete or absent (`atomic::write_private`).
 fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| HarnessError::io(&tmp, e))?;
-    f.write_all(bytes).map_err(|e| HarnessError::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| HarnessError::io(path, e))
+    sysext_builder::atomic::write_private(path, bytes).map_err(|e| HarnessError::io(path, e))
 }
 
 /// First line of `qemu-system-* --version`; a changed QEMU cannot load an older state.

@@ -13,6 +13,7 @@ use sysext_builder::guest::Guest;
 use crate::accel::{self, Accel};
 use crate::errors::{HarnessError, Result};
 use crate::qemu::{self, Launch};
+use crate::qemu_img::{self, Backing};
 use crate::qmp::Qmp;
 use crate::ssh::{Output, Ssh};
 
@@ -111,17 +112,6 @@ fn run_dir() -> Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-fn overlay(backing: &Path, backing_format: &str, dest: &Path) -> Result<()> {
-    sysext_builder::host_tool::output(
-        std::process::Command::new("qemu-img")
-            .args(["create", "-q", "-f", "qcow2", "-F", backing_format, "-b"])
-            .arg(backing)
-            .arg(dest),
-        "qemu-utils",
-    )?;
-    Ok(())
-}
-
 impl Vm {
     /// Boots `guest` cold on a fresh overlay, with a new ephemeral SSH key handed to the
     /// guest as a systemd credential.
@@ -168,7 +158,7 @@ impl Vm {
         let accel = accel::choose(guest.arch, &guest.kernel);
         let dir = run_dir()?;
         let disk = dir.path().join("disk.qcow2");
-        overlay(&guest.disk, "raw", &disk)?;
+        qemu_img::create_overlay(&disk, Some(Backing::Raw(&guest.disk)), None)?;
         let mut launch = Launch::new(
             guest,
             accel,
@@ -196,7 +186,8 @@ impl Vm {
     pub fn restore_carrying(snap: &Snapshot, file: Option<&Path>) -> Result<Vm> {
         let dir = run_dir()?;
         let disk = dir.path().join("disk.qcow2");
-        overlay(&snap.dir.join("disk.qcow2"), "qcow2", &disk)?;
+        let saved = snap.dir.join("disk.qcow2");
+        qemu_img::create_overlay(&disk, Some(Backing::Qcow2(&saved)), None)?;
         let mut launch = snap.launch.clone();
         let mut carried = None;
         if launch.payload.is_some() {
@@ -650,11 +641,16 @@ impl Vm {
     /// Best effort: a dead guest still leaves its console and stderr.
     pub fn save_artifacts(&self, dir: &Path) -> PathBuf {
         let _ = std::fs::create_dir_all(dir);
-        let _ = std::fs::copy(&self.launch.console_log, dir.join("console.log"));
-        let _ = std::fs::copy(
-            self.run_dir.path().join("qemu.stderr"),
-            dir.join("qemu-stderr.log"),
-        );
+        // Through temp files, like every file we leave behind: a run killed half way leaves
+        // no truncated log that looks like the whole story.
+        for (src, name) in [
+            (self.launch.console_log.clone(), "console.log"),
+            (self.run_dir.path().join("qemu.stderr"), "qemu-stderr.log"),
+        ] {
+            let _ = sysext_builder::atomic::write_with(&dir.join(name), |f| {
+                std::io::copy(&mut std::fs::File::open(&src)?, f)
+            });
+        }
         for (file, cmd) in [
             ("journal.log", "journalctl -b --no-pager -o short-monotonic"),
             (
@@ -672,7 +668,7 @@ impl Vm {
                 Some(Err(e)) => format!("could not collect: {e}\n"),
                 None => "no guest to ask (QEMU exited, or SSH never connected)\n".into(),
             };
-            let _ = std::fs::write(dir.join(file), text);
+            let _ = sysext_builder::atomic::write_bytes(&dir.join(file), text.as_bytes());
         }
         dir.to_path_buf()
     }

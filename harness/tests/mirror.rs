@@ -162,6 +162,45 @@ fn mirror_answers_byte_ranges() {
     assert!(past.bytes().unwrap().is_empty());
 }
 
+/// A client that does not know the size asks for "everything from 0" with the largest last
+/// position it can write; RFC 9110 makes that "to the end", so all three bytes come back.
+#[test]
+fn range_past_the_end_means_to_the_end() {
+    let store = tempfile::tempdir().unwrap();
+    let src = tempfile::tempdir().unwrap();
+    let file = src.path().join("tiny-1-x86-64.raw");
+    std::fs::write(&file, b"abc").unwrap();
+    let m = Mirror::serve(store.path()).unwrap();
+    m.publish(&file).unwrap();
+    let get = |range: &str| {
+        client()
+            .get(format!("{}/tiny-1-x86-64.raw", m.url()))
+            .header("Range", range)
+            .send()
+            .unwrap()
+    };
+
+    for (range, content_range, body) in [
+        ("bytes=0-18446744073709551615", "bytes 0-2/3", &b"abc"[..]),
+        ("bytes=1-99999999999999999999999", "bytes 1-2/3", b"bc"),
+    ] {
+        let r = get(range);
+        assert_eq!(r.status(), StatusCode::PARTIAL_CONTENT, "{range}");
+        assert_eq!(
+            r.headers()["content-range"].to_str().unwrap(),
+            content_range
+        );
+        assert_eq!(r.bytes().unwrap().as_ref(), body, "{range}");
+    }
+
+    let past = get("bytes=18446744073709551615-");
+    assert_eq!(past.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    assert_eq!(
+        past.headers()["content-range"].to_str().unwrap(),
+        "bytes */3"
+    );
+}
+
 #[test]
 fn withdrawn_release_disappears_from_manifest_and_path() {
     let (store, src) = store();

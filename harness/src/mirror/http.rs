@@ -68,30 +68,50 @@ fn parse_head(buf: &[u8]) -> Option<Request> {
     })
 }
 
-/// The byte range `[start, end)` a `Range:` header asks for within `len` bytes.
-/// `Err(())` when it cannot be satisfied (416); `Ok(None)` when absent or not a single
-/// `bytes=` range (the whole body is sent, as RFC 9110 allows).
+/// The byte range `[start, end)` a `Range:` header asks for within `len` bytes (RFC 9110
+/// 14.1.2). `Err(())` when it cannot be satisfied (416); `Ok(None)` when absent, not a
+/// single `bytes=` range, or not valid (the whole body is sent, as 14.2 allows).
+///
+/// Positions are counted without overflow: a client that does not know the size may ask
+/// `bytes=0-18446744073709551615` (or more digits than fit in 64 bits), and a last position
+/// at or past the end means "to the end", a first one past the end "unsatisfiable".
 pub fn byte_range(header: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, ()> {
-    let Some(spec) = header.and_then(|h| h.trim().strip_prefix("bytes=")) else {
+    let Some((unit, spec)) = header.and_then(|h| h.trim().split_once('=')) else {
         return Ok(None);
     };
-    if spec.contains(',') {
+    if !unit.trim().eq_ignore_ascii_case("bytes") || spec.contains(',') {
         return Ok(None);
     }
-    let Some((a, b)) = spec.split_once('-') else {
+    let Some((first, last)) = spec.split_once('-') else {
         return Ok(None);
     };
-    let (a, b) = (a.trim(), b.trim());
-    let range = match (a.parse::<u64>(), b.parse::<u64>()) {
-        (Ok(start), Ok(last)) if start <= last => (start, (last + 1).min(len)),
-        (Ok(start), Err(_)) if b.is_empty() => (start, len),
-        (Err(_), Ok(suffix)) if a.is_empty() => (len.saturating_sub(suffix), len),
+    let (first, last) = (first.trim(), last.trim());
+    let range = match (position(first), position(last)) {
+        // int-range: first-pos "-" [ last-pos ]
+        (Some(start), Some(last)) if start <= last => (start, last.saturating_add(1).min(len)),
+        (Some(start), None) if last.is_empty() => (start, len),
+        // suffix-range: "-" suffix-length
+        (None, Some(0)) if first.is_empty() => return Err(()),
+        // An empty body has no range to name: the whole of it, as a 200.
+        (None, Some(_)) if first.is_empty() && len == 0 => return Ok(None),
+        (None, Some(suffix)) if first.is_empty() => (len.saturating_sub(suffix), len),
         _ => return Ok(None),
     };
     if range.0 >= len {
         return Err(());
     }
     Ok(Some(range))
+}
+
+/// A byte position (`1*DIGIT`); more digits than fit in a `u64` saturate, since such a
+/// position is past the end of any file either way.
+fn position(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(s.bytes().fold(0u64, |n, b| {
+        n.saturating_mul(10).saturating_add(u64::from(b - b'0'))
+    }))
 }
 
 /// The reason phrase for the statuses the mirror sends.
@@ -151,11 +171,50 @@ mod tests {
     #[case(Some("bytes=1000-"), Err(()))]
     #[case(Some("bytes=0-1,5-6"), Ok(None))]
     #[case(Some("items=0-1"), Ok(None))]
+    #[case(Some("bytes=999-999"), Ok(Some((999, 1000))))]
+    #[case(Some("bytes=1000-1000"), Err(()))]
+    #[case(Some("bytes=-2000"), Ok(Some((0, 1000))))]
+    #[case(Some("bytes=-0"), Err(()))]
+    #[case(Some("bytes=5-4"), Ok(None))]
+    #[case(Some("bytes=-"), Ok(None))]
+    #[case(Some("bytes=+5-"), Ok(None))]
+    #[case(Some("bytes=0x10-"), Ok(None))]
+    #[case(Some("Bytes=0-0"), Ok(Some((0, 1))))]
     fn ranges_follow_rfc_9110(
         #[case] header: Option<&str>,
         #[case] want: Result<Option<(u64, u64)>, ()>,
     ) {
         assert_eq!(byte_range(header, 1000), want);
+    }
+
+    /// RFC 9110 14.1.2: a last position at or past the end means "to the end", however
+    /// large; a first position past the end is unsatisfiable, however large; a suffix
+    /// longer than the body is the whole body.
+    #[rstest]
+    #[case("bytes=0-18446744073709551615", Ok(Some((0, 3))))]
+    #[case("bytes=1-18446744073709551614", Ok(Some((1, 3))))]
+    #[case("bytes=0-99999999999999999999999", Ok(Some((0, 3))))]
+    #[case("bytes=18446744073709551615-", Err(()))]
+    #[case("bytes=99999999999999999999999-", Err(()))]
+    #[case("bytes=99999999999999999999999-99999999999999999999999", Err(()))]
+    #[case("bytes=-18446744073709551615", Ok(Some((0, 3))))]
+    #[case("bytes=-99999999999999999999999", Ok(Some((0, 3))))]
+    fn range_past_the_end_means_to_the_end(
+        #[case] header: &str,
+        #[case] want: Result<Option<(u64, u64)>, ()>,
+    ) {
+        assert_eq!(byte_range(Some(header), 3), want);
+    }
+
+    /// An empty body has no byte to point at: a first position is always past its end,
+    /// and a suffix is served as the whole (empty) body rather than a range it cannot name.
+    #[rstest]
+    #[case("bytes=0-", Err(()))]
+    #[case("bytes=0-0", Err(()))]
+    #[case("bytes=-5", Ok(None))]
+    #[case("bytes=-0", Err(()))]
+    fn ranges_of_an_empty_body(#[case] header: &str, #[case] want: Result<Option<(u64, u64)>, ()>) {
+        assert_eq!(byte_range(Some(header), 0), want);
     }
 
     #[test]
