@@ -15,8 +15,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::arch::Arch;
+use crate::build;
+use crate::errors::BuildError;
 use crate::naming;
 use crate::sha256sums;
+use crate::spec::Spec;
 
 /// Why a store cannot be tested. Every variant names the file and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,14 @@ pub enum StoreError {
         second.display()
     )]
     Conflict { first: PathBuf, second: PathBuf },
+    #[error("{}: building {arch}: {source}; the store is as it was", release.display())]
+    Build {
+        release: PathBuf,
+        arch: Arch,
+        source: BuildError,
+    },
+    #[error("{}: no arch to build; name one (--arch x86-64, arm64 or all)", release.display())]
+    NoArch { release: PathBuf },
 }
 
 impl StoreError {
@@ -73,6 +84,11 @@ impl StoreError {
             path: path.to_path_buf(),
             error,
         }
+    }
+
+    /// True when the user's input is at fault (the spec), not the machine: the CLI's exit 2.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, StoreError::Build { source, .. } if source.is_usage())
     }
 }
 
@@ -156,11 +172,32 @@ pub fn looks_like_store(dir: &Path) -> bool {
     })
 }
 
+/// Dot-names are ours in the making (a release being built, a replaced one being deleted,
+/// a manifest being written): never part of what the store publishes.
+fn hidden(name: &str) -> bool {
+    name.starts_with('.')
+}
+
+fn read_manifest(manifest: &Path) -> Result<Vec<sha256sums::Entry>, StoreError> {
+    let bytes = std::fs::read(manifest).map_err(|e| StoreError::io(manifest, e))?;
+    let (entries, issues) = sha256sums::parse(&bytes);
+    if let Some(issue) = issues.first() {
+        return Err(StoreError::BadManifest {
+            manifest: manifest.to_path_buf(),
+            line: issue.line,
+            message: issue.message.clone(),
+        });
+    }
+    Ok(entries)
+}
+
 fn has_images(dir: &Path) -> bool {
     std::fs::read_dir(dir)
         .map(|rd| {
-            rd.filter_map(Result::ok)
-                .any(|e| e.file_name().to_string_lossy().ends_with(".raw"))
+            rd.filter_map(Result::ok).any(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                !hidden(&n) && n.ends_with(".raw")
+            })
         })
         .unwrap_or(false)
 }
@@ -172,6 +209,7 @@ pub fn open(dir: &Path) -> Result<Store, StoreError> {
     let rd = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
     let mut subdirs: Vec<PathBuf> = rd
         .filter_map(Result::ok)
+        .filter(|e| !hidden(&e.file_name().to_string_lossy()))
         .map(|e| e.path())
         .filter(|p| p.is_dir())
         .collect();
@@ -195,6 +233,7 @@ pub fn open(dir: &Path) -> Result<Store, StoreError> {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(folder)
             .map_err(|e| StoreError::io(folder, e))?
             .filter_map(Result::ok)
+            .filter(|e| !hidden(&e.file_name().to_string_lossy()))
             .map(|e| e.path())
             .filter(|p| p.is_file())
             .collect();
@@ -335,42 +374,269 @@ pub fn open(dir: &Path) -> Result<Store, StoreError> {
     })
 }
 
-/// Records a release directory built for the store at `root` (`root/NAME-VERSION/` with its
-/// images, `SHA256SUMS` and transfer files) the way the bakery's `release_meta.sh` does: its
-/// lines go into the metadata release's `NAME/SHA256SUMS` and the global
-/// `SHA256SUMS/SHA256SUMS`, its transfer files into `NAME/`. Each file is replaced whole.
-pub fn add_release(root: &Path, name: &str, release_dir: &Path) -> Result<(), StoreError> {
-    let sums = release_dir.join("SHA256SUMS");
-    let bytes = std::fs::read(&sums).map_err(|e| StoreError::io(&sums, e))?;
-    let (entries, issues) = sha256sums::parse(&bytes);
-    if let Some(issue) = issues.first() {
-        return Err(StoreError::BadManifest {
-            manifest: sums,
-            line: issue.line,
-            message: issue.message.clone(),
+/// What [`build_release`] put into the store.
+#[derive(Debug, Clone)]
+pub struct BuiltRelease {
+    /// The release tag's folder, `ROOT/NAME-VERSION/`.
+    pub dir: PathBuf,
+    /// One per arch, in the order built, with paths inside [`BuiltRelease::dir`].
+    pub images: Vec<BuiltImage>,
+    /// Whether a release of that version was there before and was replaced whole.
+    pub replaced: bool,
+    /// The replaced release, moved aside under a dot-name (which [`open`] skips), when it
+    /// could not be deleted; the new release is in place all the same.
+    pub left_behind: Option<PathBuf>,
+}
+
+/// One arch's image of a [`BuiltRelease`].
+#[derive(Debug, Clone)]
+pub struct BuiltImage {
+    pub output: build::Output,
+    /// How long its build took, for the CLI's progress lines.
+    pub took: std::time::Duration,
+}
+
+/// Builds `spec` for every arch in `arches` into the store at `root` as the release tag
+/// `NAME-VERSION/`, then records it in the metadata and global manifests, all or nothing.
+///
+/// A release folder with one arch's image and not the other's is what a store must never
+/// hold: the gate would test half a release, and a rebuild would mix old and new bytes.
+/// So every arch is built into a dot-named folder beside the release (same filesystem),
+/// and only once all are done is that folder renamed into place and are the manifests
+/// (each written to a temp file and renamed) updated; a failure before that leaves the
+/// store as it was, and a failure while committing puts the previous state back. A
+/// version already in the store is replaced whole: its folder, and its images' lines in
+/// the metadata and global manifests. `opts.arch` is ignored (each of `arches` is built).
+pub fn build_release(
+    root: &Path,
+    spec: &Spec,
+    spec_dir: &Path,
+    arches: &[Arch],
+    opts: &build::Options,
+) -> Result<BuiltRelease, StoreError> {
+    build_release_with(root, spec, arches, |arch, dir| {
+        let opts = build::Options {
+            arch: Some(arch),
+            ..opts.clone()
+        };
+        build::build_spec(spec, spec_dir, dir, &opts)
+    })
+}
+
+/// [`build_release`] with the per-arch build given, so a test can make one arch fail.
+fn build_release_with(
+    root: &Path,
+    spec: &Spec,
+    arches: &[Arch],
+    mut build_one: impl FnMut(Arch, &Path) -> Result<build::Output, BuildError>,
+) -> Result<BuiltRelease, StoreError> {
+    let tag = format!("{}-{}", spec.name, spec.version);
+    let dir = root.join(&tag);
+    if arches.is_empty() {
+        return Err(StoreError::NoArch { release: dir });
+    }
+    let created_root = !root.exists();
+    std::fs::create_dir_all(root).map_err(|e| StoreError::io(root, e))?;
+    let result = stage_and_commit(root, spec, arches, &tag, &dir, &mut build_one);
+    if result.is_err() && created_root {
+        // Only empty: whatever else is there now is not ours to delete.
+        let _ = std::fs::remove_dir(root);
+    }
+    result
+}
+
+fn stage_and_commit(
+    root: &Path,
+    spec: &Spec,
+    arches: &[Arch],
+    tag: &str,
+    dir: &Path,
+    build_one: &mut impl FnMut(Arch, &Path) -> Result<build::Output, BuildError>,
+) -> Result<BuiltRelease, StoreError> {
+    // Removed on every early return.
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".{tag}."))
+        .tempdir_in(root)
+        .map_err(|e| StoreError::io(root, e))?;
+    let mut images = Vec::new();
+    let mut seen = Vec::new();
+    for &arch in arches {
+        if seen.contains(&arch) {
+            continue;
+        }
+        seen.push(arch);
+        let started = std::time::Instant::now();
+        let output = build_one(arch, staging.path()).map_err(|source| StoreError::Build {
+            release: dir.to_path_buf(),
+            arch,
+            source,
+        })?;
+        images.push(BuiltImage {
+            output,
+            took: started.elapsed(),
         });
     }
-    let meta = root.join(name);
-    let global = root.join("SHA256SUMS");
-    for dir in [&meta, &global] {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
+    // Temp folders are 0700; a release is read by web servers and guests.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(staging.path(), std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| StoreError::io(staging.path(), e))?;
     }
-    for manifest in [meta.join("SHA256SUMS"), global.join("SHA256SUMS")] {
-        for e in &entries {
-            sha256sums::upsert(&manifest, &e.file, &e.digest)
-                .map_err(|err| StoreError::io(&manifest, err))?;
+
+    // The lines the release had, so a rebuild leaves none of them behind: every image its
+    // folder holds and the names any arch's image would have.
+    let mut stale: Vec<String> = Arch::ALL.iter().map(|a| spec.file_name(*a)).collect();
+    let replaced = dir.is_dir();
+    if replaced {
+        let rd = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+        stale.extend(
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".raw")),
+        );
+    }
+    // Every manifest is read and changed in memory first: a broken one stops us here.
+    let record = Record::plan(root, &spec.name, staging.path(), &stale)?;
+
+    let mut aside = staging.path().as_os_str().to_owned();
+    aside.push(".replaced");
+    let aside = PathBuf::from(aside);
+    if replaced {
+        std::fs::rename(dir, &aside).map_err(|e| StoreError::io(dir, e))?;
+    }
+    let put_back = |error: StoreError| {
+        if replaced {
+            let _ = std::fs::rename(&aside, dir);
+        }
+        error
+    };
+    std::fs::rename(staging.path(), dir).map_err(|e| put_back(StoreError::io(dir, e)))?;
+    // In place now: nothing left for the guard to remove.
+    let staged = staging.keep();
+    if let Err(e) = record.apply() {
+        let _ = std::fs::rename(dir, &staged);
+        let _ = std::fs::remove_dir_all(&staged);
+        return Err(put_back(e));
+    }
+    let left_behind = (replaced && std::fs::remove_dir_all(&aside).is_err()).then_some(aside);
+    for image in &mut images {
+        let o = &mut image.output;
+        for path in [&mut o.image, &mut o.sha256sums, &mut o.transfer] {
+            if let Some(name) = path.file_name() {
+                *path = dir.join(name);
+            }
         }
     }
-    let rd = std::fs::read_dir(release_dir).map_err(|e| StoreError::io(release_dir, e))?;
-    for entry in rd.filter_map(Result::ok) {
-        let path = entry.path();
-        if path.extension().is_some_and(|x| x == "conf") {
-            let bytes = std::fs::read(&path).map_err(|e| StoreError::io(&path, e))?;
-            let dest = meta.join(entry.file_name());
-            crate::atomic::write_bytes(&dest, &bytes).map_err(|e| StoreError::io(&dest, e))?;
+    Ok(BuiltRelease {
+        dir: dir.to_path_buf(),
+        images,
+        replaced,
+        left_behind,
+    })
+}
+
+/// The files recording a release changes, with their new bytes: the metadata release's
+/// transfer files, then its `SHA256SUMS`, then the global one.
+struct Record {
+    writes: Vec<(PathBuf, Vec<u8>)>,
+}
+
+impl Record {
+    /// Reads the release's `SHA256SUMS` and the store's two manifests and computes their
+    /// new text: lines for the files in `stale` go, the release's lines come in.
+    fn plan(
+        root: &Path,
+        name: &str,
+        release_dir: &Path,
+        stale: &[String],
+    ) -> Result<Record, StoreError> {
+        let entries = read_manifest(&release_dir.join("SHA256SUMS"))?;
+        let meta = root.join(name);
+        let mut writes = Vec::new();
+        let rd = std::fs::read_dir(release_dir).map_err(|e| StoreError::io(release_dir, e))?;
+        let mut confs: Vec<String> = rd
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".conf") && !hidden(n))
+            .collect();
+        confs.sort();
+        for conf in confs {
+            let bytes = std::fs::read(release_dir.join(&conf))
+                .map_err(|e| StoreError::io(&release_dir.join(&conf), e))?;
+            writes.push((meta.join(conf), bytes));
         }
+        for manifest in [meta.join("SHA256SUMS"), root.join("SHA256SUMS/SHA256SUMS")] {
+            let mut lines: BTreeMap<String, String> = if manifest.is_file() {
+                read_manifest(&manifest)?
+                    .into_iter()
+                    .map(|e| (e.file, e.digest))
+                    .collect()
+            } else {
+                BTreeMap::new()
+            };
+            for file in stale {
+                lines.remove(file);
+            }
+            for e in &entries {
+                lines.insert(e.file.clone(), e.digest.clone());
+            }
+            writes.push((manifest, sha256sums::render(&lines).into_bytes()));
+        }
+        Ok(Record { writes })
     }
-    Ok(())
+
+    /// Writes every file (each temp file, then rename); on a failure, puts back what was
+    /// written before it, so the store is left as it was.
+    fn apply(&self) -> Result<(), StoreError> {
+        let mut undo: Vec<(PathBuf, Option<Vec<u8>>)> = Vec::new();
+        let mut made: Vec<PathBuf> = Vec::new();
+        let mut step = |path: &Path, bytes: &[u8]| -> Result<(), StoreError> {
+            let parent = path.parent().unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                std::fs::create_dir(parent).map_err(|e| StoreError::io(parent, e))?;
+                made.push(parent.to_path_buf());
+            }
+            let before = match std::fs::read(path) {
+                Ok(b) => Some(b),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(StoreError::io(path, e)),
+            };
+            crate::atomic::write_bytes(path, bytes).map_err(|e| StoreError::io(path, e))?;
+            undo.push((path.to_path_buf(), before));
+            Ok(())
+        };
+        let mut failed = None;
+        for (path, bytes) in &self.writes {
+            if let Err(e) = step(path, bytes) {
+                failed = Some(e);
+                break;
+            }
+        }
+        let Some(error) = failed else {
+            return Ok(());
+        };
+        for (path, before) in undo.into_iter().rev() {
+            let _ = match before {
+                Some(bytes) => crate::atomic::write_bytes(&path, &bytes),
+                None => std::fs::remove_file(&path),
+            };
+        }
+        for dir in made.into_iter().rev() {
+            let _ = std::fs::remove_dir(dir);
+        }
+        Err(error)
+    }
+}
+
+/// Records a release directory already in the store at `root` (`root/NAME-VERSION/` with
+/// its images, `SHA256SUMS` and transfer files) the way the bakery's `release_meta.sh`
+/// does: its lines go into the metadata release's `NAME/SHA256SUMS` and the global
+/// `SHA256SUMS/SHA256SUMS`, its transfer files into `NAME/`. Each file is replaced whole.
+///
+/// Nothing makes the folder itself whole; [`build_release`] builds a release and records it
+/// all or nothing.
+pub fn add_release(root: &Path, name: &str, release_dir: &Path) -> Result<(), StoreError> {
+    Record::plan(root, name, release_dir, &[])?.apply()
 }
 
 fn digest(path: &Path) -> Result<String, StoreError> {
@@ -571,6 +837,198 @@ mod tests {
         );
         let msg = open(tmp.path()).unwrap_err().to_string();
         assert!(msg.contains("SHA256SUMS:1"), "{msg}");
+    }
+
+    /// Every file and folder under `root` with its SHA-256, dot-names included: what "the
+    /// store as it was" means.
+    fn tree(root: &Path) -> BTreeMap<PathBuf, Option<String>> {
+        let mut out = BTreeMap::new();
+        let mut todo = vec![root.to_path_buf()];
+        while let Some(dir) = todo.pop() {
+            let Ok(rd) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in rd.map(Result::unwrap) {
+                let p = e.path();
+                let rel = p.strip_prefix(root).unwrap().to_path_buf();
+                if p.is_dir() {
+                    out.insert(rel, None);
+                    todo.push(p);
+                } else {
+                    out.insert(rel, Some(sha256sums::digest_file(&p).unwrap()));
+                }
+            }
+        }
+        out
+    }
+
+    /// A spec for `hello` at `version`, with one text file, in its own folder.
+    fn spec(dir: &Path, version: &str) -> Spec {
+        let path = dir.join(format!("hello-{version}.toml"));
+        write(
+            &path,
+            format!(
+                "name = \"hello\"\nversion = \"{version}\"\n[[file]]\npath = \"/usr/share/hello/v\"\ntext = \"{version}\"\n"
+            )
+            .as_bytes(),
+        );
+        Spec::load(&path).unwrap()
+    }
+
+    fn build(root: &Path, spec_dir: &Path, version: &str, arches: &[Arch]) -> BuiltRelease {
+        let spec = spec(spec_dir, version);
+        build_release(root, &spec, spec_dir, arches, &build::Options::default()).unwrap()
+    }
+
+    /// Builds x86-64 for real and fails arm64 as a missing package or a full disk would.
+    fn build_failing_arm64(root: &Path, spec_dir: &Path, version: &str) -> StoreError {
+        let spec = spec(spec_dir, version);
+        build_release_with(root, &spec, &Arch::ALL, |arch, dir| match arch {
+            Arch::Arm64 => Err(BuildError::Fetch("arm64 package not found".into())),
+            _ => build::build_spec(
+                &spec,
+                spec_dir,
+                dir,
+                &build::Options {
+                    arch: Some(arch),
+                    ..Default::default()
+                },
+            ),
+        })
+        .unwrap_err()
+    }
+
+    #[test]
+    fn a_release_whose_second_arch_fails_leaves_the_store_as_it_was() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("store");
+        build(&root, tmp.path(), "1.0", &Arch::ALL);
+        let before = tree(&root);
+
+        // A new version, and a rebuild of the one there: neither leaves a trace.
+        for version in ["2.0", "1.0"] {
+            let err = build_failing_arm64(&root, tmp.path(), version);
+            let msg = err.to_string();
+            assert!(
+                matches!(
+                    err,
+                    StoreError::Build {
+                        arch: Arch::Arm64,
+                        ..
+                    }
+                ),
+                "{msg}"
+            );
+            assert!(msg.contains(&format!("hello-{version}")), "{msg}");
+            assert!(msg.contains("the store is as it was"), "{msg}");
+            assert_eq!(tree(&root), before, "after the failed build of {version}");
+        }
+        open(&root).unwrap();
+    }
+
+    #[test]
+    fn a_failed_first_release_does_not_even_leave_the_store_folder() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("store");
+        build_failing_arm64(&root, tmp.path(), "1.0");
+        assert!(!root.exists());
+    }
+
+    #[test]
+    fn a_broken_manifest_in_the_store_stops_the_build_before_anything_changes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("store");
+        build(&root, tmp.path(), "1.0", &Arch::ALL);
+        write(&root.join("hello/SHA256SUMS"), b"garbage\n");
+        let before = tree(&root);
+        let err = build_release(
+            &root,
+            &spec(tmp.path(), "2.0"),
+            tmp.path(),
+            &Arch::ALL,
+            &build::Options::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("hello/SHA256SUMS:1"), "{err}");
+        assert_eq!(tree(&root), before);
+    }
+
+    #[test]
+    fn a_store_built_release_by_release_opens_with_both_arches_of_each() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("store");
+        for version in ["1.0", "1.1"] {
+            let built = build(&root, tmp.path(), version, &Arch::ALL);
+            assert_eq!(built.dir, root.join(format!("hello-{version}")));
+            assert!(!built.replaced);
+            for image in &built.images {
+                assert!(image.output.image.starts_with(&built.dir));
+                assert!(image.output.image.is_file());
+            }
+        }
+        let mode = std::fs::metadata(root.join("hello-1.0")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(mode.permissions().mode() & 0o777, 0o755);
+        let store = open(&root).unwrap();
+        assert_eq!(store.shape, Shape::PerTag);
+        assert_eq!(store.extensions[0].updates(Arch::Arm64).len(), 1);
+        assert!(store.extensions[0].conf().is_some());
+        assert!(
+            tree(&root)
+                .keys()
+                .all(|p| !p.to_string_lossy().contains("/."))
+        );
+    }
+
+    #[test]
+    fn rebuilding_a_version_replaces_it_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("store");
+        build(&root, tmp.path(), "1.0", &Arch::ALL);
+        write(&root.join("hello-1.0/stale.txt"), b"from the first build");
+        let built = build(&root, tmp.path(), "1.0", &[Arch::X86_64]);
+        assert!(built.replaced);
+        assert!(built.left_behind.is_none());
+        let files: Vec<String> = std::fs::read_dir(root.join("hello-1.0"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            !files
+                .iter()
+                .any(|f| f == "stale.txt" || f.contains("arm64")),
+            "{files:?}"
+        );
+        for manifest in [
+            "hello-1.0/SHA256SUMS",
+            "hello/SHA256SUMS",
+            "SHA256SUMS/SHA256SUMS",
+        ] {
+            let text = std::fs::read_to_string(root.join(manifest)).unwrap();
+            assert_eq!(text.lines().count(), 1, "{manifest}: {text}");
+            assert!(text.contains("hello-1.0-x86-64.raw"), "{manifest}: {text}");
+        }
+        let store = open(&root).unwrap();
+        assert_eq!(store.images().count(), 1);
+        let names: Vec<String> = std::fs::read_dir(&root)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    }
+
+    #[test]
+    fn a_release_dir_recorded_in_the_store_keeps_the_other_releases_lines() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("store");
+        build(&root, tmp.path(), "1.0", &Arch::ALL);
+        let dir = root.join("hello-1.1");
+        let f = "hello-1.1-x86-64.raw";
+        write(&dir.join(f), f.as_bytes());
+        sums(&dir, &[(f, f.as_bytes())]);
+        add_release(&root, "hello", &dir).unwrap();
+        let global = std::fs::read_to_string(root.join("SHA256SUMS/SHA256SUMS")).unwrap();
+        assert_eq!(global.lines().count(), 3, "{global}");
     }
 
     #[rstest::rstest]
