@@ -119,13 +119,10 @@ pub struct Extension {
 }
 
 impl Extension {
-    /// The generic transfer file `NAME.conf`, if the store has one.
+    /// The generic transfer file `NAME.conf`, if the store has one: the one the update
+    /// cycles install.
     pub fn conf(&self) -> Option<&Path> {
-        let want = format!("{}.conf", self.name);
-        self.confs
-            .iter()
-            .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == want))
-            .map(PathBuf::as_path)
+        in_use(&self.confs, &format!("{}.conf", self.name))
     }
 
     /// Pairs of consecutive versions (older, newer) that both have an image for `arch`.
@@ -160,22 +157,227 @@ impl Store {
     }
 }
 
-/// Whether `dir` looks like a store (a folder per release tag, or bakery-named images and
-/// a `SHA256SUMS` side by side) rather than one release directory of our own build.
+/// The store shape `dir` has, if any: a folder per release tag (some `T/` beside it holds
+/// `T-ARCH.raw`, as `gh release download` fills a tag's folder), or a flat folder with a
+/// `SHA256SUMS`.
+///
+/// Only a tag folder's own images count: a folder of build outputs per arch
+/// (`target/fixtures-release/<fixture>/<arch>/`) holds images too, but under folders no
+/// image is named after, and reading it as releases would invent tags.
+pub fn detect(dir: &Path) -> Option<Shape> {
+    let rd = std::fs::read_dir(dir).ok()?;
+    let tagged = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .any(|p| p.is_dir() && is_release_tag(&p));
+    if tagged {
+        Some(Shape::PerTag)
+    } else if dir.join("SHA256SUMS").is_file() {
+        Some(Shape::Flat)
+    } else {
+        None
+    }
+}
+
+/// Whether `dir` is a store with a folder per release tag.
+///
+/// A flat store cannot be told from one release directory (both are images beside a
+/// `SHA256SUMS`), so it does not count here: lint reads it as a release directory, whose
+/// broken digests are findings rather than a refusal. [`detect`] names both shapes.
 pub fn looks_like_store(dir: &Path) -> bool {
-    let Ok(rd) = std::fs::read_dir(dir) else {
+    detect(dir) == Some(Shape::PerTag)
+}
+
+/// A folder `T/` holding `T-ARCH.raw`: a release tag's assets.
+fn is_release_tag(folder: &Path) -> bool {
+    let Some(tag) = folder.file_name().map(|n| n.to_string_lossy().into_owned()) else {
         return false;
     };
-    rd.filter_map(Result::ok).any(|e| {
-        let p = e.path();
-        p.is_dir() && (p.join("SHA256SUMS").is_file() || has_images(&p))
-    })
+    !hidden(&tag)
+        && Arch::ALL
+            .iter()
+            .any(|a| folder.join(format!("{tag}-{a}.raw")).is_file())
 }
 
 /// Dot-names are ours in the making (a release being built, a replaced one being deleted,
 /// a manifest being written): never part of what the store publishes.
 fn hidden(name: &str) -> bool {
     name.starts_with('.')
+}
+
+/// The folders a store's assets are in: the store itself, and for a per-tag store every
+/// folder beside (tags and metadata), in name order.
+fn folders(dir: &Path, shape: Shape) -> Result<Vec<PathBuf>, StoreError> {
+    let mut folders = vec![dir.to_path_buf()];
+    if shape == Shape::PerTag {
+        let rd = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+        let mut subdirs: Vec<PathBuf> = rd
+            .filter_map(Result::ok)
+            .filter(|e| !hidden(&e.file_name().to_string_lossy()))
+            .map(|e| e.path())
+            .filter(|p| p.is_dir())
+            .collect();
+        subdirs.sort();
+        folders.extend(subdirs);
+    }
+    Ok(folders)
+}
+
+/// What a store holds, by file name, before any digest is read.
+struct Scan {
+    shape: Shape,
+    /// Images by file name (a name may appear twice only with the same bytes).
+    images: BTreeMap<String, PathBuf>,
+    /// Folders that hold no image: metadata releases, whose names are extension names.
+    metadata: Vec<String>,
+    confs: Vec<PathBuf>,
+    manifests: Vec<PathBuf>,
+}
+
+fn scan(dir: &Path) -> Result<Scan, StoreError> {
+    // A missing or unreadable folder says so, rather than that it holds no images.
+    std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
+    let shape = match detect(dir) {
+        Some(shape) => shape,
+        // Bakery-named images without a manifest: read flat, so the refusal says what is
+        // missing (their lines) rather than that nothing is there.
+        None if has_images(dir) => Shape::Flat,
+        None => {
+            return Err(StoreError::Empty {
+                dir: dir.to_path_buf(),
+            });
+        }
+    };
+    let mut found = Scan {
+        shape,
+        images: BTreeMap::new(),
+        metadata: Vec::new(),
+        confs: Vec::new(),
+        manifests: Vec::new(),
+    };
+    for folder in folders(dir, shape)? {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&folder)
+            .map_err(|e| StoreError::io(&folder, e))?
+            .filter_map(Result::ok)
+            .filter(|e| !hidden(&e.file_name().to_string_lossy()))
+            .map(|e| e.path())
+            .filter(|p| p.is_file())
+            .collect();
+        entries.sort();
+        let mut holds_images = false;
+        for path in entries {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            if name == "SHA256SUMS" {
+                found.manifests.push(path);
+            } else if name.ends_with(".raw") {
+                holds_images = true;
+                if let Some(first) = found.images.get(&name) {
+                    if digest(first)? != digest(&path)? {
+                        return Err(StoreError::Conflict {
+                            first: first.clone(),
+                            second: path,
+                        });
+                    }
+                    continue;
+                }
+                found.images.insert(name, path);
+            } else if name.ends_with(".conf") {
+                found.confs.push(path);
+            }
+        }
+        if !holds_images && let Some(n) = folder.file_name() {
+            found.metadata.push(n.to_string_lossy().into_owned());
+        }
+    }
+    if found.images.is_empty() {
+        return Err(StoreError::Empty {
+            dir: dir.to_path_buf(),
+        });
+    }
+    Ok(found)
+}
+
+/// Extensions grouped by name and version from the images' file names (the metadata
+/// folders tell names with dashes apart), and the first image whose name does not parse.
+fn group(found: &Scan) -> (Vec<Extension>, Option<PathBuf>) {
+    let mut misnamed = None;
+    let mut by_name: BTreeMap<String, BTreeMap<String, BTreeMap<Arch, PathBuf>>> = BTreeMap::new();
+    for (file, path) in &found.images {
+        let Some(t) = naming::triple(file, &found.metadata) else {
+            misnamed.get_or_insert_with(|| path.clone());
+            continue;
+        };
+        by_name
+            .entry(t.name)
+            .or_default()
+            .entry(t.version)
+            .or_default()
+            .insert(t.arch, path.clone());
+    }
+    let extensions = by_name
+        .into_iter()
+        .map(|(name, versions)| {
+            let mut releases: Vec<Release> = versions
+                .into_iter()
+                .map(|(version, images)| Release { version, images })
+                .collect();
+            releases.sort_by(|a, b| crate::version::compare(&a.version, &b.version));
+            let mut confs: Vec<PathBuf> = found
+                .confs
+                .iter()
+                .filter(|p| conf_belongs(p, &name))
+                .cloned()
+                .collect();
+            newest_first(&mut confs, &name);
+            Extension {
+                name,
+                releases,
+                confs,
+            }
+        })
+        .collect();
+    (extensions, misnamed)
+}
+
+/// Orders an extension's transfer files newest tag's copy first: a fork's fix to the conf
+/// ships with a new release. Stable, so copies outside tag folders keep folder order.
+fn newest_first(confs: &mut [PathBuf], name: &str) {
+    confs.sort_by(|a, b| crate::version::compare(&tag_version(b, name), &tag_version(a, name)));
+}
+
+/// The copy of transfer file `file` the update cycles use, from an extension's transfer
+/// files in [`newest_first`] order.
+fn in_use<'a>(confs: &'a [PathBuf], file: &str) -> Option<&'a Path> {
+    confs
+        .iter()
+        .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == file))
+        .map(PathBuf::as_path)
+}
+
+/// The file a manifest line names: the one beside the manifest; else, for a manifest that
+/// lists what it does not hold (the metadata and global releases), the image of that name
+/// anywhere in the store, or the copy of that transfer file the update cycles use. So a
+/// conf the global manifest vouches for is checked as the conf that gets tested.
+fn resolve(
+    manifest: &Path,
+    file: &str,
+    images: &BTreeMap<String, PathBuf>,
+    extensions: &[Extension],
+) -> Option<PathBuf> {
+    let beside = manifest.parent().map(|d| d.join(file))?;
+    if beside.is_file() {
+        return Some(beside);
+    }
+    if let Some(p) = images.get(file) {
+        return Some(p.clone());
+    }
+    extensions
+        .iter()
+        .find_map(|e| in_use(&e.confs, file))
+        .map(Path::to_path_buf)
 }
 
 fn read_manifest(manifest: &Path) -> Result<Vec<sha256sums::Entry>, StoreError> {
@@ -203,95 +405,19 @@ fn has_images(dir: &Path) -> bool {
 }
 
 /// Reads the store at `dir` and verifies every digest its manifests list for files it
-/// holds. Nothing is trusted before this returns.
+/// holds, images and transfer files alike. Nothing is trusted before this returns.
 pub fn open(dir: &Path) -> Result<Store, StoreError> {
-    let mut folders = vec![dir.to_path_buf()];
-    let rd = std::fs::read_dir(dir).map_err(|e| StoreError::io(dir, e))?;
-    let mut subdirs: Vec<PathBuf> = rd
-        .filter_map(Result::ok)
-        .filter(|e| !hidden(&e.file_name().to_string_lossy()))
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    subdirs.sort();
-    let shape = if subdirs
-        .iter()
-        .any(|d| has_images(d) || d.join("SHA256SUMS").is_file())
-    {
-        Shape::PerTag
-    } else {
-        Shape::Flat
-    };
-    folders.extend(subdirs);
-
-    // Images by file name (a name may appear twice only with the same bytes), and the
-    // transfer files.
-    let mut images: BTreeMap<String, PathBuf> = BTreeMap::new();
-    let mut confs: Vec<PathBuf> = Vec::new();
-    let mut manifests: Vec<PathBuf> = Vec::new();
-    for folder in &folders {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(folder)
-            .map_err(|e| StoreError::io(folder, e))?
-            .filter_map(Result::ok)
-            .filter(|e| !hidden(&e.file_name().to_string_lossy()))
-            .map(|e| e.path())
-            .filter(|p| p.is_file())
-            .collect();
-        entries.sort();
-        for path in entries {
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            if name == "SHA256SUMS" {
-                manifests.push(path);
-            } else if name.ends_with(".raw") {
-                if let Some(first) = images.get(&name) {
-                    if digest(first)? != digest(&path)? {
-                        return Err(StoreError::Conflict {
-                            first: first.clone(),
-                            second: path,
-                        });
-                    }
-                    continue;
-                }
-                images.insert(name, path);
-            } else if name.ends_with(".conf") {
-                confs.push(path);
-            }
-        }
-    }
-    if images.is_empty() {
-        return Err(StoreError::Empty {
-            dir: dir.to_path_buf(),
-        });
-    }
+    let found = scan(dir)?;
+    let (extensions, misnamed) = group(&found);
 
     // Every listed file the store holds must match; every image must be listed somewhere.
     let mut digests: BTreeMap<PathBuf, String> = BTreeMap::new();
     let mut listed: BTreeMap<String, ()> = BTreeMap::new();
     let mut checked = Vec::new();
-    for manifest in &manifests {
-        let bytes = std::fs::read(manifest).map_err(|e| StoreError::io(manifest, e))?;
-        let (entries, issues) = sha256sums::parse(&bytes);
-        if let Some(issue) = issues.first() {
-            return Err(StoreError::BadManifest {
-                manifest: manifest.clone(),
-                line: issue.line,
-                message: issue.message.clone(),
-            });
-        }
-        let here = manifest.parent().unwrap_or(dir);
+    for manifest in &found.manifests {
         let mut count = 0;
-        for entry in entries {
-            // Beside the manifest first (a release tag), else anywhere in the store (the
-            // metadata and global manifests list files of every tag).
-            let beside = here.join(&entry.file);
-            let file = if beside.is_file() {
-                beside
-            } else if let Some(p) = images.get(&entry.file) {
-                p.clone()
-            } else {
+        for entry in read_manifest(manifest)? {
+            let Some(file) = resolve(manifest, &entry.file, &found.images, &extensions) else {
                 continue;
             };
             let actual = match digests.get(&file) {
@@ -316,7 +442,7 @@ pub fn open(dir: &Path) -> Result<Store, StoreError> {
         }
         checked.push((manifest.clone(), count));
     }
-    for (name, path) in &images {
+    for (name, path) in &found.images {
         if !listed.contains_key(name) {
             return Err(StoreError::Unlisted {
                 file: path.clone(),
@@ -324,54 +450,70 @@ pub fn open(dir: &Path) -> Result<Store, StoreError> {
             });
         }
     }
-
-    // Group by extension and version; the tag folder names tell names with dashes apart.
-    let known: Vec<String> = folders
-        .iter()
-        .filter(|f| !has_images(f))
-        .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .collect();
-    let mut by_name: BTreeMap<String, BTreeMap<String, BTreeMap<Arch, PathBuf>>> = BTreeMap::new();
-    for (file, path) in &images {
-        let t = naming::triple(file, &known)
-            .ok_or_else(|| StoreError::Misnamed { file: path.clone() })?;
-        by_name
-            .entry(t.name)
-            .or_default()
-            .entry(t.version)
-            .or_default()
-            .insert(t.arch, path.clone());
-    }
-    let mut extensions = Vec::new();
-    for (name, versions) in by_name {
-        let mut releases: Vec<Release> = versions
-            .into_iter()
-            .map(|(version, images)| Release { version, images })
-            .collect();
-        releases.sort_by(|a, b| crate::version::compare(&a.version, &b.version));
-        let mut ext_confs: Vec<PathBuf> = confs
-            .iter()
-            .filter(|p| conf_belongs(p, &name))
-            .cloned()
-            .collect();
-        // The newest tag's copy first: a fork's fix to the conf ships with a new release.
-        ext_confs.sort_by(|a, b| {
-            let va = tag_version(a, &name);
-            let vb = tag_version(b, &name);
-            crate::version::compare(&vb, &va)
-        });
-        extensions.push(Extension {
-            name,
-            releases,
-            confs: ext_confs,
-        });
+    if let Some(file) = misnamed {
+        return Err(StoreError::Misnamed { file });
     }
     Ok(Store {
         root: dir.to_path_buf(),
-        shape,
+        shape: found.shape,
         extensions,
         manifests: checked,
     })
+}
+
+/// The transfer file in `folder`, a release tag of a per-tag store, that the store's update
+/// cycles install for its extension ([`Extension::conf`]), when no manifest of the store
+/// lists it: [`open`] then has nothing to check it against, and the gate tests it as found.
+/// `None` for every other folder, so each store reports it once.
+///
+/// Reads file names and manifests, no digest: meant for after [`open`] verified the store.
+pub fn unlisted_transfer(folder: &Path) -> Result<Option<PathBuf>, StoreError> {
+    let (Some(root), Some(tag)) = (
+        folder.parent(),
+        folder.file_name().map(|n| n.to_string_lossy().into_owned()),
+    ) else {
+        return Ok(None);
+    };
+    // A release tag makes the folder it is in a store with a folder per tag.
+    if !is_release_tag(folder) {
+        return Ok(None);
+    }
+    let rd = std::fs::read_dir(folder).map_err(|e| StoreError::io(folder, e))?;
+    let mut names: Vec<String> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter_map(|n| n.strip_suffix(".conf").map(str::to_string))
+        .filter(|stem| tag.starts_with(&format!("{stem}-")))
+        .collect();
+    names.sort();
+    let all = folders(root, Shape::PerTag)?;
+    for name in names {
+        let file = format!("{name}.conf");
+        let here = folder.join(&file);
+        // Cheap first: only the tag whose copy is in use reads the manifests.
+        let mut copies: Vec<PathBuf> = all
+            .iter()
+            .map(|f| f.join(&file))
+            .filter(|p| p.is_file())
+            .collect();
+        newest_first(&mut copies, &name);
+        if in_use(&copies, &file) != Some(here.as_path()) {
+            continue;
+        }
+        let found = scan(root)?;
+        let (extensions, _) = group(&found);
+        let mut listed = false;
+        for manifest in &found.manifests {
+            listed |= read_manifest(manifest)?.iter().any(|entry| {
+                resolve(manifest, &entry.file, &found.images, &extensions).as_deref()
+                    == Some(here.as_path())
+            });
+        }
+        if !listed {
+            return Ok(Some(here));
+        }
+    }
+    Ok(None)
 }
 
 /// What [`build_release`] put into the store.
@@ -1015,6 +1157,141 @@ mod tests {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    }
+
+    /// `sysext-test check` writes `<fixture>/<arch>/` release directories: images under
+    /// folders no image is named after, so neither level is a store with a folder per tag.
+    #[test]
+    fn build_outputs_per_fixture_and_arch_are_not_a_store() {
+        let tmp = tempfile::tempdir().unwrap();
+        let out = tmp.path().join("fixtures-release");
+        for arch in ["x86-64", "arm64"] {
+            let dir = out.join("hello").join(arch);
+            let f = format!("hello-1.0-{arch}.raw");
+            write(&dir.join(&f), f.as_bytes());
+            sums(&dir, &[(&f, f.as_bytes())]);
+            write(&dir.join("hello.conf"), b"[Transfer]\n");
+        }
+        for dir in [out.clone(), out.join("hello")] {
+            assert!(!looks_like_store(&dir), "{}", dir.display());
+            assert_eq!(detect(&dir), None, "{}", dir.display());
+            assert!(
+                matches!(open(&dir), Err(StoreError::Empty { .. })),
+                "{}",
+                dir.display()
+            );
+        }
+        // Each arch's folder is one release directory: a flat store, not one per tag.
+        let one = out.join("hello/x86-64");
+        assert_eq!(detect(&one), Some(Shape::Flat));
+        assert!(!looks_like_store(&one));
+        assert_eq!(open(&one).unwrap().images().count(), 1);
+    }
+
+    #[test]
+    fn a_folder_named_after_its_images_makes_a_store_per_tag() {
+        let tmp = tempfile::tempdir().unwrap();
+        per_tag_store(tmp.path());
+        assert_eq!(detect(tmp.path()), Some(Shape::PerTag));
+        // A tag folder's own images, not just any images in a folder.
+        let other = tempfile::tempdir().unwrap();
+        write(
+            &other.path().join("docker-28.0/docker-28.0.4-x86-64.raw"),
+            b"x",
+        );
+        assert_eq!(detect(other.path()), None);
+    }
+
+    /// A transfer file listed in a manifest that does not hold it (the metadata release
+    /// without its copy, the global manifest) is checked as the copy the update cycles use.
+    #[test]
+    fn a_conf_whose_bytes_differ_from_its_manifest_line_stops_open() {
+        let tmp = tempfile::tempdir().unwrap();
+        per_tag_store(tmp.path());
+        let conf = tmp.path().join("docker-28.0.4/docker.conf");
+        sums(
+            &tmp.path().join("docker"),
+            &[("docker.conf", b"[Transfer]\n")],
+        );
+        open(tmp.path()).unwrap();
+        write(&conf, b"[Transfer]\nVerify=no\n");
+        let err = open(tmp.path()).unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, StoreError::DigestMismatch { .. }), "{msg}");
+        assert!(msg.starts_with(&conf.display().to_string()), "{msg}");
+        assert!(msg.contains("docker/SHA256SUMS:"), "{msg}");
+        assert!(
+            msg.contains(&sha256sums::digest_file(&conf).unwrap()),
+            "{msg}"
+        );
+        assert!(msg.contains("regenerate the manifest"), "{msg}");
+        assert_eq!(msg.lines().count(), 1);
+    }
+
+    #[test]
+    fn a_conf_listed_beside_it_is_checked_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        per_tag_store(tmp.path());
+        let tag = tmp.path().join("docker-28.0.4");
+        sums(&tag, &[("docker.conf", b"[Transfer]\n")]);
+        open(tmp.path()).unwrap();
+        write(&tag.join("docker.conf"), b"[Transfer]\nVerify=no\n");
+        assert!(matches!(
+            open(tmp.path()),
+            Err(StoreError::DigestMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn the_conf_the_cycles_use_is_reported_unlisted_once_until_a_manifest_lists_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        per_tag_store(root);
+        let store = open(root).unwrap();
+        let compose = &store.extensions[1];
+        let in_use = compose.conf().unwrap().to_path_buf();
+        assert_eq!(
+            in_use,
+            root.join("docker-compose-2.34.0/docker-compose.conf")
+        );
+        // As the bakery publishes: manifests list images only. Reported on the newest tag.
+        assert_eq!(
+            unlisted_transfer(&root.join("docker-compose-2.34.0")).unwrap(),
+            Some(in_use.clone())
+        );
+        assert_eq!(
+            unlisted_transfer(&root.join("docker-compose-2.4.1")).unwrap(),
+            None
+        );
+        assert_eq!(
+            unlisted_transfer(&root.join("docker-compose")).unwrap(),
+            None
+        );
+        // The metadata release's own copy, listed beside it, is another file.
+        let bytes = b"[Transfer]\n";
+        write(&root.join("docker-compose/docker-compose.conf"), bytes);
+        sums(
+            &root.join("docker-compose"),
+            &[("docker-compose.conf", bytes)],
+        );
+        open(root).unwrap();
+        assert_eq!(
+            unlisted_transfer(&root.join("docker-compose-2.34.0")).unwrap(),
+            Some(in_use.clone())
+        );
+        // The global manifest names it without holding it: that line is the in-use copy's.
+        sums(&root.join("SHA256SUMS"), &[("docker-compose.conf", bytes)]);
+        open(root).unwrap();
+        assert_eq!(
+            unlisted_transfer(&root.join("docker-compose-2.34.0")).unwrap(),
+            None
+        );
+        // docker's conf is still nobody's line.
+        assert!(
+            unlisted_transfer(&root.join("docker-28.0.4"))
+                .unwrap()
+                .is_some()
+        );
     }
 
     #[test]

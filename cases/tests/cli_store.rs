@@ -153,6 +153,74 @@ fn a_flipped_digest_stops_lint_run_and_the_listing_before_anything_runs() {
     }
 }
 
+/// The bakery's manifests list images only, so lint notes (info, exit 0) that the conf the
+/// update cycles install is unverified; once a manifest lists it, its bytes are checked like
+/// an image's, and a changed byte stops lint and the listing with one line.
+#[test]
+fn the_conf_the_cycles_use_is_noted_until_listed_then_checked_like_an_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = store(tmp.path());
+    let conf = root.join("hello-update-2.0.0/hello-update.conf");
+
+    let out = bin()
+        .args(["lint", "--format", "json"])
+        .arg(&root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let noted: Vec<&serde_json::Value> = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| {
+            r["findings"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f["rule"] == "store/unlisted-transfer"))
+        })
+        .collect();
+    assert_eq!(noted.len(), 1, "{v:#}");
+    assert!(
+        noted[0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("hello-update-2.0.0"),
+        "{v:#}"
+    );
+
+    // The global manifest vouches for it by name, as the metadata and global releases do.
+    let digest = sysext_builder::sha256sums::digest_file(&conf).unwrap();
+    sysext_builder::sha256sums::upsert(
+        &root.join("SHA256SUMS/SHA256SUMS"),
+        "hello-update.conf",
+        &digest,
+    )
+    .unwrap();
+    let out = bin().arg("lint").arg(&root).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("store/unlisted-transfer"),
+        "{}",
+        text(&out)
+    );
+
+    let mut bytes = std::fs::read(&conf).unwrap();
+    bytes.extend_from_slice(b"# changed\n");
+    std::fs::write(&conf, bytes).unwrap();
+    for out in [
+        bin().arg("lint").arg(&root).output().unwrap(),
+        listing(&root),
+    ] {
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{err}");
+        assert!(lines[0].contains(&conf.display().to_string()), "{err}");
+        assert!(lines[0].contains("digest mismatch"), "{err}");
+        assert!(lines[0].contains(&digest), "{err}");
+    }
+}
+
 #[test]
 fn lint_of_a_folder_with_nothing_to_check_exits_2() {
     let tmp = tempfile::tempdir().unwrap();
