@@ -557,12 +557,23 @@ pub fn build_release(
     opts: &build::Options,
 ) -> Result<BuiltRelease, StoreError> {
     build_release_with(root, spec, arches, |arch, dir| {
-        let opts = build::Options {
-            arch: Some(arch),
-            ..opts.clone()
-        };
-        build::build_spec(spec, spec_dir, dir, &opts)
+        build_arch(spec, spec_dir, dir, arch, opts)
     })
+}
+
+/// One arch of a release, into `dir`.
+fn build_arch(
+    spec: &Spec,
+    spec_dir: &Path,
+    dir: &Path,
+    arch: Arch,
+    opts: &build::Options,
+) -> Result<build::Output, BuildError> {
+    let opts = build::Options {
+        arch: Some(arch),
+        ..opts.clone()
+    };
+    build::build_spec(spec, spec_dir, dir, &opts)
 }
 
 /// [`build_release`] with the per-arch build given, so a test can make one arch fail.
@@ -1027,15 +1038,7 @@ mod tests {
         let spec = spec(spec_dir, version);
         build_release_with(root, &spec, &Arch::ALL, |arch, dir| match arch {
             Arch::Arm64 => Err(BuildError::Fetch("arm64 package not found".into())),
-            _ => build::build_spec(
-                &spec,
-                spec_dir,
-                dir,
-                &build::Options {
-                    arch: Some(arch),
-                    ..Default::default()
-                },
-            ),
+            _ => build_arch(&spec, spec_dir, dir, arch, &build::Options::default()),
         })
         .unwrap_err()
     }
