@@ -117,8 +117,43 @@ pub enum UpdateDropIn {
     /// Flag `/run/reboot-required` when the symlink moved (Flatcar's docs; a reboot
     /// manager such as kured or FLUO reboots the node).
     Reboot,
-    /// `systemd-sysext refresh` right away (the wasmtime docs' variant).
+    /// `systemd-sysext refresh` right away (the wasmtime docs' variant), outside the unit's
+    /// sandbox: the docs' line as written fails there (see [`UpdateDropIn::after_change`]).
     Refresh,
+}
+
+impl UpdateDropIn {
+    /// The command run when the symlink moved, and whether it must run without
+    /// systemd-sysupdate.service's sandbox (`+`).
+    ///
+    /// The refresh needs `+`: the `timer-refresh` update cycle showed the docs' sandboxed
+    /// line failing ("Failed to read metadata for image NAME: Operation not permitted"; the
+    /// update is staged, never merged) and the same line with `+` merging the new release.
+    /// Flagging a reboot only touches a file in /run, which the sandbox allows.
+    pub fn after_change(self) -> (&'static str, bool) {
+        match self {
+            UpdateDropIn::Reboot => ("touch /run/reboot-required", false),
+            UpdateDropIn::Refresh => ("systemd-sysext refresh", true),
+        }
+    }
+}
+
+/// The `systemd-sysupdate.service` drop-in the bakery's docs give for extension `name`:
+/// readlink of `/etc/extensions/NAME.raw` before and after `systemd-sysupdate -C NAME
+/// update`, then `after_change` when the link moved, with `+` (no sandbox) when
+/// `privileged`.
+///
+/// The one writer of that text: `sysext-test ignition` prints it and the update cycles
+/// install it in guests, so the form a cycle proved is the form users are given.
+pub fn sysupdate_dropin(name: &str, after_change: &str, privileged: bool) -> String {
+    let plus = if privileged { "+" } else { "" };
+    format!(
+        "[Service]\n\
+         ExecStartPre=/usr/bin/sh -c \"readlink --canonicalize /etc/extensions/{name}.raw > /tmp/{name}\"\n\
+         ExecStartPre=/usr/lib/systemd/systemd-sysupdate -C {name} update\n\
+         ExecStartPost=/usr/bin/sh -c \"readlink --canonicalize /etc/extensions/{name}.raw > /tmp/{name}-new\"\n\
+         ExecStartPost={plus}/usr/bin/sh -c \"if ! cmp --silent /tmp/{name} /tmp/{name}-new; then {after_change}; fi\"\n"
+    )
 }
 
 impl std::str::FromStr for UpdateDropIn {
@@ -152,17 +187,8 @@ pub struct Request<'a> {
 pub fn for_extension(r: &Request) -> Config {
     let name = r.name;
     let installed = format!("/opt/extensions/{name}/{}", r.file_name);
-    let after = match r.drop_in {
-        UpdateDropIn::Reboot => format!(
-            "ExecStartPost=/usr/bin/sh -c \"if ! cmp --silent /tmp/{name} /tmp/{name}-new; then touch /run/reboot-required; fi\"\n"
-        ),
-        UpdateDropIn::Refresh => format!(
-            "ExecStartPost=/usr/bin/sh -c \"if ! cmp --silent /tmp/{name} /tmp/{name}-new; then /usr/bin/systemd-sysext refresh; fi\"\n"
-        ),
-    };
-    let dropin = format!(
-        "[Service]\nExecStartPre=/usr/bin/sh -c \"readlink --canonicalize /etc/extensions/{name}.raw > /tmp/{name}\"\nExecStartPre=/usr/lib/systemd/systemd-sysupdate -C {name} update\nExecStartPost=/usr/bin/sh -c \"readlink --canonicalize /etc/extensions/{name}.raw > /tmp/{name}-new\"\n{after}"
-    );
+    let (after_change, privileged) = r.drop_in.after_change();
+    let dropin = sysupdate_dropin(name, after_change, privileged);
     let fetched = |path: String, url: String, hash: Option<String>| File {
         path,
         mode: Some(0o644),
@@ -270,6 +296,34 @@ mod tests {
         assert!(reboot.contains("systemd-sysupdate -C docker update"));
         let refresh = &request(UpdateDropIn::Refresh).systemd.units[1].dropins[0].contents;
         assert!(refresh.contains("systemd-sysext refresh"), "{refresh}");
+    }
+
+    /// The `timer-refresh` update cycle proved the refresh works only with `+` before the
+    /// command (no sandbox); the printed drop-in must be that form, not the docs' one.
+    #[test]
+    fn the_printed_refresh_drop_in_runs_the_refresh_outside_the_sandbox() {
+        let refresh = &request(UpdateDropIn::Refresh).systemd.units[1].dropins[0].contents;
+        let last = refresh.lines().last().unwrap_or_default();
+        assert_eq!(
+            last,
+            "ExecStartPost=+/usr/bin/sh -c \"if ! cmp --silent /tmp/docker /tmp/docker-new; then systemd-sysext refresh; fi\"",
+            "{refresh}"
+        );
+        let reboot = &request(UpdateDropIn::Reboot).systemd.units[1].dropins[0].contents;
+        assert!(!reboot.contains("=+"), "{reboot}");
+    }
+
+    /// What the cycles install (`install_dropin` calls [`sysupdate_dropin`] with the command
+    /// and the `+` each cycle tests) is byte for byte what users are given.
+    #[test]
+    fn the_printed_drop_ins_are_the_ones_the_cycles_install() {
+        for (drop_in, command, privileged) in [
+            (UpdateDropIn::Reboot, "touch /run/reboot-required", false),
+            (UpdateDropIn::Refresh, "systemd-sysext refresh", true),
+        ] {
+            let printed = &request(drop_in).systemd.units[1].dropins[0].contents;
+            assert_eq!(printed, &sysupdate_dropin("docker", command, privileged));
+        }
     }
 
     #[test]

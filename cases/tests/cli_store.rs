@@ -67,6 +67,29 @@ fn listing(store: &Path) -> Output {
         .unwrap()
 }
 
+/// `lint --format json` of `root`, which must pass (exit 0): its reports.
+fn lint_json(root: &Path) -> Vec<serde_json::Value> {
+    let out = bin()
+        .args(["lint", "--format", "json"])
+        .arg(root)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["images"].as_array().cloned().unwrap_or_default()
+}
+
+/// A refusal before anything runs: exit 2 and one line, the digest mismatch of `file`.
+fn refused_for_digest(out: &Output, file: &Path) -> String {
+    assert_eq!(out.status.code(), Some(2), "{}", text(out));
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(lines[0].contains(&file.display().to_string()), "{err}");
+    assert!(lines[0].contains("digest mismatch"), "{err}");
+    lines[0].to_string()
+}
+
 #[test]
 fn a_store_built_release_by_release_has_the_bakery_layout_and_lints_clean() {
     let tmp = tempfile::tempdir().unwrap();
@@ -86,20 +109,9 @@ fn a_store_built_release_by_release_has_the_bakery_layout_and_lints_clean() {
     let global = std::fs::read_to_string(root.join("SHA256SUMS/SHA256SUMS")).unwrap();
     assert_eq!(global.lines().count(), 4, "{global}");
 
-    let out = bin()
-        .args(["lint", "--format", "json"])
-        .arg(&root)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let images = v["images"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["kind"] == "image")
-        .count();
-    assert_eq!(images, 4, "{v:#}");
+    let reports = lint_json(&root);
+    let images = reports.iter().filter(|r| r["kind"] == "image").count();
+    assert_eq!(images, 4, "{reports:#?}");
 }
 
 #[test]
@@ -143,13 +155,58 @@ fn a_flipped_digest_stops_lint_run_and_the_listing_before_anything_runs() {
             .unwrap(),
         listing(&root),
     ] {
-        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-        assert_eq!(lines.len(), 1, "{err}");
-        assert!(lines[0].contains(&victim.display().to_string()), "{err}");
-        assert!(lines[0].contains("digest mismatch"), "{err}");
+        refused_for_digest(&out, &victim);
         assert!(out.stdout.is_empty() || !String::from_utf8_lossy(&out.stdout).contains("vm::"));
+    }
+}
+
+/// The bakery's manifests list images only, so lint notes (info, exit 0) that the conf the
+/// update cycles install is unverified; once a manifest lists it, its bytes are checked like
+/// an image's, and a changed byte stops lint and the listing with one line.
+#[test]
+fn the_conf_the_cycles_use_is_noted_until_listed_then_checked_like_an_image() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = store(tmp.path());
+    let conf = root.join("hello-update-2.0.0/hello-update.conf");
+
+    let reports = lint_json(&root);
+    let noted: Vec<&serde_json::Value> = reports
+        .iter()
+        .filter(|r| {
+            r["findings"]
+                .as_array()
+                .is_some_and(|f| f.iter().any(|f| f["rule"] == "store/unlisted-transfer"))
+        })
+        .collect();
+    assert_eq!(noted.len(), 1, "{reports:#?}");
+    let path = noted[0]["path"].as_str().unwrap_or_default();
+    assert!(path.ends_with("hello-update-2.0.0"), "{reports:#?}");
+
+    // The global manifest vouches for it by name, as the metadata and global releases do.
+    let digest = sysext_builder::sha256sums::digest_file(&conf).unwrap();
+    sysext_builder::sha256sums::upsert(
+        &root.join("SHA256SUMS/SHA256SUMS"),
+        "hello-update.conf",
+        &digest,
+    )
+    .unwrap();
+    let out = bin().arg("lint").arg(&root).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("store/unlisted-transfer"),
+        "{}",
+        text(&out)
+    );
+
+    let mut bytes = std::fs::read(&conf).unwrap();
+    bytes.extend_from_slice(b"# changed\n");
+    std::fs::write(&conf, bytes).unwrap();
+    for out in [
+        bin().arg("lint").arg(&root).output().unwrap(),
+        listing(&root),
+    ] {
+        let line = refused_for_digest(&out, &conf);
+        assert!(line.contains(&digest), "{line}");
     }
 }
 

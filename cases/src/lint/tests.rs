@@ -600,6 +600,58 @@ fn transfer_conf_suffix_is_not_reported_where_conf_is_the_only_suffix_read() {
     assert!(!fired(release_dir_for(|_| {}, systemd(256))));
 }
 
+/// A store of `x` at 1.0 and 1.1 built by `build --store`, linted whole after `mutate`.
+fn store_lint(mutate: fn(&Path)) -> Vec<super::ImageReport> {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec_path = tmp.path().join("x.toml");
+    let root = tmp.path().join("store");
+    for version in ["1.0", "1.1"] {
+        std::fs::write(
+            &spec_path,
+            format!("name = \"x\"\nversion = \"{version}\"\n[[file]]\npath = \"/usr/share/x/data\"\ntext = \"x\"\n"),
+        )
+        .unwrap();
+        let spec = sysext_builder::spec::Spec::load(&spec_path).unwrap();
+        sysext_builder::store::build_release(
+            &root,
+            &spec,
+            tmp.path(),
+            &Arch::ALL,
+            &Default::default(),
+        )
+        .unwrap();
+    }
+    mutate(&root);
+    Linter::new(Options::default()).lint_path(&root).unwrap()
+}
+
+#[test]
+fn store_unlisted_transfer_notes_the_conf_the_cycles_use_until_a_manifest_lists_it() {
+    let noted = |reports: &[super::ImageReport]| -> Vec<(String, String)> {
+        reports
+            .iter()
+            .flat_map(|r| {
+                r.findings
+                    .iter()
+                    .filter(|f| f.rule == "store/unlisted-transfer")
+                    .map(|f| (r.path.clone(), f.path.clone()))
+            })
+            .collect()
+    };
+    // As the bakery publishes: no manifest lists a conf. Noted once, on the newest tag.
+    let bad = noted(&store_lint(|_| {}));
+    assert_eq!(bad.len(), 1, "{bad:?}");
+    assert!(bad[0].0.ends_with("x-1.1"), "{bad:?}");
+    assert_eq!(bad[0].1, "x.conf");
+    // Listed beside it: verified by the store's digest check, nothing to note.
+    let good = noted(&store_lint(|root| {
+        let tag = root.join("x-1.1");
+        let d = sysext_builder::sha256sums::digest_file(&tag.join("x.conf")).unwrap();
+        sysext_builder::sha256sums::upsert(&tag.join("SHA256SUMS"), "x.conf", &d).unwrap();
+    }));
+    assert!(good.is_empty(), "{good:?}");
+}
+
 #[test]
 fn naming_version_order_disagrees_across_a_release_dir() {
     let findings = release_dir(|d| {

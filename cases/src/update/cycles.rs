@@ -177,17 +177,11 @@ pub fn retention(ctx: &Ctx) -> CaseResult {
 
 /// The drop-in the bakery's docs give for `systemd-sysupdate.service`: readlink before and
 /// after `systemd-sysupdate -C NAME update`, then `after_change` when the link moved. The
-/// `+` prefix runs that last command without the unit's sandbox.
+/// `+` prefix runs that last command without the unit's sandbox. Written by the same
+/// function `sysext-test ignition` prints with, so what a cycle proves is what users get.
 fn install_dropin(ctx: &Ctx, after_change: &str, privileged: bool) -> CaseResult {
     let n = &ctx.name;
-    let plus = if privileged { "+" } else { "" };
-    let dropin = format!(
-        "[Service]\n\
-         ExecStartPre=/usr/bin/sh -c \"readlink --canonicalize /etc/extensions/{n}.raw > /tmp/{n}\"\n\
-         ExecStartPre=/usr/lib/systemd/systemd-sysupdate -C {n} update\n\
-         ExecStartPost=/usr/bin/sh -c \"readlink --canonicalize /etc/extensions/{n}.raw > /tmp/{n}-new\"\n\
-         ExecStartPost={plus}/usr/bin/sh -c \"if ! cmp --silent /tmp/{n} /tmp/{n}-new; then {after_change}; fi\"\n"
-    );
+    let dropin = sysext_builder::ignition::sysupdate_dropin(n, after_change, privileged);
     ctx.vm
         .succeed("mkdir -p /etc/systemd/system/systemd-sysupdate.service.d")
         .map_err(h)?;

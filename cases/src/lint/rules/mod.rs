@@ -8,6 +8,7 @@ pub mod naming;
 pub mod release_dir;
 pub mod release_file;
 pub mod served;
+pub mod store;
 pub mod units;
 
 use crate::lint::finding::Rule;
@@ -23,6 +24,7 @@ pub fn all() -> Vec<&'static Rule> {
     v.extend_from_slice(units::RULES);
     v.extend_from_slice(release_dir::RULES);
     v.extend_from_slice(served::RULES);
+    v.extend_from_slice(store::RULES);
     v.extend_from_slice(image::RULES);
     v
 }

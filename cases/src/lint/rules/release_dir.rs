@@ -228,6 +228,8 @@ pub fn check(rd: &ReleaseDir) -> Vec<Finding> {
     for t in transfer_files(rd.dir) {
         check_transfer(rd, &t, &mut out);
     }
+    // A release tag of a store is also checked as part of it (lint reads a store tag by tag).
+    out.extend(super::store::check(rd.dir));
     out
 }
 
