@@ -89,50 +89,75 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if let Some(v) = &args.version {
             spec.version = v.clone();
         }
-        let output = match &args.store {
-            Some(root) => root.join(format!("{}-{}", spec.name, spec.version)),
-            None => args.output.clone(),
-        };
         let arches: Vec<Option<Arch>> = match (args.arch, spec.arch) {
             (Some(ArchChoice::All), Some(pinned)) => vec![Some(pinned)],
             (Some(choice), _) => choice.arches().into_iter().map(Some).collect(),
             (None, _) => vec![None],
         };
         let spec_dir = spec_path.parent().unwrap_or(Path::new("."));
-        for a in arches {
-            let opts = build::Options {
-                arch: a,
-                ..base.clone()
-            };
-            let start = std::time::Instant::now();
-            let out = match build::build_spec(&spec, spec_dir, &output, &opts) {
-                Ok(out) => out,
-                Err(e) if e.is_usage() => anyhow::bail!("{}: {e}", spec_path.display()),
-                Err(e) => {
-                    return Err(
-                        anyhow::Error::new(e).context(format!("building {}", spec_path.display()))
-                    );
+        let failed = |e: anyhow::Error, usage: bool| {
+            if usage {
+                anyhow::anyhow!("{}: {e}", spec_path.display())
+            } else {
+                e.context(format!("building {}", spec_path.display()))
+            }
+        };
+        let images: Vec<(build::Output, f64)> = match &args.store {
+            // Every arch beside the release, committed all or nothing.
+            Some(root) => {
+                let arches: Vec<Arch> = arches.iter().map(|a| spec.arch(*a)).collect();
+                let release = sysext_builder::store::build_release(root, &spec, spec_dir, &arches, &base)
+                    .map_err(|e| {
+                        let usage = e.is_usage();
+                        failed(e.into(), usage)
+                    })?;
+                if let Some(p) = &release.left_behind {
+                    eprintln!("note: the replaced release is still at {}; delete it", p.display());
                 }
-            };
+                eprintln!(
+                    "{} {} in the store {}",
+                    if release.replaced { "replaced" } else { "added" },
+                    release.dir.display(),
+                    root.display()
+                );
+                release
+                    .images
+                    .into_iter()
+                    .map(|b| (b.output, b.took.as_secs_f64()))
+                    .collect()
+            }
+            None => {
+                let mut out = Vec::new();
+                for a in arches {
+                    let opts = build::Options {
+                        arch: a,
+                        ..base.clone()
+                    };
+                    let start = std::time::Instant::now();
+                    let image = build::build_spec(&spec, spec_dir, &args.output, &opts).map_err(|e| {
+                        let usage = e.is_usage();
+                        failed(e.into(), usage)
+                    })?;
+                    out.push((image, start.elapsed().as_secs_f64()));
+                }
+                out
+            }
+        };
+        for (out, seconds) in images {
             if args.format == Format::Text {
                 println!("{}  {}", out.sha256, out.image.display());
             }
             eprintln!(
-                "built {} ({}) in {:.2}s",
+                "built {} ({}) in {seconds:.2}s",
                 out.image.display(),
-                out.arch,
-                start.elapsed().as_secs_f64()
+                out.arch
             );
             built.push(serde_json::json!({
                 "image": out.image,
                 "arch": out.arch,
                 "sha256": out.sha256,
-                "seconds": start.elapsed().as_secs_f64(),
+                "seconds": seconds,
             }));
-        }
-        if let Some(root) = &args.store {
-            sysext_builder::store::add_release(root, &spec.name, &output)?;
-            eprintln!("added {} to the store {}", output.display(), root.display());
         }
     }
     let into = args.store.as_ref().unwrap_or(&args.output);
