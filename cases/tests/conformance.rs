@@ -141,7 +141,7 @@ fn subjects() -> Subjects {
     };
     let p = PathBuf::from(&v);
     if p.is_dir() {
-        if sysext_builder::store::looks_like_store(&p) || p.join("SHA256SUMS").is_file() {
+        if sysext_builder::store::detect(&p).is_some() {
             return Subjects::Store(p);
         }
         let mut out: Vec<PathBuf> = std::fs::read_dir(&p)

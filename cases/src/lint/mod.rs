@@ -131,6 +131,21 @@ impl Linter {
             }
             return Ok(reports);
         }
+        // A folder of release directories (`check`'s `<fixture>/<arch>/` outputs, or a
+        // folder of those): each one as a release directory, never the whole as one image.
+        if meta.is_dir() && !is_directory_image(path) {
+            let dirs = release_dirs_below(path, 2);
+            if dirs.is_empty() {
+                return Err(LintError::NothingToCheck {
+                    path: path.to_path_buf(),
+                });
+            }
+            let mut reports = Vec::new();
+            for d in dirs {
+                reports.extend(self.lint_release_dir(&d)?);
+            }
+            return Ok(reports);
+        }
         Ok(vec![self.lint_image(path)?.0])
     }
 
@@ -264,8 +279,35 @@ impl Linter {
 
 /// A directory is a release directory (not a directory image) when it holds `.raw` files or
 /// a `SHA256SUMS` and no `usr/` tree of its own.
+/// A directory image: an extension's tree, `usr/` or `opt/` at its top.
+fn is_directory_image(dir: &Path) -> bool {
+    dir.join("usr").is_dir() || dir.join("opt").is_dir()
+}
+
+/// The release directories under `dir`, up to `depth` folders down, sorted.
+fn release_dirs_below(dir: &Path, depth: usize) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    let mut subs: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    subs.sort();
+    for sub in subs {
+        if is_release_dir(&sub) {
+            found.push(sub);
+        } else if depth > 1 && !is_directory_image(&sub) {
+            found.extend(release_dirs_below(&sub, depth - 1));
+        }
+    }
+    found
+}
+
 fn is_release_dir(dir: &Path) -> bool {
-    if dir.join("usr").is_dir() || dir.join("opt").is_dir() {
+    if is_directory_image(dir) {
         return false;
     }
     dir.join("SHA256SUMS").exists()

@@ -822,3 +822,46 @@ fn every_rule_has_a_good_and_a_bad_case() {
         "cases for rules that do not exist: {unknown:?}"
     );
 }
+
+/// `check`'s output folder (`<fixture>/<arch>/` release directories) is linted folder by
+/// folder, not taken for one directory image.
+#[test]
+fn a_folder_of_release_directories_is_linted_one_release_directory_at_a_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spec_path = crate::fixtures::root().join("extensions/busybox.toml");
+    let spec = sysext_builder::spec::Spec::load(&spec_path).unwrap();
+    for arch in sysext_builder::Arch::ALL {
+        sysext_builder::build::build_spec(
+            &spec,
+            spec_path.parent().unwrap(),
+            &tmp.path().join("busybox").join(arch.systemd_name()),
+            &sysext_builder::build::Options {
+                arch: Some(arch),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    }
+    let linter = Linter::new(Options::default());
+    for root in [tmp.path().to_path_buf(), tmp.path().join("busybox")] {
+        let reports = linter.lint_path(&root).unwrap();
+        let images = reports
+            .iter()
+            .filter(|r| r.kind == crate::lint::ReportKind::Image)
+            .count();
+        assert_eq!(images, 2, "{}", root.display());
+        let errors: Vec<&str> = reports
+            .iter()
+            .flat_map(|r| r.findings.iter())
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| f.rule)
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+    }
+    let empty = tmp.path().join("nothing");
+    std::fs::create_dir(&empty).unwrap();
+    assert!(matches!(
+        linter.lint_path(&empty),
+        Err(crate::lint::LintError::NothingToCheck { .. })
+    ));
+}

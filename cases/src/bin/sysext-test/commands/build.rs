@@ -106,17 +106,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // Every arch beside the release, committed all or nothing.
             Some(root) => {
                 let arches: Vec<Arch> = arches.iter().map(|a| spec.arch(*a)).collect();
-                let release = sysext_builder::store::build_release(root, &spec, spec_dir, &arches, &base)
-                    .map_err(|e| {
-                        let usage = e.is_usage();
-                        failed(e.into(), usage)
-                    })?;
+                let release =
+                    sysext_builder::store::build_release(root, &spec, spec_dir, &arches, &base)
+                        .map_err(|e| {
+                            let usage = e.is_usage();
+                            failed(e.into(), usage)
+                        })?;
                 if let Some(p) = &release.left_behind {
-                    eprintln!("note: the replaced release is still at {}; delete it", p.display());
+                    eprintln!(
+                        "note: the replaced release is still at {}; delete it",
+                        p.display()
+                    );
                 }
                 eprintln!(
                     "{} {} in the store {}",
-                    if release.replaced { "replaced" } else { "added" },
+                    if release.replaced {
+                        "replaced"
+                    } else {
+                        "added"
+                    },
                     release.dir.display(),
                     root.display()
                 );
@@ -134,10 +142,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         ..base.clone()
                     };
                     let start = std::time::Instant::now();
-                    let image = build::build_spec(&spec, spec_dir, &args.output, &opts).map_err(|e| {
-                        let usage = e.is_usage();
-                        failed(e.into(), usage)
-                    })?;
+                    let image =
+                        build::build_spec(&spec, spec_dir, &args.output, &opts).map_err(|e| {
+                            let usage = e.is_usage();
+                            failed(e.into(), usage)
+                        })?;
                     out.push((image, start.elapsed().as_secs_f64()));
                 }
                 out
