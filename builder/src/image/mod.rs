@@ -10,6 +10,7 @@ mod extract;
 pub mod facts;
 mod squashfs;
 mod squashfs_codec;
+mod squashfs_refs;
 mod squashfs_verify;
 mod squashfs_xattr;
 

@@ -95,6 +95,7 @@ impl SquashTree {
         let compressor = sb.compressor;
         let xattr_start = sb.xattr_table;
         check_lookup_tables(&file, &sb).map_err(corrupt)?;
+        super::squashfs_refs::check(&file, &sq).map_err(corrupt)?;
         let fs = sq
             .into_filesystem_reader()
             .map_err(|e| corrupt(e.to_string()))?;
