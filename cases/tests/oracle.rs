@@ -417,3 +417,85 @@ fn ext4_images_are_read_through_debugfs() {
     let f = lint(&img);
     assert!(!f.iter().any(|f| f.severity == Severity::Error), "{f:#?}");
 }
+
+/// A tree with every shape of file data mksquashfs writes: multi-block files with and
+/// without a tail, a tail in a fragment, small files sharing a fragment, a duplicate (its
+/// blocks stored once), a sparse file (a hole), an empty file, incompressible bytes
+/// (blocks stored uncompressed).
+fn data_shapes(dir: &Path) -> PathBuf {
+    let root = bakery_tree(dir, "shapes", "ARCHITECTURE=x86-64\n");
+    let share = root.join("usr/share/shapes");
+    std::fs::create_dir_all(&share).unwrap();
+    let text = |n: usize| -> Vec<u8> {
+        (0..n)
+            .map(|i| b"squashfs data shapes\n"[i % 21] ^ (i / 4096) as u8)
+            .collect()
+    };
+    let noise = |n: usize| -> Vec<u8> {
+        let mut x = 0x9e37_79b9_u32;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                x as u8
+            })
+            .collect()
+    };
+    std::fs::write(share.join("three-blocks"), text(3 * 131_072)).unwrap();
+    std::fs::write(share.join("with-tail"), text(2 * 131_072 + 5_000)).unwrap();
+    std::fs::write(share.join("copy-of-with-tail"), text(2 * 131_072 + 5_000)).unwrap();
+    std::fs::write(share.join("noise"), noise(300_000)).unwrap();
+    std::fs::write(share.join("empty"), b"").unwrap();
+    for i in 0..20 {
+        std::fs::write(share.join(format!("small-{i}")), text(1_000 + i * 700)).unwrap();
+    }
+    let mut sparse = text(4 * 131_072);
+    sparse[131_072..2 * 131_072].fill(0);
+    std::fs::write(share.join("sparse"), sparse).unwrap();
+    root
+}
+
+#[test]
+fn every_block_of_mksquashfs_images_reads_back_whole_and_a_flipped_one_does_not() {
+    require("unsquashfs", "squashfs-tools");
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = data_shapes(tmp.path());
+    let layouts: [&[&str]; 3] = [&[], &["-no-fragments"], &["-always-use-fragments"]];
+    for comp in ["gzip", "xz", "zstd"] {
+        for extra in layouts {
+            let img = tmp.path().join(format!("{comp}{}.raw", extra.join("")));
+            let mut args = vec!["-comp", comp];
+            args.extend_from_slice(extra);
+            mksquashfs(&tree, &img, &args);
+            let unreadable: Vec<_> = lint(&img)
+                .into_iter()
+                .filter(|f| f.rule == "content/unreadable-file")
+                .collect();
+            assert!(unreadable.is_empty(), "{comp} {extra:?}: {unreadable:#?}");
+        }
+    }
+    // mksquashfs writes data right after the superblock: flip a byte in the middle of the
+    // first file's first block, which unsquashfs then cannot extract either.
+    let img = tmp.path().join("gzip.raw");
+    let mut bytes = std::fs::read(&img).unwrap();
+    bytes[96 + 20_000] ^= 0x40;
+    let bad = tmp.path().join("flipped.raw");
+    std::fs::write(&bad, &bytes).unwrap();
+    let extracted = Command::new("unsquashfs")
+        .args(["-q", "-n", "-d"])
+        .arg(tmp.path().join("out"))
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert!(
+        !extracted.status.success() || !extracted.stderr.is_empty(),
+        "unsquashfs read the flipped image"
+    );
+    assert!(
+        lint(&bad)
+            .iter()
+            .any(|f| f.rule == "content/unreadable-file" && f.severity == Severity::Error),
+        "lint missed the flipped block"
+    );
+}

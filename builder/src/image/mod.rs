@@ -9,6 +9,9 @@ mod dir;
 mod extract;
 pub mod facts;
 mod squashfs;
+mod squashfs_codec;
+mod squashfs_refs;
+mod squashfs_verify;
 mod squashfs_xattr;
 
 use std::collections::HashMap;
@@ -71,6 +74,12 @@ pub(crate) trait Tree: Send + Sync {
     /// False when the format's reader cannot see xattrs at all, so their absence means nothing.
     fn has_xattr_support(&self) -> bool {
         true
+    }
+    /// Entries whose data does not read back whole, with the reason. Only formats whose
+    /// blocks lint reads itself need to look: erofs and ext4 trees were read whole by their
+    /// fsck tool on the way in, and a directory has no blocks to corrupt.
+    fn unreadable_files(&self) -> Vec<(usize, String)> {
+        Vec::new()
     }
 }
 
@@ -156,6 +165,20 @@ impl Image {
 
     pub fn has_xattr_support(&self) -> bool {
         self.tree.has_xattr_support()
+    }
+
+    /// Files whose data does not read back whole (a corrupt, truncated or misplaced block),
+    /// by path, with the reason; every block is decompressed once, nothing is written.
+    pub fn unreadable_files(&self) -> Vec<(String, String)> {
+        let entries = self.tree.entries();
+        let mut bad: Vec<(String, String)> = self
+            .tree
+            .unreadable_files()
+            .into_iter()
+            .filter_map(|(i, why)| entries.get(i).map(|e| (e.path.clone(), why)))
+            .collect();
+        bad.sort();
+        bad
     }
 
     /// Follows symlinks inside the image (never out of it), as systemd does when it looks

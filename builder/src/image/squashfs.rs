@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use backhand::compression::{CompressionAction, Compressor, DefaultCompressor};
 use backhand::{InnerNode, Squashfs, SquashfsFileReader};
 
+use super::squashfs_codec::{DecodeError, with_scratch};
 use super::squashfs_xattr::XattrTable;
 use super::{Entry, Kind, Tree};
 use crate::elf::ReadAt;
@@ -24,22 +25,26 @@ const NO_FRAGMENT: u32 = 0xffff_ffff;
 const FRAGMENT_CACHE: usize = 8;
 
 /// Where one regular file's data lives.
-struct FileData {
-    blocks_start: u64,
-    /// Raw on-disk sizes with the "stored uncompressed" bit (1 << 24), as in the inode.
-    block_sizes: Vec<(u32, bool)>,
-    fragment: Option<(u32, u32)>,
-    size: u64,
+pub(super) struct FileData {
+    pub(super) blocks_start: u64,
+    /// On-disk sizes and whether each block is stored uncompressed (bit 24 in the inode).
+    pub(super) block_sizes: Vec<(u32, bool)>,
+    /// Fragment index and offset in it of the file's tail.
+    pub(super) fragment: Option<(u32, u32)>,
+    pub(super) size: u64,
     xattr_index: Option<u32>,
 }
 
 pub(crate) struct SquashTree {
-    file: File,
-    compressor: Compressor,
-    block_size: u32,
-    fragments: Vec<(u64, u32, bool)>,
+    pub(super) file: File,
+    pub(super) compressor: Compressor,
+    pub(super) block_size: u32,
+    pub(super) bytes_used: u64,
+    /// Start, on-disk size and "stored uncompressed" of each fragment block.
+    pub(super) fragments: Vec<(u64, u32, bool)>,
     entries: Vec<Entry>,
-    data: Vec<Option<FileData>>,
+    /// Per entry, the data of a regular file.
+    pub(super) data: Vec<Option<FileData>>,
     xattrs: Option<XattrTable>,
     fragment_cache: Mutex<Vec<(u64, Arc<Vec<u8>>)>>,
 }
@@ -90,6 +95,7 @@ impl SquashTree {
         let compressor = sb.compressor;
         let xattr_start = sb.xattr_table;
         check_lookup_tables(&file, &sb).map_err(corrupt)?;
+        super::squashfs_refs::check(&file, &sq).map_err(corrupt)?;
         let fs = sq
             .into_filesystem_reader()
             .map_err(|e| corrupt(e.to_string()))?;
@@ -153,6 +159,7 @@ impl SquashTree {
             file,
             compressor,
             block_size: sb.block_size,
+            bytes_used: sb.bytes_used,
             fragments,
             entries,
             data,
@@ -162,19 +169,48 @@ impl SquashTree {
     }
 
     fn decompress(&self, offset: u64, size: u32, uncompressed: bool) -> io::Result<Vec<u8>> {
+        self.decompress_prefix(offset, size, uncompressed, self.block_size as usize)
+            .map(|(bytes, _)| bytes)
+    }
+
+    /// The first `want` bytes of a block (fewer if it is shorter), and whether that is all
+    /// of it. Lint's other rules read a few KiB of most files (ELF headers, the dynamic
+    /// section); decoding only up to those bytes instead of the whole block took a sixth
+    /// of lint's time off an image of shared libraries. Integrity is not this path's job:
+    /// [`super::squashfs_verify`] decodes every whole block.
+    fn decompress_prefix(
+        &self,
+        offset: u64,
+        size: u32,
+        uncompressed: bool,
+        want: usize,
+    ) -> io::Result<(Vec<u8>, bool)> {
         if size > self.block_size.max(1 << 20) {
             return Err(corrupt_io("block larger than the block size"));
         }
-        let mut raw = vec![0u8; size as usize];
-        self.file.read_exact_at(&mut raw, offset)?;
         if uncompressed {
-            return Ok(raw);
+            let n = (size as usize).min(want);
+            let mut raw = vec![0u8; n];
+            self.file.read_exact_at(&mut raw, offset)?;
+            return Ok((raw, n == size as usize));
         }
-        let mut out = Vec::with_capacity(self.block_size as usize);
-        DefaultCompressor
-            .decompress(&raw, &mut out, self.compressor)
-            .map_err(|e| corrupt_io(&format!("decompressing block at {offset}: {e}")))?;
-        Ok(out)
+        let mut out = vec![0u8; want.min(self.block_size as usize)];
+        let whole_block = want >= self.block_size as usize;
+        let decoded = with_scratch(self.compressor, |d, raw| {
+            raw.resize(size as usize, 0);
+            self.file
+                .read_exact_at(raw, offset)
+                .map_err(|e| DecodeError::Corrupt(e.to_string()))?;
+            if whole_block {
+                d.decompress(raw, &mut out).map(|n| (n, true))
+            } else {
+                d.decompress_prefix(raw, &mut out)
+            }
+        });
+        let (n, whole) =
+            decoded.map_err(|e| corrupt_io(&format!("decompressing block at {offset}: {e}")))?;
+        out.truncate(n);
+        Ok((out, whole))
     }
 
     fn fragment(&self, index: u32) -> io::Result<Arc<Vec<u8>>> {
@@ -425,8 +461,12 @@ impl Tree for SquashTree {
             tree: self,
             data,
             offsets,
-            last: Mutex::new(None),
+            recent: Mutex::new(Vec::with_capacity(RECENT)),
         }))
+    }
+
+    fn unreadable_files(&self) -> Vec<(usize, String)> {
+        super::squashfs_verify::unreadable(self)
     }
 
     fn xattr(&self, index: usize, name: &str) -> io::Result<Option<Vec<u8>>> {
@@ -449,25 +489,61 @@ struct SquashFile<'a> {
     tree: &'a SquashTree,
     data: &'a FileData,
     offsets: Vec<u64>,
-    /// The last whole block decompressed, since header reads come in small pieces.
-    last: Mutex<Option<(usize, Arc<Vec<u8>>)>>,
+    /// The last blocks decoded, most recent last: header reads come in small pieces, and
+    /// an ELF's dynamic section sits blocks away from the strings it points back to.
+    recent: Mutex<Vec<Decoded>>,
 }
 
+/// How many decoded blocks a file keeps.
+const RECENT: usize = 2;
+
+/// The first bytes of one block of a file.
+struct Decoded {
+    index: usize,
+    bytes: Arc<Vec<u8>>,
+    /// The bytes are the whole block.
+    whole: bool,
+}
+
+/// Prefixes are decoded in steps of this much, so a run of small reads decodes once.
+const PREFIX_STEP: usize = 16 * 1024;
+
 impl SquashFile<'_> {
-    fn block(&self, i: usize) -> io::Result<Arc<Vec<u8>>> {
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((j, b)) = &*last
-            && *j == i
+    /// Block `i`, at least its first `need` bytes (all of it if it is shorter).
+    fn block(&self, i: usize, need: usize) -> io::Result<Arc<Vec<u8>>> {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(k) = recent
+            .iter()
+            .position(|d| d.index == i && (d.whole || d.bytes.len() >= need))
         {
-            return Ok(b.clone());
+            let d = recent.remove(k);
+            let bytes = d.bytes.clone();
+            recent.push(d);
+            return Ok(bytes);
         }
         let (size, uncompressed) = self.data.block_sizes[i];
-        let bytes = if size == 0 {
-            Arc::new(vec![0u8; self.tree.block_size as usize])
-        } else {
-            Arc::new(self.tree.decompress(self.offsets[i], size, uncompressed)?)
+        let bs = self.tree.block_size as usize;
+        // Past three quarters of a block, decoding it whole (libdeflate) is no slower.
+        let want = match need.div_ceil(PREFIX_STEP) * PREFIX_STEP {
+            w if w >= bs / 4 * 3 => bs,
+            w => w,
         };
-        *last = Some((i, bytes.clone()));
+        let (bytes, whole) = if size == 0 {
+            (vec![0u8; bs], true)
+        } else {
+            self.tree
+                .decompress_prefix(self.offsets[i], size, uncompressed, want)?
+        };
+        let bytes = Arc::new(bytes);
+        recent.retain(|d| d.index != i);
+        if recent.len() == RECENT {
+            recent.remove(0);
+        }
+        recent.push(Decoded {
+            index: i,
+            bytes: bytes.clone(),
+            whole,
+        });
         Ok(bytes)
     }
 }
@@ -480,8 +556,10 @@ impl ReadAt for SquashFile<'_> {
         }
         let bs = u64::from(self.tree.block_size);
         let block = (offset / bs) as usize;
+        let want = buf.len().min((size - offset) as usize);
         let (chunk, start): (Arc<Vec<u8>>, usize) = if block < self.data.block_sizes.len() {
-            (self.block(block)?, (offset % bs) as usize)
+            let start = (offset % bs) as usize;
+            (self.block(block, start.saturating_add(want))?, start)
         } else {
             let (frag, frag_offset) = self
                 .data
@@ -493,7 +571,6 @@ impl ReadAt for SquashFile<'_> {
                 frag_offset as usize + (offset - tail_start) as usize,
             )
         };
-        let want = buf.len().min((size - offset) as usize);
         let avail = chunk
             .len()
             .checked_sub(start)

@@ -254,12 +254,17 @@ fn lint_mksquashfs_flipped(at: impl Fn(&[u8]) -> usize, mask: u8) -> Vec<String>
 
 /// Lints `subject`'s image with the bits of `mask` flipped in the byte `at` picks.
 fn lint_flipped(subject: &str, at: impl Fn(&[u8]) -> usize, mask: u8) -> Vec<String> {
+    lint_flips(subject, |b| vec![(at(b), mask)])
+}
+
+/// Lints `subject`'s image with the flips (offset, mask) that `flips` picks from its bytes.
+fn lint_flips(subject: &str, flips: impl Fn(&[u8]) -> Vec<(usize, u8)>) -> Vec<String> {
     let tmp = tempfile::tempdir().expect("tempdir");
     let subjects = prepare(tmp.path(), &[subject]).unwrap_or_else(|e| panic!("{e}"));
     let m = Mutation {
         subject: 0,
         file: 0,
-        op: Op::Flip(vec![(at(&subjects[0].files[0].bytes), mask)]),
+        op: Op::Flip(flips(&subjects[0].files[0].bytes)),
     };
     let bytes = m.apply(&subjects);
     let path = write_subject(&subjects[0], Some((0, &bytes)), &tmp.path().join("m"))
@@ -403,4 +408,59 @@ fn lint_flags_the_obsolete_check_data_flag() {
 fn lint_reads_xattr_references_as_the_kernel_does() {
     let found = lint_mksquashfs_flipped(|b| u64_at(b, u64_at(b, 56) + 16) + 2 + 6, 0x08);
     assert_eq!(found, Vec::<String>::new());
+}
+
+/// Regression, found by `sysext-test fuzz --seed 8675309` (mutant 15869): the directory
+/// entry for usr/bin pointed 256 bytes past its inode, beyond the end of the inode table's
+/// only metadata block. unsquashfs ("read_inode: failed to read inode 2024668:352") and
+/// Linux read an inode where the entry points; backhand looked the inode up by its number
+/// instead, found usr/bin, and lint said nothing.
+#[test]
+fn lint_flags_a_directory_entry_that_points_past_its_inode() {
+    assert_unreadable(lint_flipped(
+        "mksquashfs-uncompressed:busybox",
+        |b| usr_bin_entry(b) + 1,
+        0x01,
+    ));
+}
+
+/// The same class: the usr/bin entry pointing at the start of another whole inode (usr/lib's,
+/// a directory too). Linux would show usr/lib's contents under usr/bin; backhand, going by
+/// the entry's number, showed usr/bin's, so lint checked another tree than systemd merges.
+#[test]
+fn lint_flags_a_directory_entry_that_points_at_another_inode() {
+    assert_unreadable(lint_flips("mksquashfs-uncompressed:busybox", |b| {
+        let (bin, lib) = (usr_bin_entry(b), entry_named(b, b"lib"));
+        vec![(bin, b[bin] ^ b[lib]), (bin + 1, b[bin + 1] ^ b[lib + 1])]
+    }));
+}
+
+/// The same class: the usr/bin entry saying "FIFO" (type 6) for a directory inode. backhand
+/// takes an entry's type on its word for FIFOs and sockets; Linux goes by the inode.
+#[test]
+fn lint_flags_a_directory_entry_whose_type_is_not_its_inodes() {
+    assert_unreadable(lint_flipped(
+        "mksquashfs-uncompressed:busybox",
+        |b| usr_bin_entry(b) + 4,
+        0x01 ^ 0x06,
+    ));
+}
+
+/// Where the directory entry for usr/bin starts in the uncompressed busybox image.
+fn usr_bin_entry(b: &[u8]) -> usize {
+    entry_named(b, b"bin")
+}
+
+/// Where the (directory) entry `name` starts: { u16 inode offset, i16 number delta, u16 type
+/// 1, u16 name size - 1, name }, found in the directory table (superblock offsets 72 and
+/// 80: the directory table, then the fragment table), which this subject stores uncompressed.
+fn entry_named(b: &[u8], name: &[u8]) -> usize {
+    let (dirs, end) = (u64_at(b, 72), u64_at(b, 80));
+    let mut tail = vec![0x01, 0x00, name.len() as u8 - 1, 0x00];
+    tail.extend_from_slice(name);
+    let at = b[dirs..end]
+        .windows(tail.len())
+        .position(|w| w == tail.as_slice())
+        .unwrap_or_else(|| panic!("no entry {:?}", String::from_utf8_lossy(name)));
+    dirs + at - 4
 }

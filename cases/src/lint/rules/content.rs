@@ -1,7 +1,7 @@
 //! Content: what may be in a sysext's tree and what breaks the host when it is
 //! (rule book D1-D6, bakery issues on /usr/sbin and ownership).
 
-use sysext_builder::image::{Format, Kind, normalize};
+use sysext_builder::image::{Kind, normalize};
 
 use crate::lint::context::Context;
 use crate::lint::finding::{Finding, Rule, Severity};
@@ -262,7 +262,10 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
             "the image contains no files besides its release file",
         ));
     }
-    let unreadable = unreadable_files(image);
+    // The other rules read only the bytes they need (ELF headers, unit files), so a corrupt
+    // block anywhere else would go unnoticed until the file is used; this reads every block
+    // once (for compressed squashfs that also checks each block's checksum).
+    let unreadable = image.unreadable_files();
     let total = unreadable.len();
     for (path, why) in unreadable.into_iter().take(PER_RULE_LIMIT) {
         out.push(Finding::new(
@@ -279,52 +282,6 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         ));
     }
     out
-}
-
-/// Files whose data does not read back whole, with the reason.
-///
-/// The other rules read only the bytes they need (ELF headers, unit files), so a corrupt
-/// block anywhere else would go unnoticed until the file is used; this reads every block
-/// once, which for compressed squashfs also checks each block's checksum (zlib, xz, zstd).
-/// Only squashfs needs it: erofs and ext4 images were already read whole by their fsck
-/// tool to be linted, and a directory has no blocks to corrupt.
-fn unreadable_files(image: &sysext_builder::image::Image) -> Vec<(String, String)> {
-    use rayon::prelude::*;
-    if image.format != Format::Squashfs {
-        return Vec::new();
-    }
-    let mut bad: Vec<(String, String)> = image
-        .entries()
-        .par_iter()
-        .filter(|e| e.is_file())
-        .filter_map(|e| {
-            read_whole(image, &e.path, e.size)
-                .err()
-                .map(|why| (e.path.clone(), why))
-        })
-        .collect();
-    bad.sort();
-    bad
-}
-
-/// Reads `size` bytes of `path` in block-sized pieces, so each block is decompressed once.
-fn read_whole(image: &sysext_builder::image::Image, path: &str, size: u64) -> Result<(), String> {
-    let f = image.open_file(path).map_err(|e| e.to_string())?;
-    let mut buf = vec![0u8; 128 * 1024];
-    let mut at = 0u64;
-    while at < size {
-        match f.read_at(at, &mut buf) {
-            Ok(0) => {
-                return Err(format!(
-                    "the data ends after {at} of the {size} bytes its inode records"
-                ));
-            }
-            Ok(n) => at += n as u64,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("reading byte {at}: {e}")),
-        }
-    }
-    Ok(())
 }
 
 /// Why a symlink depends on the host, if it does. Links into the host's /usr or /opt that the
