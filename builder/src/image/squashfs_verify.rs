@@ -270,7 +270,7 @@ impl<'t> Worker<'t> {
                 continue;
             }
             let expected = if j == last && fd.fragment.is_none() {
-                fd.size - j as u64 * bs
+                fd.size.saturating_sub(j as u64 * bs)
             } else {
                 bs
             };
