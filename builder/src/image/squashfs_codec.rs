@@ -39,6 +39,9 @@ enum Backend {
 /// One thread's decoder for one image's compressor.
 pub(crate) struct Decoder {
     backend: Backend,
+    /// Room for a whole block where only a prefix was asked for (zstd and the rest), kept
+    /// so that reading a few bytes of a file costs no megabyte of zeroing.
+    whole: Vec<u8>,
 }
 
 impl Decoder {
@@ -52,7 +55,10 @@ impl Decoder {
             Compressor::Xz => Backend::Xz,
             other => Backend::Backhand(other),
         };
-        Ok(Decoder { backend })
+        Ok(Decoder {
+            backend,
+            whole: Vec::new(),
+        })
     }
 
     /// Decompresses one whole block from `raw` into `out` and returns its length; output
@@ -128,10 +134,13 @@ impl Decoder {
             }
             // zstd writes a squashfs block as one frame block: nothing to gain by stopping.
             Backend::Zstd(_) | Backend::Backhand(_) => {
-                let mut whole = vec![0u8; MAX_BLOCK];
-                let n = self.decompress(raw, &mut whole)?;
-                let k = n.min(out.len());
+                let mut whole = std::mem::take(&mut self.whole);
+                whole.resize(MAX_BLOCK, 0);
+                let n = self.decompress(raw, &mut whole);
+                let k = n.as_ref().map_or(0, |n| (*n).min(out.len()));
                 out[..k].copy_from_slice(&whole[..k]);
+                self.whole = whole;
+                let n = n?;
                 Ok((k, k == n))
             }
         }

@@ -5,7 +5,7 @@
 //! read fails with EIO. This is the one pass of lint that touches all of an image's data, so
 //! it is built for speed: blocks are checked in place (nothing is written anywhere), on every
 //! core, each unique extent once (mksquashfs stores a duplicate file's blocks once and points
-//! every copy at them), with one decoder and two block-sized buffers per thread, so memory
+//! every copy at them), with one decoder and buffers for one run of blocks per thread, so memory
 //! stays the same whatever the image's size.
 
 use std::collections::HashMap;
@@ -210,7 +210,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 struct Worker<'t> {
     tree: &'t SquashTree,
     decoder: Decoder,
+    /// One block's compressed bytes (fragments, and blocks out of bounds).
     raw: Vec<u8>,
+    /// A run of blocks' compressed bytes, read at once.
+    span: Vec<u8>,
     out: Vec<u8>,
 }
 
@@ -220,6 +223,7 @@ impl<'t> Worker<'t> {
             tree,
             decoder: Decoder::new(tree.compressor).map_err(|e| e.to_string())?,
             raw: Vec::new(),
+            span: Vec::new(),
             out: vec![0u8; tree.block_size as usize],
         })
     }
@@ -232,31 +236,56 @@ impl<'t> Worker<'t> {
         fd: &FileData,
         first: usize,
         count: usize,
-        mut offset: u64,
+        offset: u64,
     ) -> Result<(), (usize, String)> {
         let bs = u64::from(self.tree.block_size);
         let last = fd.block_sizes.len() - 1;
-        for j in first..first + count {
-            let (size, uncompressed) = fd.block_sizes[j];
-            let at = offset;
-            offset = offset.saturating_add(u64::from(size));
+        let run = &fd.block_sizes[first..first + count];
+        // The run's blocks follow each other on disk: one read for all of them, unless a
+        // size is out of bounds, which the block-by-block path below reports.
+        let span: u64 = run.iter().map(|(size, _)| u64::from(*size)).sum();
+        let whole_run = run.iter().all(|(size, _)| *size <= self.tree.block_size)
+            && offset.saturating_add(span) <= self.tree.bytes_used;
+        if whole_run {
+            self.span.resize(span as usize, 0);
+            self.tree
+                .file
+                .read_exact_at(&mut self.span, offset)
+                .map_err(|e| {
+                    (
+                        first,
+                        format!("the blocks at image offset {offset} cannot be read ({e})"),
+                    )
+                })?;
+        }
+        let mut at = offset;
+        let mut in_span = 0usize;
+        for (j, &(size, uncompressed)) in (first..).zip(run) {
+            let here = at;
+            at = at.saturating_add(u64::from(size));
+            let raw_at = in_span;
+            in_span += size as usize;
             // A zero size without the uncompressed bit is a hole, read as zeros.
             if size == 0 && !uncompressed {
                 continue;
             }
             let expected = if j == last && fd.fragment.is_none() {
-                fd.size - j as u64 * bs
+                fd.size.saturating_sub(j as u64 * bs)
             } else {
                 bs
             };
-            let n = self
-                .read(at, size, uncompressed)
-                .map_err(|why| (j, format!("the block at image offset {at} {why}")))?;
+            let n = if whole_run {
+                let raw = &self.span[raw_at..raw_at + size as usize];
+                decode(&mut self.decoder, &mut self.out, raw, uncompressed)
+            } else {
+                self.read(here, size, uncompressed)
+            }
+            .map_err(|why| (j, format!("the block at image offset {here} {why}")))?;
             if n as u64 != expected {
                 return Err((
                     j,
                     format!(
-                        "the block at image offset {at} holds {n} bytes where the file needs {expected}"
+                        "the block at image offset {here} holds {n} bytes where the file needs {expected}"
                     ),
                 ));
             }
@@ -291,11 +320,21 @@ impl<'t> Worker<'t> {
             .file
             .read_exact_at(&mut self.raw, at)
             .map_err(|e| format!("cannot be read ({e})"))?;
-        if uncompressed {
-            return Ok(self.raw.len());
-        }
-        self.decoder
-            .decompress(&self.raw, &mut self.out)
-            .map_err(|e| format!("does not decompress: {e}"))
+        decode(&mut self.decoder, &mut self.out, &self.raw, uncompressed)
     }
+}
+
+/// The length of the block `raw` holds, decompressed into `out` unless stored as it is.
+fn decode(
+    decoder: &mut Decoder,
+    out: &mut [u8],
+    raw: &[u8],
+    uncompressed: bool,
+) -> Result<usize, String> {
+    if uncompressed {
+        return Ok(raw.len());
+    }
+    decoder
+        .decompress(raw, out)
+        .map_err(|e| format!("does not decompress: {e}"))
 }
