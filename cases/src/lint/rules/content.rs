@@ -101,7 +101,7 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
     let image = ctx.image;
     let mut out = Vec::new();
     let mut not_root = Vec::new();
-    let mut per_rule: std::collections::HashMap<&'static str, usize> = Default::default();
+    let mut per_rule: std::collections::BTreeMap<&'static str, usize> = Default::default();
     let mut push = |out: &mut Vec<Finding>, f: Finding| {
         let n = per_rule.entry(f.rule).or_default();
         *n += 1;
