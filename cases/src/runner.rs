@@ -225,7 +225,7 @@ fn check(case: Case, reached: &Reached, s: &Subject) -> CaseResult {
         ) => {
             let merged = runtime::install_and_merge(vm, s)?;
             match case {
-                Case::Merge => checks::merge::check(vm, s, &merged),
+                Case::Merge => checks::merge::check(s, &merged),
                 Case::Binaries => checks::binaries::check(vm, s),
                 Case::Services => checks::services::check(vm, s),
                 _ => checks::unmerge::check(vm, s, &merged),

@@ -2,14 +2,12 @@
 //! agrees, its files are visible, and /usr is read-only. All of it is read in the same round
 //! trip as the merge itself.
 
-use sysext_harness::Vm;
-
 use crate::outcome::{Assertion, CaseResult};
 use crate::subject::Subject;
 use crate::sysext_status::merged_on;
 use crate::via::runtime::Merged;
 
-pub fn check(_vm: &Vm, s: &Subject, m: &Merged) -> CaseResult {
+pub fn check(s: &Subject, m: &Merged) -> CaseResult {
     if s.has_opt && !merged_on(&m.status, "/opt")?.contains(&s.name) {
         return Err(Assertion::new(format!(
             "the image ships /opt, expected '{}' merged on /opt",

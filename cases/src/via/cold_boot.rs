@@ -187,8 +187,14 @@ pub fn judge_no_login(e: HarnessError, baseline_login: Option<f64>) -> NoLogin {
         } => console.clone(),
         _ => return NoLogin::Harness(e),
     };
-    let said = failure_lines(&console);
-    if said.is_empty() {
+    let mut said = failure_lines(&console);
+    // The line a give-up matched is systemd's word even when it scrolled out of the tail.
+    if let HarnessError::GaveUp { line, .. } = &e
+        && !said.contains(line.as_str())
+    {
+        said = format!("{line}\n{said}");
+    }
+    if said.trim().is_empty() {
         let without = baseline_login
             .map(|s| format!("; the same guest without the image logged in after {s:.1}s"))
             .unwrap_or_default();
@@ -196,7 +202,7 @@ pub fn judge_no_login(e: HarnessError, baseline_login: Option<f64>) -> NoLogin {
             stage: "SSH login",
             timeout: match &e {
                 HarnessError::Timeout { timeout, .. } => *timeout,
-                _ => Default::default(),
+                _ => std::time::Duration::ZERO,
             },
             console: format!(
                 "a slow boot, not the image's failure: no login came and the console says nothing of a failure{without}\n{console}"
@@ -300,6 +306,24 @@ mod tests {
                         "[   14.2] systemd[1]: Failed to start sysext-test-sshd.service - SSH server."
                     ]
                 );
+            }
+            NoLogin::Harness(e) => panic!("not blamed on the image: {e}"),
+        }
+    }
+
+    #[test]
+    fn a_give_up_line_is_the_images_even_when_it_left_the_console_tail() {
+        let e = HarnessError::GaveUp {
+            stage: "SSH login",
+            line: "sysext-test-sshd.service: Failed at step EXEC".into(),
+            console: "[  20.1] some later kernel line".into(),
+        };
+        match judge_no_login(e, None) {
+            NoLogin::Image { assertion, .. } => {
+                assert_eq!(
+                    assertion.evidence,
+                    ["sysext-test-sshd.service: Failed at step EXEC"]
+                )
             }
             NoLogin::Harness(e) => panic!("not blamed on the image: {e}"),
         }
