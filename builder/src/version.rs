@@ -66,6 +66,23 @@ fn compare_prefix(
 /// compare equal (`1_` and `1`, `11α` and `11β`), because systemd drops
 /// characters it does not understand.
 pub fn compare(a: &str, b: &str) -> Ordering {
+    compare_with(a, b, false)
+}
+
+/// [`compare`] as systemd's own build for `arch` orders them. They differ in one corner:
+/// right after a `~` that both strings share, systemd checks for the end of either string
+/// before it skips characters it does not understand, and compares the two next bytes as C
+/// `char`s (`return CMP(*a, *b);` in `strverscmp_improved`, systemd v257
+/// `src/fundamental/string-util-fundamental.c`). `char` is signed on x86-64 and unsigned on
+/// arm64, so a byte of 0x80 or more (UTF-8) sorts below the end of the string on x86-64 and
+/// above it on arm64: `~` > `~α` on x86-64, `~` < `~α` on arm64. Found by
+/// `sysext-test differential` (the versions family); only non-ASCII versions are affected,
+/// and sysupdate refuses those anyway.
+pub fn compare_on(arch: crate::Arch, a: &str, b: &str) -> Ordering {
+    compare_with(a, b, arch == crate::Arch::X86_64)
+}
+
+fn compare_with(a: &str, b: &str, signed_char: bool) -> Ordering {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     let (mut i, mut j) = (0usize, 0usize);
 
@@ -81,7 +98,11 @@ pub fn compare(a: &str, b: &str) -> Ordering {
 
         let (ca, cb) = (peek(a, i), peek(b, j));
         if ca == 0 || cb == 0 {
-            return ca.cmp(&cb);
+            return if signed_char {
+                (ca as i8).cmp(&(cb as i8))
+            } else {
+                ca.cmp(&cb)
+            };
         }
 
         // Order matters: `-` (release separator) < `^` (patch) < `.` (point
@@ -244,6 +265,22 @@ mod tests {
             expected.reverse(),
             "compare({b:?}, {a:?}) must be the reverse"
         );
+    }
+
+    /// Regression of the differential oracle's versions family (seed 1, pair 4211): after a
+    /// shared `~`, systemd compares the next bytes as C chars, signed on x86-64.
+    #[test]
+    fn a_byte_after_a_shared_tilde_sorts_by_the_arch_char_signedness() {
+        use crate::Arch;
+        assert_eq!(compare_on(Arch::X86_64, "~", "~α"), Ordering::Greater);
+        assert_eq!(compare_on(Arch::Arm64, "~", "~α"), Ordering::Less);
+        assert_eq!(compare_on(Arch::X86_64, "9^b~α", "9^b~"), Ordering::Less);
+        // Where no such byte follows a tilde, the arches agree.
+        assert_eq!(
+            compare_on(Arch::X86_64, "1~rc1", "1"),
+            compare_on(Arch::Arm64, "1~rc1", "1")
+        );
+        assert_eq!(compare_on(Arch::X86_64, "11α", "11β"), Ordering::Equal);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 pub mod bench;
 pub mod checks;
+pub mod differential;
 pub mod fixtures;
 pub mod fuzz;
 pub mod lint;

@@ -14,6 +14,8 @@ mod flatcar_shaped;
 mod kernel;
 
 pub use flatcar_shaped::IGNITION_ARG;
+/// The Flatcar release the flatcar-shaped guest answers as (its os-release `VERSION_ID`).
+pub use flatcar_shaped::VERSION_ID as FLATCAR_SHAPED_VERSION;
 
 use std::path::{Path, PathBuf};
 

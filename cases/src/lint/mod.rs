@@ -5,6 +5,8 @@
 //! directory's own files. Findings say what systemd will do and how to fix it.
 
 pub mod context;
+pub mod deployment;
+pub mod effects;
 pub mod finding;
 pub mod gates;
 pub mod rules;

@@ -10,7 +10,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use commands::{bake, bench, build, check, fuzz, guest, ignition, lint, mirror, report, run};
+use commands::{
+    bake, bench, build, check, differential, fuzz, guest, ignition, lint, mirror, report, run,
+};
 
 #[derive(Parser)]
 #[command(
@@ -53,6 +55,8 @@ enum Command {
     Mirror(mirror::Args),
     /// Mutation-fuzz lint: break real images and a release directory byte by byte, lint each.
     Fuzz(fuzz::Args),
+    /// Check lint's predictions against systemd itself: generated images and version pairs in a guest.
+    Differential(differential::Args),
     /// The cached guests the VM cases boot (build, status, clean, exec) and real Flatcar releases (fetch).
     #[command(subcommand)]
     Guest(guest::Command),
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         Command::Ignition(a) => ignition::run(a),
         Command::Mirror(a) => mirror::run(a),
         Command::Fuzz(a) => fuzz::run(a),
+        Command::Differential(a) => differential::run(a),
         Command::Guest(c) => guest::run(c),
         Command::Bench(a) => bench::run(a),
     };

@@ -15,7 +15,7 @@ pub const TOP_LEVEL: Rule = Rule {
 pub const OS_RELEASE: Rule = Rule {
     id: "content/os-release",
     severity: Severity::Error,
-    summary: "usr/lib/os-release in a sysext makes systemd refuse it (and the whole merge)",
+    summary: "usr/lib/os-release in a sysext makes systemd refuse it (a directory image: the whole merge)",
     reference: "B8, D2",
 };
 pub const USR_SBIN: Rule = Rule {
@@ -217,10 +217,19 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         }
     }
     if image.get("usr/lib/os-release").is_some() {
+        // A raw image is refused when it is mounted ("Extension contains
+        // '/usr/lib/os-release', which is not allowed, refusing."), the others still merge;
+        // a directory image fails reading its metadata, and with it the whole merge
+        // (rule book D2, E10; the raw case measured by `sysext-test differential`).
+        let what = if image.format == sysext_builder::image::Format::Directory {
+            "systemd refuses it and the whole merge fails"
+        } else {
+            "systemd refuses the image (\"which is not allowed, refusing\")"
+        };
         out.push(Finding::new(
             &OS_RELEASE,
             "usr/lib/os-release",
-            "a sysext must not contain usr/lib/os-release: systemd refuses the image and the whole merge fails. Remove it",
+            format!("a sysext must not contain usr/lib/os-release: {what}. Remove it"),
         ));
     }
     if let Some(e) = image.get("usr/sbin") {

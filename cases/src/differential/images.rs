@@ -1,0 +1,311 @@
+//! The images family: generated deployments built with the formats' tools, lint's
+//! prediction for each, one guest merging them in batches, and every disagreement shrunk to
+//! the plainest image that still disagrees.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rayon::prelude::*;
+use sysext_harness::Vm;
+
+use super::observe::{self, Guest, Item, Observation};
+use super::predict::{Prediction, predict};
+use super::stage::{self, Built};
+use super::variant::{self, Deployment, HostFacts, ImageVariant};
+use super::{Disagreement, FamilyReport, Run};
+use crate::lint::Linter;
+use crate::lint::effects::Effect;
+
+/// First token of shrink candidates, apart from generated ones.
+const SHRINK_BASE: u32 = 90_000;
+/// At most this many disagreements are shrunk per run (each costs a few merges alone).
+const SHRINK_AT_MOST: usize = 12;
+
+struct Case {
+    index: u32,
+    deployment: Deployment,
+    built: Vec<Built>,
+    prediction: Prediction,
+}
+
+fn item(c: &Case) -> Item {
+    Item {
+        index: c.index,
+        entries: c.built.iter().map(|b| b.entry.clone()).collect(),
+        masks: match &c.deployment {
+            Deployment::Masked { image } => vec![stage::names(c.index, image).1],
+            _ => Vec::new(),
+        },
+        sbin: c.deployment.ships_sbin(),
+    }
+}
+
+/// Builds and predicts `deployments` into `pool` (in parallel: each image is one
+/// mksquashfs or mkfs.erofs).
+fn prepare(
+    linter: &Linter,
+    pool: &Path,
+    scratch: &Path,
+    deployments: Vec<(u32, Deployment)>,
+    arch: sysext_builder::Arch,
+) -> Result<Vec<Case>, String> {
+    deployments
+        .into_par_iter()
+        .map(|(index, deployment)| {
+            let built = stage::build(pool, scratch, index, &deployment)
+                .map_err(|e| format!("building {}: {e}", variant::token(index)))?;
+            let prediction = predict(linter, index, &deployment, &built, arch)?;
+            Ok(Case {
+                index,
+                deployment,
+                built,
+                prediction,
+            })
+        })
+        .collect()
+}
+
+/// Packs the pool's entries for the cases into a tar (symlinks kept, the guest's tar
+/// restores them).
+fn pack_pool(pool: &Path, tar: &Path) -> Result<(), String> {
+    sysext_builder::host_tool::output(
+        std::process::Command::new("tar")
+            .arg("-cf")
+            .arg(tar)
+            .arg("-C")
+            .arg(pool)
+            .arg("."),
+        "tar",
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+/// Batches with at most one usr/sbin shipper each. A deployment lint says fails the whole
+/// merge gets a merge of its own straight away: in a batch it would cost the batch a failed
+/// merge and a second one.
+fn batches(cases: &[Case]) -> Vec<Vec<Item>> {
+    let mut out: Vec<Vec<Item>> = Vec::new();
+    let mut sbin_waiting: Vec<Item> = Vec::new();
+    let mut cur: Vec<Item> = Vec::new();
+    for c in cases {
+        let it = item(c);
+        if c.prediction
+            .refusals
+            .iter()
+            .any(|r| r.effect == Effect::AbortsMerge)
+        {
+            out.push(vec![it]);
+            continue;
+        }
+        if it.sbin {
+            sbin_waiting.push(it);
+            continue;
+        }
+        cur.push(it);
+        if cur.len() == observe::BATCH {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    for (i, it) in sbin_waiting.into_iter().enumerate() {
+        match out.get_mut(i) {
+            Some(b) => b.push(it),
+            None => out.push(vec![it]),
+        }
+    }
+    out
+}
+
+/// Runs the family on `vm`: `count` deployments of `seed`.
+pub fn run(
+    vm: &Vm,
+    linter: &Linter,
+    host: &HostFacts,
+    r: &Run,
+    work: &Path,
+    progress: &dyn Fn(&str),
+) -> Result<FamilyReport, String> {
+    let pool = work.join("pool");
+    let scratch = work.join("scratch");
+    let _ = std::fs::remove_dir_all(&pool);
+    std::fs::create_dir_all(&pool).map_err(|e| format!("{}: {e}", pool.display()))?;
+    std::fs::create_dir_all(&scratch).map_err(|e| format!("{}: {e}", scratch.display()))?;
+    let started = Instant::now();
+    progress(&format!(
+        "building {} generated deployments (seed {})",
+        r.count, r.seed
+    ));
+    let deployments: Vec<(u32, Deployment)> = (0..r.count)
+        .map(|i| (i, variant::generate(r.seed, i, host)))
+        .collect();
+    let cases = prepare(linter, &pool, &scratch, deployments, r.arch)?;
+    let tar = work.join("pool.tar");
+    pack_pool(&pool, &tar)?;
+    let build_seconds = started.elapsed().as_secs_f64();
+    let guest_started = Instant::now();
+    let guest = Guest::prepare(vm, &tar).map_err(|e| format!("guest: {e}"))?;
+    let sbin_checked = guest.sbin_witness.is_some();
+    let groups = batches(&cases);
+    let refs: Vec<Vec<&Item>> = groups.iter().map(|b| b.iter().collect()).collect();
+    let mut observed: BTreeMap<u32, Observation> = guest
+        .observe(refs, &|done, total| {
+            progress(&format!("merged {done}/{total} deployments"))
+        })
+        .map_err(|e| format!("guest: {e}"))?;
+    // A disagreement seen in a shared merge is looked at again alone: its words may be in
+    // lines that do not name it.
+    let mut disagreements = Vec::new();
+    let mut agreed = 0;
+    for c in &cases {
+        let mut o = observed.remove(&c.index).unwrap_or_default();
+        let mut verdict = super::judge::judge(&c.prediction, &o, sbin_checked);
+        if verdict.is_err() && !o.alone {
+            o = guest.alone(&item(c)).map_err(|e| format!("guest: {e}"))?;
+            verdict = super::judge::judge(&c.prediction, &o, sbin_checked);
+        }
+        match verdict {
+            Ok(()) => agreed += 1,
+            Err(what) => disagreements.push((c, o, what)),
+        }
+    }
+    let guest_seconds = guest_started.elapsed().as_secs_f64();
+    let mut report = Vec::new();
+    let mut shrink_token = SHRINK_BASE;
+    for (i, (c, o, what)) in disagreements.into_iter().enumerate() {
+        let shrunk = match &c.deployment {
+            Deployment::Single { image } if i < SHRINK_AT_MOST => {
+                progress(&format!("shrinking {}", variant::token(c.index)));
+                shrink(
+                    &guest,
+                    linter,
+                    r,
+                    work,
+                    image,
+                    &mut shrink_token,
+                    sbin_checked,
+                )?
+            }
+            _ => None,
+        };
+        report.push(Disagreement {
+            name: format!("{}::{}", c.deployment.kind(), variant::token(c.index)),
+            variant: c.deployment.describe(),
+            what,
+            lint: lint_words(&c.prediction),
+            systemd: systemd_words(&o),
+            shrunk,
+            replay: format!(
+                "sysext-test differential --family images --arch {} --profile {} --seed {} --count {}",
+                r.arch,
+                r.profile,
+                r.seed,
+                c.index + 1
+            ),
+        });
+    }
+    Ok(FamilyReport {
+        family: "images",
+        arch: r.arch.to_string(),
+        profile: r.profile.to_string(),
+        seed: r.seed,
+        checked: cases.len(),
+        agreed,
+        disagreements: report,
+        build_seconds,
+        guest_seconds,
+        per_second: cases.len() as f64 / guest_seconds.max(1e-9),
+        notes: Vec::new(),
+    })
+}
+
+fn lint_words(p: &Prediction) -> String {
+    if p.merges {
+        format!(
+            "merges{}",
+            if p.findings.is_empty() {
+                String::new()
+            } else {
+                format!(" (findings: {})", p.findings.join(", "))
+            }
+        )
+    } else {
+        p.refusals
+            .iter()
+            .map(|r| format!("{} ({:?}): {}", r.rule, r.effect, r.message))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+fn systemd_words(o: &Observation) -> String {
+    let head = if o.merged {
+        "merged"
+    } else if o.aborted {
+        "the whole merge failed"
+    } else {
+        "not merged"
+    };
+    let lines = crate::sysext_status::refusal_lines(&o.words, "dt");
+    if lines.is_empty() {
+        head.to_string()
+    } else {
+        format!("{head}:\n{lines}")
+    }
+}
+
+/// Shrinks a disagreeing image: one knob at a time back to its plainest value, kept when
+/// the candidate still disagrees, until no candidate does. Returns the smallest variant in
+/// words, and what it disagrees on.
+fn shrink(
+    guest: &Guest,
+    linter: &Linter,
+    r: &Run,
+    work: &Path,
+    start: &ImageVariant,
+    next_token: &mut u32,
+    sbin_checked: bool,
+) -> Result<Option<String>, String> {
+    let mut current = start.clone();
+    let mut last_what = None;
+    for _ in 0..16 {
+        let candidates = current.shrink_candidates();
+        if candidates.is_empty() {
+            break;
+        }
+        let deployments: Vec<(u32, Deployment)> = candidates
+            .into_iter()
+            .map(|image| {
+                *next_token += 1;
+                (*next_token, Deployment::Single { image })
+            })
+            .collect();
+        let pool: PathBuf = work.join(format!("shrink-{next_token}"));
+        let _ = std::fs::remove_dir_all(&pool);
+        std::fs::create_dir_all(&pool).map_err(|e| format!("{}: {e}", pool.display()))?;
+        let cases = prepare(linter, &pool, &work.join("scratch"), deployments, r.arch)?;
+        let tar = work.join("shrink.tar");
+        pack_pool(&pool, &tar)?;
+        Guest::prepare(guest.vm, &tar).map_err(|e| format!("guest: {e}"))?;
+        let mut found = None;
+        for c in &cases {
+            let o = guest.alone(&item(c)).map_err(|e| format!("guest: {e}"))?;
+            if let Err(what) = super::judge::judge(&c.prediction, &o, sbin_checked) {
+                found = Some((c.deployment.clone(), what));
+                break;
+            }
+        }
+        let _ = std::fs::remove_dir_all(&pool);
+        match found {
+            Some((Deployment::Single { image }, what)) => {
+                current = image;
+                last_what = Some(what);
+            }
+            _ => break,
+        }
+    }
+    Ok(last_what.map(|w| format!("{} ({w})", current.describe())))
+}

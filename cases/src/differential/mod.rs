@@ -1,0 +1,194 @@
+//! The differential oracle: lint's predictions against systemd itself, thousands of
+//! generated inputs at a time, in one restored guest per arch and profile.
+//!
+//! Each family generates inputs from a seed, asks our code what systemd will do, asks the
+//! guest's systemd, and reports every difference with both sides' words:
+//! - `images` (`images.rs`): extension images over the rule book's VM-checkable knobs,
+//!   lint's merge-or-refuse prediction (`lint::effects`) against `systemd-sysext merge`.
+//! - `versions` (`versions.rs`): `builder::version::compare` against systemd's own
+//!   `strverscmp_improved`, tens of thousands of pairs per call.
+
+pub mod images;
+pub mod judge;
+pub mod observe;
+pub mod predict;
+pub mod stage;
+pub mod variant;
+pub mod versions;
+
+use std::path::Path;
+
+use serde::Serialize;
+use sysext_builder::Arch;
+use sysext_builder::guest::Profile;
+use sysext_builder::osrelease::OsRelease;
+use sysext_harness::{Place, Vm};
+
+use crate::lint::{Linter, Options, TargetKind, TargetSpec};
+use variant::HostFacts;
+
+/// The families, in the order `all` runs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// Generated extension images: lint's prediction against `systemd-sysext merge`.
+    Images,
+    /// Generated version pairs: our UAPI.10 order against systemd's `strverscmp_improved`.
+    Versions,
+}
+
+impl Family {
+    pub const ALL: [Family; 2] = [Family::Images, Family::Versions];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Family::Images => "images",
+            Family::Versions => "versions",
+        }
+    }
+}
+
+/// What one family run is asked to do.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub seed: u64,
+    pub count: u32,
+    pub arch: Arch,
+    pub profile: Profile,
+}
+
+/// One difference between our prediction and systemd.
+#[derive(Debug, Clone, Serialize)]
+pub struct Disagreement {
+    /// `<kind>::<token>`, or the version pair.
+    pub name: String,
+    /// The generated input, in words.
+    pub variant: String,
+    /// What differs.
+    pub what: String,
+    /// Our side: lint's findings, or our order.
+    pub lint: String,
+    /// systemd's side, in its own words.
+    pub systemd: String,
+    /// The smallest input that still disagrees, when shrinking found one.
+    pub shrunk: Option<String>,
+    /// The command that generates this input again.
+    pub replay: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FamilyReport {
+    pub family: &'static str,
+    pub arch: String,
+    pub profile: String,
+    pub seed: u64,
+    /// Inputs compared.
+    pub checked: usize,
+    pub agreed: usize,
+    pub disagreements: Vec<Disagreement>,
+    /// Host time to generate, build and predict.
+    pub build_seconds: f64,
+    /// Guest time to observe every input.
+    pub guest_seconds: f64,
+    /// Inputs per second of guest time.
+    pub per_second: f64,
+    pub notes: Vec<String>,
+}
+
+impl FamilyReport {
+    pub fn passed(&self) -> bool {
+        self.disagreements.is_empty() && self.agreed == self.checked && self.checked > 0
+    }
+}
+
+/// The release of Flatcar the flatcar-shaped guest models: lint's target for it.
+pub fn flatcar_shaped_target() -> TargetSpec {
+    TargetSpec {
+        kind: TargetKind::Flatcar,
+        version: semver::Version::parse(sysext_builder::guest::FLATCAR_SHAPED_VERSION).ok(),
+    }
+}
+
+/// What lint is told about a guest of `profile` (whose `/etc/os-release` says
+/// `guest_os_release`): the Debian guest as a generic target with its own os-release and
+/// systemd 257, the flatcar-shaped one as the Flatcar release it models, from lint's own
+/// facts (not the guest's: that difference is one the oracle exists to find).
+pub fn lint_options(profile: Profile, guest_os_release: &OsRelease, arch: Arch) -> Options {
+    match profile {
+        Profile::Debian => Options {
+            target: TargetSpec {
+                kind: TargetKind::Generic,
+                version: None,
+            },
+            systemd: Some(257),
+            host_os_release: Some(guest_os_release.clone()),
+            arch: Some(arch),
+        },
+        Profile::FlatcarShaped => Options {
+            target: flatcar_shaped_target(),
+            systemd: None,
+            host_os_release: None,
+            arch: Some(arch),
+        },
+    }
+}
+
+/// The host facts lint works with, for the generator to aim at.
+pub fn host_facts(opts: &Options, linter: &Linter, arch: Arch) -> HostFacts {
+    let os = opts
+        .host_os_release
+        .clone()
+        .unwrap_or_else(|| linter.target().os_release.clone());
+    HostFacts {
+        id: os.get("ID").unwrap_or_default().to_string(),
+        id_like: os
+            .get("ID_LIKE")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect(),
+        version_id: os.get("VERSION_ID").map(str::to_string),
+        sysext_level: os.get("SYSEXT_LEVEL").map(str::to_string),
+        arch,
+    }
+}
+
+/// Restores the saved guest of `arch` and `profile` (saving one first if needed).
+pub fn guest(
+    arch: Arch,
+    profile: Profile,
+    place: &Place,
+    progress: &dyn Fn(&str),
+) -> Result<Vm, String> {
+    crate::via::runtime::restore(arch, profile, place, None, progress)
+        .map(|(vm, _)| vm)
+        .map_err(|e| match e {
+            crate::outcome::NotReached::Harness { stage, message } => format!("{stage}: {message}"),
+            crate::outcome::NotReached::BrokeBoot { assertion, .. } => assertion.to_string(),
+        })
+}
+
+/// Runs `family` on a guest already restored: the one entry point for the CLI, the
+/// nextest trials and `bench`.
+pub fn run_family(
+    family: Family,
+    vm: &Vm,
+    r: &Run,
+    work: &Path,
+    progress: &dyn Fn(&str),
+) -> Result<FamilyReport, String> {
+    std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+    match family {
+        Family::Images => {
+            let text = vm
+                .succeed("cat /etc/os-release")
+                .map_err(|e| format!("guest: {e}"))?;
+            let (os, _) = OsRelease::parse(&text);
+            let opts = lint_options(r.profile, &os, r.arch);
+            let linter = Linter::new(opts.clone());
+            let host = host_facts(&opts, &linter, r.arch);
+            images::run(vm, &linter, &host, r, work, progress)
+        }
+        Family::Versions => versions::run(vm, r, work, progress),
+    }
+}

@@ -1,0 +1,171 @@
+//! What systemd does with an image when a rule fires, and the words it says so in.
+//!
+//! Most error rules predict trouble after the merge (a binary that will not load, a unit that
+//! will fail); the rules here predict that `systemd-sysext merge` does not take the image at
+//! all. That prediction is what the differential oracle (`crate::differential`) checks against
+//! systemd itself, and it only counts as right when systemd's own debug log says the words
+//! listed for the rule: a refusal for another reason is a disagreement too.
+
+use crate::lint::finding::Rule;
+use crate::lint::rules::{content, image, matching, naming, release_file};
+
+/// What `systemd-sysext merge` does with an image a rule fires on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Effect {
+    /// The image is skipped ("ignoring"); the others still merge (rule book C15).
+    Ignored,
+    /// Reading the image's metadata fails before anything merges, so the whole merge fails
+    /// and no extension is merged (rule book E10).
+    AbortsMerge,
+}
+
+/// A rule that predicts a refusal, with the phrases of systemd 257's debug log that name it
+/// (any one of them is enough: some refusals are worded differently by the mount-time and
+/// the match-time check).
+#[derive(Debug, Clone, Copy)]
+pub struct Refusal {
+    pub rule: &'static Rule,
+    pub effect: Effect,
+    pub words: &'static [&'static str],
+}
+
+/// Every rule whose finding means systemd will not merge the image. Phrases are systemd's
+/// (`src/shared/extension-util.c`, `src/basic/os-util.c`, `src/sysext/sysext.c`), as the
+/// guests print them with `SYSTEMD_LOG_LEVEL=debug`.
+pub const REFUSALS: &[Refusal] = &[
+    Refusal {
+        rule: &naming::INVALID_NAME,
+        effect: Effect::Ignored,
+        words: &["doesn't look like an image"],
+    },
+    Refusal {
+        rule: &release_file::MISSING,
+        effect: Effect::AbortsMerge,
+        words: &["No medium found"],
+    },
+    Refusal {
+        rule: &release_file::CONFEXT_ONLY,
+        effect: Effect::Ignored,
+        words: &[
+            "carries no release data",
+            "carries no extension-release data",
+        ],
+    },
+    Refusal {
+        rule: &release_file::NAME_MISMATCH,
+        effect: Effect::AbortsMerge,
+        words: &["does not have user.extension-release.strict xattr"],
+    },
+    Refusal {
+        rule: &release_file::AMBIGUOUS,
+        effect: Effect::AbortsMerge,
+        words: &["Name not unique on network"],
+    },
+    Refusal {
+        rule: &release_file::NOT_REGULAR,
+        effect: Effect::AbortsMerge,
+        words: &["Is a directory", "No medium found"],
+    },
+    Refusal {
+        rule: &matching::NO_DATA,
+        effect: Effect::Ignored,
+        words: &[
+            "carries no release data",
+            "carries no extension-release data",
+        ],
+    },
+    Refusal {
+        rule: &matching::SCOPE,
+        effect: Effect::Ignored,
+        words: &["is not suitable for scope"],
+    },
+    Refusal {
+        rule: &matching::ARCH_INVALID,
+        effect: Effect::Ignored,
+        words: &["is for architecture"],
+    },
+    Refusal {
+        rule: &matching::ARCH_TARGET,
+        effect: Effect::Ignored,
+        words: &["is for architecture"],
+    },
+    Refusal {
+        rule: &matching::NO_ID,
+        effect: Effect::Ignored,
+        words: &["does not contain ID in release file"],
+    },
+    Refusal {
+        rule: &matching::ID_MISMATCH,
+        effect: Effect::Ignored,
+        words: &["is for OS '"],
+    },
+    Refusal {
+        rule: &matching::LEVEL_MISMATCH,
+        effect: Effect::Ignored,
+        words: &["is for API level", "is for sysext API level"],
+    },
+    Refusal {
+        rule: &matching::VERSION_MISMATCH,
+        effect: Effect::Ignored,
+        words: &["does not contain VERSION_ID", "is for OS '"],
+    },
+    Refusal {
+        rule: &matching::KEYS_NEED_252,
+        effect: Effect::Ignored,
+        words: &["is for OS '"],
+    },
+    Refusal {
+        rule: &content::OS_RELEASE,
+        // Raw images (the differential's): refused at mount time. A directory image fails
+        // its metadata read and the whole merge ("Conflicting content").
+        effect: Effect::Ignored,
+        words: &["which is not allowed, refusing", "Conflicting content"],
+    },
+    Refusal {
+        rule: &image::UNREADABLE,
+        effect: Effect::AbortsMerge,
+        words: &["Failed to read metadata for image"],
+    },
+];
+
+/// The refusal a finding of rule `id` predicts, if any.
+pub fn refusal(id: &str) -> Option<&'static Refusal> {
+    REFUSALS.iter().find(|r| r.rule.id == id)
+}
+
+/// True when one of `words` is in `log`.
+pub fn said(words: &[&str], log: &str) -> bool {
+    words.iter().any(|w| log.contains(w))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_refusal_names_a_listed_error_rule_once() {
+        let all = crate::lint::rules::all();
+        let mut seen = std::collections::HashSet::new();
+        for r in REFUSALS {
+            assert!(all.iter().any(|a| a.id == r.rule.id), "{}", r.rule.id);
+            assert_eq!(
+                r.rule.severity,
+                crate::lint::Severity::Error,
+                "{}: a rule that predicts a refusal must be an error",
+                r.rule.id
+            );
+            assert!(seen.insert(r.rule.id), "{} listed twice", r.rule.id);
+            assert!(!r.words.is_empty(), "{} has no systemd words", r.rule.id);
+        }
+    }
+
+    #[test]
+    fn a_warning_rule_predicts_no_refusal() {
+        assert!(refusal("release/prefix-fallback").is_none());
+        assert_eq!(
+            refusal("match/scope").map(|r| r.effect),
+            Some(Effect::Ignored)
+        );
+    }
+}
