@@ -25,6 +25,7 @@ pub mod pattern;
 mod props;
 pub mod sha256sums;
 pub mod spec;
+pub mod squashfs_tools;
 pub mod store;
 pub mod transfer;
 pub mod unitfile;

@@ -530,24 +530,7 @@ fn mksquashfs_subject(
         .join(label)
         .join(built.image.file_name().unwrap_or_default());
     std::fs::create_dir_all(originals.join(label)).map_err(|e| e.to_string())?;
-    let st = Command::new("mksquashfs")
-        .arg(&root)
-        .arg(&image)
-        .args([
-            "-all-root",
-            "-noappend",
-            "-quiet",
-            "-no-progress",
-            "-processors",
-            "1",
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .status()
-        .map_err(|e| format!("running mksquashfs (apt-get install squashfs-tools): {e}"))?;
-    if !st.success() {
-        return Err(format!("mksquashfs: {st}"));
-    }
+    sysext_builder::squashfs_tools::pack(&root, &image, extra).map_err(|e| e.to_string())?;
     let tree = read_back(
         Reader::Unsquashfs,
         &image,

@@ -425,8 +425,12 @@ impl Vm {
     /// Like [`Vm::execute`], for the few commands that legitimately run longer than the
     /// default (a download that must hit the client's own timeout); `timeout` is scaled.
     pub fn execute_for(&self, cmd: &str, timeout: Duration) -> Result<Output> {
-        self.ssh()?
-            .exec(cmd, timeout * self.accel.slowdown(self.arch))
+        let start = Instant::now();
+        let out = self
+            .ssh()?
+            .exec(cmd, timeout * self.accel.slowdown(self.arch));
+        trace(cmd, start, &out);
+        out
     }
 
     /// Runs several independent commands in one round trip (each SSH exec costs a TCG

@@ -1,8 +1,10 @@
 //! Formats we have no in-process reader for (erofs, ext4): extract with the host tool into a
 //! temp directory, then read that directory.
 //!
-//! This is slower and loses what the tools do not extract (erofs-utils 1.5 drops xattrs),
-//! which [`Tree::has_xattr_support`] reports so rules do not mistake "unknown" for "absent".
+//! This is slower and loses what the tools do not extract: erofs-utils 1.5 drops xattrs, so
+//! an erofs entry's are read from the image itself (`erofs_xattr.rs`); debugfs drops them
+//! too, which [`Tree::has_xattr_support`] reports for ext4 so rules do not mistake
+//! "unknown" for "absent".
 
 use std::io;
 use std::path::Path;
@@ -16,7 +18,8 @@ use crate::errors::ImageError;
 pub(crate) struct ExtractedTree {
     _dir: tempfile::TempDir,
     tree: DirTree,
-    xattrs: bool,
+    /// The erofs image, whose xattrs are read from it; `None` for ext4 (none readable).
+    erofs: Option<std::path::PathBuf>,
 }
 
 impl ExtractedTree {
@@ -74,7 +77,7 @@ impl ExtractedTree {
         Ok(ExtractedTree {
             _dir: dir,
             tree,
-            xattrs: false,
+            erofs: (format == Format::Erofs).then(|| path.to_path_buf()),
         })
     }
 }
@@ -87,9 +90,12 @@ impl Tree for ExtractedTree {
         self.tree.open(index)
     }
     fn xattr(&self, index: usize, name: &str) -> io::Result<Option<Vec<u8>>> {
-        self.tree.xattr(index, name)
+        match (&self.erofs, self.tree.entries().get(index)) {
+            (Some(image), Some(e)) => super::erofs_xattr::read(image, &e.path, name),
+            _ => self.tree.xattr(index, name),
+        }
     }
     fn has_xattr_support(&self) -> bool {
-        self.xattrs
+        self.erofs.is_some()
     }
 }

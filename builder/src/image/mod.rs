@@ -6,6 +6,7 @@
 
 mod detect;
 mod dir;
+mod erofs_xattr;
 mod extract;
 pub mod facts;
 mod squashfs;

@@ -16,6 +16,7 @@ use super::variant::{self, Deployment, HostFacts, ImageVariant};
 use super::{Disagreement, FamilyReport, Run};
 use crate::lint::Linter;
 use crate::lint::effects::Effect;
+use crate::lint::rules::content;
 
 /// First token of shrink candidates, apart from generated ones.
 const SHRINK_BASE: u32 = 90_000;
@@ -82,42 +83,44 @@ fn pack_pool(pool: &Path, tar: &Path) -> Result<(), String> {
     .map_err(|e| e.to_string())
 }
 
-/// Batches with at most one usr/sbin shipper each. A deployment lint says fails the whole
-/// merge gets a merge of its own straight away: in a batch it would cost the batch a failed
-/// merge and a second one.
+/// The merges to make, in order: first each deployment lint says stalls a merge
+/// (systemd refuses a mounted image with usr/lib/os-release, then retries its busy loop
+/// device for 6 s), alone, so a round's stalls overlap; then each one lint says fails the
+/// whole merge, alone (in a batch it would cost the batch a failed merge and a second
+/// one); then the rest, [`observe::BATCH`] per merge and at most one usr/sbin shipper each.
 fn batches(cases: &[Case]) -> Vec<Vec<Item>> {
-    let mut out: Vec<Vec<Item>> = Vec::new();
-    let mut sbin_waiting: Vec<Item> = Vec::new();
+    let mut stalling: Vec<Vec<Item>> = Vec::new();
+    let mut alone: Vec<Vec<Item>> = Vec::new();
+    let mut shared: Vec<Vec<Item>> = Vec::new();
+    let mut sbin: Vec<Item> = Vec::new();
     let mut cur: Vec<Item> = Vec::new();
     for c in cases {
         let it = item(c);
-        if c.prediction
-            .refusals
-            .iter()
-            .any(|r| r.effect == Effect::AbortsMerge)
-        {
-            out.push(vec![it]);
-            continue;
-        }
-        if it.sbin {
-            sbin_waiting.push(it);
-            continue;
-        }
-        cur.push(it);
-        if cur.len() == observe::BATCH {
-            out.push(std::mem::take(&mut cur));
+        let refuses =
+            |f: &dyn Fn(&super::predict::Refusal) -> bool| c.prediction.refusals.iter().any(f);
+        if refuses(&|r| r.rule == content::OS_RELEASE.id) {
+            stalling.push(vec![it]);
+        } else if refuses(&|r| r.effect == Effect::AbortsMerge) {
+            alone.push(vec![it]);
+        } else if it.sbin {
+            sbin.push(it);
+        } else {
+            cur.push(it);
+            if cur.len() == observe::BATCH {
+                shared.push(std::mem::take(&mut cur));
+            }
         }
     }
     if !cur.is_empty() {
-        out.push(cur);
+        shared.push(cur);
     }
-    for (i, it) in sbin_waiting.into_iter().enumerate() {
-        match out.get_mut(i) {
+    for (i, it) in sbin.into_iter().enumerate() {
+        match shared.get_mut(i) {
             Some(b) => b.push(it),
-            None => out.push(vec![it]),
+            None => shared.push(vec![it]),
         }
     }
-    out
+    stalling.into_iter().chain(alone).chain(shared).collect()
 }
 
 /// Runs the family on `vm`: `count` deployments of `seed`.
@@ -179,15 +182,15 @@ pub fn run(
         let shrunk = match &c.deployment {
             Deployment::Single { image } if i < SHRINK_AT_MOST => {
                 progress(&format!("shrinking {}", variant::token(c.index)));
-                shrink(
-                    &guest,
+                let mut shrinker = Shrinker {
+                    guest: &guest,
                     linter,
                     r,
                     work,
-                    image,
-                    &mut shrink_token,
                     sbin_checked,
-                )?
+                    next_token: &mut shrink_token,
+                };
+                shrinker.shrink(image, &what)?
             }
             _ => None,
         };
@@ -257,55 +260,105 @@ fn systemd_words(o: &Observation) -> String {
     }
 }
 
-/// Shrinks a disagreeing image: one knob at a time back to its plainest value, kept when
-/// the candidate still disagrees, until no candidate does. Returns the smallest variant in
-/// words, and what it disagrees on.
-fn shrink(
-    guest: &Guest,
-    linter: &Linter,
-    r: &Run,
-    work: &Path,
-    start: &ImageVariant,
-    next_token: &mut u32,
-    sbin_checked: bool,
-) -> Result<Option<String>, String> {
-    let mut current = start.clone();
-    let mut last_what = None;
-    for _ in 0..16 {
-        let candidates = current.shrink_candidates();
-        if candidates.is_empty() {
-            break;
-        }
-        let deployments: Vec<(u32, Deployment)> = candidates
-            .into_iter()
-            .map(|image| {
-                *next_token += 1;
-                (*next_token, Deployment::Single { image })
-            })
-            .collect();
-        let pool: PathBuf = work.join(format!("shrink-{next_token}"));
-        let _ = std::fs::remove_dir_all(&pool);
-        std::fs::create_dir_all(&pool).map_err(|e| format!("{}: {e}", pool.display()))?;
-        let cases = prepare(linter, &pool, &work.join("scratch"), deployments, r.arch)?;
-        let tar = work.join("shrink.tar");
-        pack_pool(&pool, &tar)?;
-        Guest::prepare(guest.vm, &tar).map_err(|e| format!("guest: {e}"))?;
-        let mut found = None;
-        for c in &cases {
-            let o = guest.alone(&item(c)).map_err(|e| format!("guest: {e}"))?;
-            if let Err(what) = super::judge::judge(&c.prediction, &o, sbin_checked) {
-                found = Some((c.deployment.clone(), what));
-                break;
-            }
-        }
-        let _ = std::fs::remove_dir_all(&pool);
-        match found {
-            Some((Deployment::Single { image }, what)) => {
-                current = image;
-                last_what = Some(what);
-            }
-            _ => break,
+/// What a disagreement says without its particulars (the rules and values in brackets):
+/// a shrink step must keep the story, not trade it for another disagreement.
+fn story(what: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    for c in what.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
         }
     }
-    Ok(last_what.map(|w| format!("{} ({w})", current.describe())))
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Shrinks a disagreeing image: one knob at a time back to its plainest value, kept when
+/// the candidate still disagrees the same way (the same [`story`]), until no candidate does. Returns the smallest variant in
+/// words, and what it disagrees on.
+/// What shrinking needs of the run: the guest, lint, and fresh tokens for candidates.
+struct Shrinker<'a> {
+    guest: &'a Guest<'a>,
+    linter: &'a Linter,
+    r: &'a Run,
+    work: &'a Path,
+    sbin_checked: bool,
+    next_token: &'a mut u32,
+}
+
+impl Shrinker<'_> {
+    fn shrink(&mut self, start: &ImageVariant, start_what: &str) -> Result<Option<String>, String> {
+        let (guest, linter, r, work, sbin_checked) = (
+            self.guest,
+            self.linter,
+            self.r,
+            self.work,
+            self.sbin_checked,
+        );
+        let next_token = &mut *self.next_token;
+        let mut current = start.clone();
+        let mut last_what = None;
+        for _ in 0..16 {
+            let candidates = current.shrink_candidates();
+            if candidates.is_empty() {
+                break;
+            }
+            let deployments: Vec<(u32, Deployment)> = candidates
+                .into_iter()
+                .map(|image| {
+                    *next_token += 1;
+                    (*next_token, Deployment::Single { image })
+                })
+                .collect();
+            let pool: PathBuf = work.join(format!("shrink-{next_token}"));
+            let _ = std::fs::remove_dir_all(&pool);
+            std::fs::create_dir_all(&pool).map_err(|e| format!("{}: {e}", pool.display()))?;
+            let cases = prepare(linter, &pool, &work.join("scratch"), deployments, r.arch)?;
+            let tar = work.join("shrink.tar");
+            pack_pool(&pool, &tar)?;
+            Guest::prepare(guest.vm, &tar).map_err(|e| format!("guest: {e}"))?;
+            let mut found = None;
+            for c in &cases {
+                let o = guest.alone(&item(c)).map_err(|e| format!("guest: {e}"))?;
+                match super::judge::judge(&c.prediction, &o, sbin_checked) {
+                    Err(what) if story(&what) == story(start_what) => {
+                        found = Some((c.deployment.clone(), what));
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            let _ = std::fs::remove_dir_all(&pool);
+            match found {
+                Some((Deployment::Single { image }, what)) => {
+                    current = image;
+                    last_what = Some(what);
+                }
+                _ => break,
+            }
+        }
+        Ok(last_what.map(|w| format!("{} ({w})", current.describe())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::story;
+
+    #[test]
+    fn a_story_drops_the_particulars_only() {
+        assert_eq!(
+            story("lint predicts a refusal (match/id-mismatch), systemd merged it"),
+            story("lint predicts a refusal (match/scope, release/other), systemd merged it")
+        );
+        assert_ne!(
+            story("lint predicts a refusal (match/id-mismatch), systemd merged it"),
+            story(
+                "both refuse, but systemd's words are not those of lint's rule (match/id-mismatch)"
+            )
+        );
+    }
 }

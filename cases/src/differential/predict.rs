@@ -66,13 +66,14 @@ pub fn predict(
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
+            let rules: Vec<&str> = report.findings.iter().map(|f| f.rule).collect();
             let refusals: Vec<Refusal> = report
                 .findings
                 .iter()
                 .filter_map(|f| {
                     effects::refusal(f.rule).map(|r| Refusal {
                         rule: r.rule.id,
-                        effect: r.effect,
+                        effect: effects::effect_among(r, &rules),
                         message: f.message.clone(),
                         words: r.words,
                     })

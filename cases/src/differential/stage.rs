@@ -153,32 +153,18 @@ fn stage_image(
 
 /// Packs `tree` into `dest` with the format's own tool.
 pub fn pack(tree: &Path, format: Format, dest: &Path) -> Result<(), String> {
-    let mut cmd = match format {
-        Format::Squashfs => {
-            let mut c = Command::new("mksquashfs");
-            c.arg(tree).arg(dest).args([
-                "-all-root",
-                "-noappend",
-                "-quiet",
-                "-no-progress",
-                "-processors",
-                "1",
-            ]);
-            c
-        }
-        Format::Erofs => {
-            let mut c = Command::new("mkfs.erofs");
-            c.args(["--all-root", "--quiet", "-T0"]).arg(dest).arg(tree);
-            c
-        }
-    };
-    let package = match format {
-        Format::Squashfs => "squashfs-tools",
-        Format::Erofs => "erofs-utils",
-    };
-    sysext_builder::host_tool::output(&mut cmd, package)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+    match format {
+        Format::Squashfs => sysext_builder::squashfs_tools::pack(tree, dest, &[]),
+        Format::Erofs => sysext_builder::host_tool::output(
+            Command::new("mkfs.erofs")
+                .args(["--all-root", "--quiet", "-T0"])
+                .arg(dest)
+                .arg(tree),
+            "erofs-utils",
+        )
+        .map(|_| ()),
+    }
+    .map_err(|e| e.to_string())
 }
 
 fn build_one(

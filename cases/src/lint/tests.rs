@@ -293,6 +293,7 @@ fn svc(exec: &str) -> String {
 #[case::match_scope_invalid("match/scope-invalid", Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=system host\n"), Fx::raw("x.raw").release("ID=_any\nSYSEXT_SCOPE=system portable\n"))]
 #[case::match_arch_invalid("match/arch-invalid", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=x86_64\n"), Fx::raw("x.raw"))]
 #[case::match_arch_invalid_2("match/arch-invalid", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=any\n"), Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=_any\n"))]
+#[case::match_arch_empty_is_no_constraint("match/arch-invalid", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=aarch64\n"), Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=\n"))]
 #[case::match_arch_mismatch("match/arch-mismatch", Fx::raw("x.raw").release("ID=_any\nARCHITECTURE=arm64\n").arch(Arch::X86_64), Fx::raw("x.raw").arch(Arch::X86_64))]
 #[case::match_no_id("match/no-id", Fx::raw("x.raw").release("ARCHITECTURE=x86-64\n"), Fx::raw("x.raw"))]
 #[case::match_id_mismatch("match/id-mismatch", Fx::raw("x.raw").release("ID=fedora\nSYSEXT_LEVEL=1.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
@@ -724,53 +725,75 @@ fn built_release_dir_has_no_errors_or_warnings() {
     assert!(bad.is_empty(), "{bad:#?}");
 }
 
-/// An erofs image is read through erofs-utils, which drops xattrs: when its release name
+/// A renamed image packed by a host tool, its release file carrying `strict` (or no xattr).
+fn renamed_image(tool: &str, strict: Option<&str>, dir: &Path) -> PathBuf {
+    let root = dir.join(format!("root-{tool}-{}", strict.unwrap_or("none")));
+    let rel = root.join("usr/lib/extension-release.d/extension-release.other");
+    std::fs::create_dir_all(rel.parent().unwrap()).unwrap();
+    std::fs::write(&rel, "ID=_any\n").unwrap();
+    std::fs::create_dir_all(root.join("usr/share/ero")).unwrap();
+    std::fs::write(root.join("usr/share/ero/data"), "x\n").unwrap();
+    if let Some(v) = strict {
+        xattr::set(&rel, "user.extension-release.strict", v.as_bytes()).unwrap();
+    }
+    let img = dir.join(format!("renamed-{tool}-{}.raw", strict.unwrap_or("none")));
+    let mut cmd = std::process::Command::new(tool);
+    match tool {
+        "mkfs.erofs" => cmd
+            .args(["--all-root", "--quiet", "-T0"])
+            .arg(&img)
+            .arg(&root),
+        _ => cmd
+            .args(["-q", "-t", "ext4", "-d"])
+            .arg(&root)
+            .arg(&img)
+            .arg("4M"),
+    };
+    let st = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("{tool}: {e} (run .ci/setup)"));
+    assert!(st.success(), "{tool} failed");
+    img
+}
+
+fn rules_of(p: &Path) -> Vec<&'static str> {
+    Linter::new(Options::default())
+        .lint_image(p)
+        .unwrap()
+        .0
+        .findings
+        .iter()
+        .map(|f| f.rule)
+        .collect()
+}
+
+/// An ext4 image is read through debugfs, which drops xattrs: when its release name
 /// differs, whether `user.extension-release.strict=0` rescues it cannot be known.
 #[test]
-fn release_xattrs_unreadable_fires_on_a_renamed_erofs_image_only() {
-    if std::process::Command::new("mkfs.erofs")
-        .arg("--help")
-        .output()
-        .is_err()
-    {
-        panic!("mkfs.erofs is missing: apt-get install erofs-utils (or run .ci/setup)");
-    }
+fn release_xattrs_unreadable_fires_on_a_renamed_ext4_image_only() {
     let tmp = tempfile::tempdir().unwrap();
-    let build = |release_name: Option<&str>, out: &str| {
-        let mut text = String::from(
-            "name = \"ero\"\nversion = \"1\"\n[[file]]\npath = \"/usr/share/ero/data\"\ntext = \"x\\n\"\n",
-        );
-        if let Some(n) = release_name {
-            text = format!("release-name = \"{n}\"\n{text}");
-        }
-        let spec: sysext_builder::spec::Spec = toml::from_str(&text).unwrap();
-        sysext_builder::build::build_spec(
-            &spec,
-            tmp.path(),
-            &tmp.path().join(out),
-            &sysext_builder::build::Options {
-                arch: Some(Arch::X86_64),
-                format: sysext_builder::build::Format::Erofs,
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .image
-    };
-    let lint = |p: &Path| {
-        Linter::new(Options::default())
-            .lint_image(p)
-            .unwrap()
-            .0
-            .findings
-            .iter()
-            .map(|f| f.rule)
-            .collect::<Vec<_>>()
-    };
-    let bad = lint(&build(Some("other"), "bad"));
+    let bad = rules_of(&renamed_image("mke2fs", Some("0"), tmp.path()));
     assert!(bad.contains(&"release/xattrs-unreadable"), "{bad:?}");
-    let good = lint(&build(None, "good"));
-    assert!(!good.contains(&"release/xattrs-unreadable"), "{good:?}");
+    let erofs = rules_of(&renamed_image("mkfs.erofs", Some("0"), tmp.path()));
+    assert!(!erofs.contains(&"release/xattrs-unreadable"), "{erofs:?}");
+}
+
+/// Regression of the differential oracle (seed 1, dt00006): lint said an erofs image's
+/// xattrs cannot be read and predicted a merge; systemd failed the whole merge. Lint now
+/// reads them from the image, as it does for squashfs.
+#[test]
+fn a_renamed_erofs_image_is_refused_without_strict_0_and_rescued_with_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let none = rules_of(&renamed_image("mkfs.erofs", None, tmp.path()));
+    assert!(none.contains(&"release/name-mismatch"), "{none:?}");
+    let rescued = rules_of(&renamed_image("mkfs.erofs", Some("0"), tmp.path()));
+    assert!(
+        rescued.contains(&"release/strict-xattr-fallback"),
+        "{rescued:?}"
+    );
+    assert!(!rescued.contains(&"release/name-mismatch"), "{rescued:?}");
+    let strict = rules_of(&renamed_image("mkfs.erofs", Some("1"), tmp.path()));
+    assert!(strict.contains(&"release/name-mismatch"), "{strict:?}");
 }
 
 /// Every rule `lint --list-rules` prints has a case in one of the two good/bad tables above

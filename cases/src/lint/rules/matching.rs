@@ -138,7 +138,12 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         ));
     }
 
-    if let Some(a) = d.get("ARCHITECTURE").filter(|a| *a != "_any") {
+    // An empty ARCHITECTURE= is no constraint: systemd checks it only when it is not
+    // empty (`!isempty(...)`; `sysext-test differential`, seed 77, dt00189).
+    if let Some(a) = d
+        .get("ARCHITECTURE")
+        .filter(|a| *a != "_any" && !a.is_empty())
+    {
         if !SYSTEMD_ARCHITECTURES.contains(&a) {
             let fix = match (correct_misspelling(a), a) {
                 (Some(right), _) => format!("use ARCHITECTURE={right}"),
