@@ -12,6 +12,11 @@
 //! sysupdate cycles: `update::<arch>::<fixture>::<cycle>` for every fixture with a
 //! `[test.update]` plan, each against a mirror of its own (see `sysext_cases::update`).
 //!
+//! The differential oracle: `differential::<arch>::<family>` (images, versions), lint's
+//! predictions against systemd in the Debian guest, seed [`DIFFERENTIAL_SEED`]; a
+//! disagreement fails the trial with both sides' words (`sysext-test differential` runs
+//! the same with any seed and count).
+//!
 //! VM cases: `vm::<arch>::<fixture>::<case>` for every fixture with a `[test]` manifest, on
 //! each arch it builds for. A fixture that lists `expect-failure` runs only those cases, and
 //! passes when they fail for the stated reason (the negative tests). Each case restores the
@@ -22,6 +27,7 @@ use std::path::{Path, PathBuf};
 use libtest_mimic::{Arguments, Failed, Trial};
 use sysext_builder::Arch;
 use sysext_builder::build;
+use sysext_cases::differential;
 use sysext_cases::fixtures::{self, Fixture};
 use sysext_cases::lint::{Linter, Options, Severity};
 use sysext_cases::manifest::{Manifest, UpdatePlan};
@@ -106,6 +112,15 @@ fn main() {
                     }));
                 }
             }
+        }
+    }
+    // lint against systemd itself, on the fast generic guest: a fixed seed, a small count.
+    for arch in Arch::ALL {
+        for family in differential::Family::ALL {
+            let name = format!("differential::{arch}::{}", family.name());
+            trials.push(Trial::test(name.clone(), move || {
+                differential_trial(&name, arch, family)
+            }));
         }
     }
     match subjects() {
@@ -475,4 +490,59 @@ fn vm_subject(name: &str, image: &Path, arch: Arch, case: Case) -> Result<(), Fa
     };
     let subject = Subject::from_image(image, manifest)?;
     run_case(name, &subject, arch, case)
+}
+
+/// The differential trials' seed: fixed, so a red trial is red again on a rerun.
+const DIFFERENTIAL_SEED: u64 = 20_261_205;
+
+fn differential_trial(name: &str, arch: Arch, family: differential::Family) -> Result<(), Failed> {
+    let place = Place::from_env();
+    let profile = sysext_builder::guest::Profile::Debian;
+    let vm = differential::guest(arch, profile, &place, &|_| {})
+        .map_err(|e| Failed::from(format!("harness error (no verdict on lint): {e}")))?;
+    let r = differential::Run {
+        seed: DIFFERENTIAL_SEED,
+        count: match family {
+            differential::Family::Images => 150,
+            differential::Family::Versions => 20_000,
+        },
+        arch,
+        profile,
+    };
+    let work = place.artifacts(name).join("work");
+    let report = differential::run_family(family, &vm, &r, &work, &|_| {})
+        .map_err(|e| Failed::from(format!("harness error (no verdict on lint): {e}")))?;
+    eprintln!(
+        "{}: {} checked, {} agree, {:.1} per second of guest time",
+        name, report.checked, report.agreed, report.per_second
+    );
+    if report.passed() {
+        let _ = std::fs::remove_dir_all(&work);
+        return Ok(());
+    }
+    let json = place.artifacts(name).join("differential.json");
+    let _ = std::fs::write(
+        &json,
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    );
+    let mut msg = format!(
+        "{} of {} disagree (seed {}; the report is in {}):",
+        report.disagreements.len(),
+        report.checked,
+        report.seed,
+        json.display()
+    );
+    for d in &report.disagreements {
+        msg.push_str(&format!(
+            "\n\n{}: {}\n  variant: {}\n  smallest: {}\n  lint: {}\n  systemd: {}\n  replay: {}",
+            d.name,
+            d.what,
+            d.variant,
+            d.shrunk.as_deref().unwrap_or("-"),
+            d.lint,
+            d.systemd,
+            d.replay
+        ));
+    }
+    Err(Failed::from(msg))
 }

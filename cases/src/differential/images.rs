@@ -11,9 +11,9 @@ use sysext_harness::Vm;
 
 use super::observe::{self, Guest, Item, Observation};
 use super::predict::{Prediction, predict};
+use super::report::{Disagreement, FamilyReport, Run};
 use super::stage::{self, Built};
 use super::variant::{self, Deployment, HostFacts, ImageVariant};
-use super::{Disagreement, FamilyReport, Run};
 use crate::lint::Linter;
 use crate::lint::effects::Effect;
 use crate::lint::rules::content;

@@ -316,7 +316,10 @@ fn image(rng: &mut Rng, format: Format, host: &HostFacts) -> ImageVariant {
     });
     let scope = chance(rng, 20).then(|| pick(rng, SCOPES).to_string());
     let reload_manager = chance(rng, 20).then(|| pick(rng, BOOLEANS).to_string());
-    let os_release_inside = chance(rng, 4);
+    // Rare on purpose: systemd refuses such an image after mounting it, then retries its
+    // busy loop device for 6 s, one image at a time whatever the lanes (measured: 13 of 300
+    // images took 78 of 112 s of guest time at 4 in 100).
+    let os_release_inside = chance(rng, 1);
     let outside = chance(rng, 8).then(|| pick(rng, &["etc", "var"]).to_string());
     let payload = match rng.below(20) {
         0..=12 => Payload::Usr,

@@ -17,7 +17,7 @@ use sysext_builder::Arch;
 use sysext_builder::version;
 use sysext_harness::Vm;
 
-use super::{Disagreement, FamilyReport, Run};
+use super::report::{Disagreement, FamilyReport, Run};
 use crate::fuzz::Rng;
 use crate::shell::quote;
 

@@ -1,0 +1,59 @@
+//! What a family run is asked to do and what it found: the types the CLI, the nextest
+//! trials and `--format json` share.
+
+use serde::Serialize;
+use sysext_builder::Arch;
+use sysext_builder::guest::Profile;
+
+/// What one family run is asked to do.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub seed: u64,
+    pub count: u32,
+    pub arch: Arch,
+    pub profile: Profile,
+}
+
+/// One difference between our prediction and systemd.
+#[derive(Debug, Clone, Serialize)]
+pub struct Disagreement {
+    /// `<kind>::<token>`, or the version pair.
+    pub name: String,
+    /// The generated input, in words.
+    pub variant: String,
+    /// What differs.
+    pub what: String,
+    /// Our side: lint's findings, or our order.
+    pub lint: String,
+    /// systemd's side, in its own words.
+    pub systemd: String,
+    /// The smallest input that still disagrees, when shrinking found one.
+    pub shrunk: Option<String>,
+    /// The command that generates this input again.
+    pub replay: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FamilyReport {
+    pub family: &'static str,
+    pub arch: String,
+    pub profile: String,
+    pub seed: u64,
+    /// Inputs compared.
+    pub checked: usize,
+    pub agreed: usize,
+    pub disagreements: Vec<Disagreement>,
+    /// Host time to generate, build and predict.
+    pub build_seconds: f64,
+    /// Guest time to observe every input.
+    pub guest_seconds: f64,
+    /// Inputs per second of guest time.
+    pub per_second: f64,
+    pub notes: Vec<String>,
+}
+
+impl FamilyReport {
+    pub fn passed(&self) -> bool {
+        self.disagreements.is_empty() && self.agreed == self.checked && self.checked > 0
+    }
+}
