@@ -471,3 +471,94 @@ pub fn vm_table(rows: &[VmBench]) -> String {
     }
     out
 }
+
+/// `sysext-test bench --differential`: the oracle's rates per arch, against the way without
+/// it (one image per `systemd-sysext merge`, one merge at a time; one
+/// `systemd-analyze compare-versions` process per version pair), on the same inputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct DifferentialBench {
+    pub arch: sysext_builder::Arch,
+    pub images: usize,
+    /// Images per second of guest time, batched in lanes.
+    pub images_per_second: f64,
+    /// The same images, one merge each, one at a time.
+    pub images_per_second_one_by_one: f64,
+    pub pairs: usize,
+    pub pairs_per_second: f64,
+    pub pairs_baseline: usize,
+    pub pairs_per_second_one_by_one: f64,
+}
+
+/// Runs both families each way on each arch's Debian guest, seed `seed`.
+pub fn differential(
+    images: u32,
+    pairs: u32,
+    seed: u64,
+    work: &std::path::Path,
+    progress: &dyn Fn(&str),
+) -> anyhow::Result<Vec<DifferentialBench>> {
+    use crate::differential::{self, Family, Run};
+    let place = sysext_harness::Place::from_env();
+    let mut rows = Vec::new();
+    for arch in sysext_builder::Arch::ALL {
+        let profile = sysext_builder::guest::Profile::Debian;
+        let vm = differential::guest(arch, profile, &place, progress)
+            .map_err(|e| anyhow::anyhow!("the {arch} guest: {e}"))?;
+        let go = |family: Family, count: u32, naive: bool| -> anyhow::Result<f64> {
+            let r = Run {
+                seed,
+                count,
+                arch,
+                profile,
+                naive,
+            };
+            let dir = work.join(format!("{arch}-{}-{naive}", family.name()));
+            let rep = differential::run_family(family, &vm, &r, &dir, progress)
+                .map_err(|e| anyhow::anyhow!("{arch}: {e}"))?;
+            progress(&format!(
+                "{arch} {}{}: {} checked, {:.1} per second of guest time",
+                family.name(),
+                if naive { " one by one" } else { "" },
+                rep.checked,
+                rep.per_second
+            ));
+            Ok(rep.per_second)
+        };
+        // The baseline's pairs: a process each is slow, a few hundred say enough.
+        let baseline_pairs = pairs.min(300);
+        rows.push(DifferentialBench {
+            arch,
+            images: images as usize,
+            images_per_second: go(Family::Images, images, false)?,
+            images_per_second_one_by_one: go(Family::Images, images, true)?,
+            pairs: pairs as usize,
+            pairs_per_second: go(Family::Versions, pairs, false)?,
+            pairs_baseline: baseline_pairs as usize,
+            pairs_per_second_one_by_one: go(Family::Versions, baseline_pairs, true)?,
+        });
+    }
+    Ok(rows)
+}
+
+/// The README's table for [`differential`].
+pub fn differential_table(rows: &[DifferentialBench]) -> String {
+    let mut out = String::from(
+        "| arch | images/s batched | images/s one merge each | ratio | version pairs/s (probe) | pairs/s (systemd-analyze each) | ratio |\n|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {:.1} ({} images) | {:.1} | {:.1}x | {:.0} ({} pairs) | {:.1} ({} pairs) | {:.0}x |\n",
+            r.arch,
+            r.images_per_second,
+            r.images,
+            r.images_per_second_one_by_one,
+            r.images_per_second / r.images_per_second_one_by_one.max(1e-9),
+            r.pairs_per_second,
+            r.pairs,
+            r.pairs_per_second_one_by_one,
+            r.pairs_baseline,
+            r.pairs_per_second / r.pairs_per_second_one_by_one.max(1e-9),
+        ));
+    }
+    out
+}

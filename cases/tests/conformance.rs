@@ -508,6 +508,7 @@ fn differential_trial(name: &str, arch: Arch, family: differential::Family) -> R
         },
         arch,
         profile,
+        naive: false,
     };
     let work = place.artifacts(name).join("work");
     let report = differential::run_family(family, &vm, &r, &work, &|_| {})

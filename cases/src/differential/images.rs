@@ -88,7 +88,10 @@ fn pack_pool(pool: &Path, tar: &Path) -> Result<(), String> {
 /// device for 6 s), alone, so a round's stalls overlap; then each one lint says fails the
 /// whole merge, alone (in a batch it would cost the batch a failed merge and a second
 /// one); then the rest, [`observe::BATCH`] per merge and at most one usr/sbin shipper each.
-fn batches(cases: &[Case]) -> Vec<Vec<Item>> {
+fn batches(cases: &[Case], naive: bool) -> Vec<Vec<Item>> {
+    if naive {
+        return cases.iter().map(|c| vec![item(c)]).collect();
+    }
     let mut stalling: Vec<Vec<Item>> = Vec::new();
     let mut alone: Vec<Vec<Item>> = Vec::new();
     let mut shared: Vec<Vec<Item>> = Vec::new();
@@ -150,9 +153,10 @@ pub fn run(
     pack_pool(&pool, &tar)?;
     let build_seconds = started.elapsed().as_secs_f64();
     let guest_started = Instant::now();
-    let guest = Guest::prepare(vm, &tar).map_err(|e| format!("guest: {e}"))?;
+    let lanes = if r.naive { 1 } else { observe::LANES };
+    let guest = Guest::prepare(vm, &tar, lanes).map_err(|e| format!("guest: {e}"))?;
     let sbin_checked = guest.sbin_witness.is_some();
-    let groups = batches(&cases);
+    let groups = batches(&cases, r.naive);
     let refs: Vec<Vec<&Item>> = groups.iter().map(|b| b.iter().collect()).collect();
     let mut observed: BTreeMap<u32, Observation> = guest
         .observe(refs, &|done, total| {
@@ -319,7 +323,7 @@ impl Shrinker<'_> {
             let cases = prepare(linter, &pool, &work.join("scratch"), deployments, r.arch)?;
             let tar = work.join("shrink.tar");
             pack_pool(&pool, &tar)?;
-            Guest::prepare(guest.vm, &tar).map_err(|e| format!("guest: {e}"))?;
+            Guest::prepare(guest.vm, &tar, guest.lanes).map_err(|e| format!("guest: {e}"))?;
             let mut found = None;
             for c in &cases {
                 let o = guest.alone(&item(c)).map_err(|e| format!("guest: {e}"))?;

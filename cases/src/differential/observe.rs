@@ -85,6 +85,8 @@ pub struct Guest<'a> {
     /// A base file in /usr/sbin that a merge must leave visible (`None`: the guest has
     /// none, and the sbin check is not made).
     pub sbin_witness: Option<String>,
+    /// Merges at once ([`LANES`], or 1 for the one-at-a-time baseline).
+    pub lanes: usize,
 }
 
 /// The raw results of one merge.
@@ -107,7 +109,11 @@ fn command_error(what: &str, out: &sysext_harness::ssh::Output) -> HarnessError 
 
 impl Guest<'_> {
     /// Unpacks the pool (uploaded as a tar) and picks the sbin witness.
-    pub fn prepare<'v>(vm: &'v Vm, pool_tar: &std::path::Path) -> Result<Guest<'v>, HarnessError> {
+    pub fn prepare<'v>(
+        vm: &'v Vm,
+        pool_tar: &std::path::Path,
+        lanes: usize,
+    ) -> Result<Guest<'v>, HarnessError> {
         let remote = "/run/dt/pool.tar";
         let out = vm.upload_and_batch(
             pool_tar,
@@ -127,7 +133,11 @@ impl Guest<'_> {
             .map(str::trim)
             .filter(|l| l.starts_with("/usr/sbin/"))
             .map(str::to_string);
-        Ok(Guest { vm, sbin_witness })
+        Ok(Guest {
+            vm,
+            sbin_witness,
+            lanes: lanes.max(1),
+        })
     }
 
     /// The script of one lane: its own mount namespace with empty search directories, the
@@ -275,7 +285,7 @@ impl Guest<'_> {
         let mut out = BTreeMap::new();
         let mut queue: std::collections::VecDeque<Vec<&Item>> = batches.into();
         while !queue.is_empty() {
-            let take = queue.len().min(LANES);
+            let take = queue.len().min(self.lanes);
             let units: Vec<Vec<&Item>> = queue.drain(..take).collect();
             let merges = self.merges(&units)?;
             for (unit, m) in units.into_iter().zip(merges) {

@@ -12,6 +12,9 @@ pub struct Run {
     pub count: u32,
     pub arch: Arch,
     pub profile: Profile,
+    /// The way without this tool, for `bench`: one image per merge and one merge at a time,
+    /// one `systemd-analyze compare-versions` per version pair.
+    pub naive: bool,
 }
 
 /// One difference between our prediction and systemd.

@@ -1,5 +1,5 @@
 //! `sysext-test bench`: lint against unsquashfs-then-check and build against mksquashfs, or
-//! (`--vm`) cold boots and restores of the guests.
+//! (`--vm`) cold boots and restores of the guests, or (`--differential`) the oracle's rates.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -18,7 +18,8 @@ these numbers: compare ratios measured in the same run.
 Examples:
   sysext-test bench
   sysext-test bench --source /usr/lib/x86_64-linux-gnu --files 100000 --format json
-  sysext-test bench --vm --runs 3"
+  sysext-test bench --vm --runs 3
+  sysext-test bench --differential --images 200"
 )]
 pub struct Args {
     /// Host directory whose files fill the benchmark image.
@@ -39,6 +40,13 @@ pub struct Args {
     /// Measure guests instead: cold boot to SSH and snapshot restore to SSH, per arch.
     #[arg(long)]
     vm: bool,
+    /// Measure the differential oracle instead: images and version pairs per second of guest
+    /// time, batched and one by one, per arch.
+    #[arg(long, conflicts_with = "vm")]
+    differential: bool,
+    /// With --differential: generated images per way.
+    #[arg(long, default_value_t = 100)]
+    images: u32,
     /// Where the peer extracts to (a tmpfs).
     #[arg(long, default_value = "/dev/shm")]
     tmpfs: PathBuf,
@@ -49,6 +57,20 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
+    if args.differential {
+        let rows = bench::differential(
+            args.images,
+            20_000,
+            20_261_205,
+            &args.workdir.join("differential"),
+            &|l| eprintln!("bench: {l}"),
+        )?;
+        match args.format {
+            Format::Json => writeln!(out, "{}", serde_json::to_string_pretty(&rows)?)?,
+            Format::Text => write!(out, "{}", bench::differential_table(&rows))?,
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.vm {
         let rows = bench::vm(args.runs.max(1), &|l| eprintln!("bench: {l}"))?;
         match args.format {

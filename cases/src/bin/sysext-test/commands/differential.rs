@@ -125,6 +125,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     },
                     arch,
                     profile,
+                    naive: false,
                 };
                 let work = args
                     .workdir
