@@ -1,7 +1,8 @@
 //! What systemd does with the generated deployments, many per merge: one restored guest,
-//! the pool unpacked once, then batch after batch of entries linked into the search path,
-//! one `systemd-sysext merge` with the debug log, its status, the files a merged host shows,
-//! and an unmerge, in one round trip per batch.
+//! the pool unpacked once, then rounds of [`LANES`] merges at once, each in a mount
+//! namespace of its own with its batch copied into empty search directories: one
+//! `systemd-sysext merge` with the debug log, its status and the files a merged host shows.
+//! The namespace ends with the lane, and the merge with it: no unmerge to wait for.
 //!
 //! A merge aborts as a whole when one image's metadata cannot be read (rule book E10): the
 //! image it names is taken out and observed alone, and the rest merged again. A merge that
@@ -17,12 +18,13 @@ use super::variant::token;
 use crate::shell::quote;
 use crate::sysext_status::merged_on;
 
-/// How many deployments share one merge: the merge's fixed cost (two forks, the overlay
-/// mount, the unmerge) spread over many, while one abort re-runs few.
+/// How many deployments share one merge: the merge's fixed cost (forks, the overlay mount)
+/// spread over many, while one abort re-runs few.
 pub const BATCH: usize = 24;
 
-/// How many merges run at once, each in its own mount namespace: a merge spends much of
-/// its time waiting (forks, udev, a busy loop device's retries), which the others fill.
+/// How many merges run at once, each in its own mount namespace: a merge spends much of its
+/// time waiting on forks and the kernel, which the others fill (a busy loop device's 6 s of
+/// retries does not overlap: those take turns).
 pub const LANES: usize = 4;
 
 /// One lane's limit, in guest seconds: a batch merge takes 2-3 s under TCG, one that

@@ -66,14 +66,13 @@ pub fn predict(
                 .file_name()
                 .map(|f| f.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let rules: Vec<&str> = report.findings.iter().map(|f| f.rule).collect();
             let refusals: Vec<Refusal> = report
                 .findings
                 .iter()
                 .filter_map(|f| {
                     effects::refusal(f.rule).map(|r| Refusal {
                         rule: r.rule.id,
-                        effect: effects::effect_among(r, &rules),
+                        effect: effects::effect_among(r, &report.findings),
                         message: f.message.clone(),
                         words: r.words,
                     })
@@ -102,7 +101,10 @@ pub fn predict(
                 sbin_hidden,
                 findings,
             };
-            if matches!(d, Deployment::Masked { .. }) {
+            let [etc, run, _] = deployment::SEARCH_PATH;
+            if matches!(d, Deployment::Masked { .. })
+                && deployment::winning_dir(&[run, etc]) == Some(etc)
+            {
                 // The mask is an entry of the same name earlier in the search path: it
                 // wins, and an empty directory carries no release data.
                 let no_data = effects::refusal(matching::NO_DATA.id).ok_or("no NO_DATA")?;
@@ -111,11 +113,7 @@ pub fn predict(
                 p.refusals = vec![Refusal {
                     rule: "deployment/masked",
                     effect: Effect::Ignored,
-                    message: format!(
-                        "an empty directory {t} in {} masks {}",
-                        deployment::SEARCH_PATH[0],
-                        b.entry
-                    ),
+                    message: format!("an empty directory {t} in {etc} masks {}", b.entry),
                     words: no_data.words,
                 }];
             }

@@ -165,13 +165,6 @@ impl Deployment {
         }
     }
 
-    pub fn format(&self) -> Format {
-        match self {
-            Deployment::Single { image } | Deployment::Masked { image } => image.format,
-            Deployment::Versioned { format, .. } | Deployment::Stacked { format, .. } => *format,
-        }
-    }
-
     /// True when the images ship into `/usr/sbin`: at most one such deployment per merge,
     /// so the base's `/usr/sbin` disappearing can be laid at its door.
     pub fn ships_sbin(&self) -> bool {
@@ -403,29 +396,6 @@ impl ImageVariant {
         out
     }
 
-    /// How many knobs differ from the plainest image: a smaller variant is a simpler story.
-    pub fn size(&self) -> usize {
-        let p = ImageVariant::plainest(self.format);
-        [
-            self.file != p.file,
-            self.release != p.release,
-            self.strict.is_some(),
-            self.id != p.id,
-            self.version_id.is_some(),
-            self.sysext_level.is_some(),
-            self.architecture.is_some(),
-            self.scope.is_some(),
-            self.reload_manager.is_some(),
-            self.os_release_inside,
-            self.outside.is_some(),
-            self.payload != p.payload,
-            self.format != Format::Squashfs,
-        ]
-        .into_iter()
-        .filter(|d| *d)
-        .count()
-    }
-
     /// The knobs that differ from the plainest image, as `key=value` words: the variant's
     /// name in a report.
     pub fn describe(&self) -> String {
@@ -569,6 +539,31 @@ mod tests {
             assert!(ids.contains(&Some(want.to_string())), "{want}");
         }
         assert!(ids.contains(&None));
+    }
+
+    impl ImageVariant {
+        /// How many knobs differ from the plainest image: a smaller variant is a simpler story.
+        fn size(&self) -> usize {
+            let p = ImageVariant::plainest(self.format);
+            [
+                self.file != p.file,
+                self.release != p.release,
+                self.strict.is_some(),
+                self.id != p.id,
+                self.version_id.is_some(),
+                self.sysext_level.is_some(),
+                self.architecture.is_some(),
+                self.scope.is_some(),
+                self.reload_manager.is_some(),
+                self.os_release_inside,
+                self.outside.is_some(),
+                self.payload != p.payload,
+                self.format != Format::Squashfs,
+            ]
+            .into_iter()
+            .filter(|d| *d)
+            .count()
+        }
     }
 
     #[test]

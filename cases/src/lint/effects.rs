@@ -6,7 +6,7 @@
 //! systemd itself, and it only counts as right when systemd's own debug log says the words
 //! listed for the rule: a refusal for another reason is a disagreement too.
 
-use crate::lint::finding::Rule;
+use crate::lint::finding::{Finding, Rule};
 use crate::lint::rules::{content, image, matching, naming, release_file};
 
 /// What `systemd-sysext merge` does with an image a rule fires on.
@@ -147,15 +147,23 @@ const RELEASE_FILE_ABORTS: &[&str] = &[
     release_file::NOT_REGULAR.id,
 ];
 
-/// What `refusal` does to the merge on an image on which all of `rules` fired. An image
-/// that carries `usr/lib/os-release` validates as an OS image whatever its release file,
-/// so a release-file rule no longer fails the whole merge: the image is refused alone, for
-/// its os-release (seen by `sysext-test differential`, seed 5, dt00026: a dangling release
-/// symlink beside usr/lib/os-release, "which is not allowed, refusing").
-pub fn effect_among(refusal: &Refusal, rules: &[&str]) -> Effect {
+/// What `refusal` does to the merge on an image with `findings`. An image that carries
+/// `usr/lib/os-release` validates as an OS image without a release file, so a release file
+/// that is not found no longer fails the whole merge: the image is refused alone, for its
+/// os-release (`sysext-test differential`, seed 5, dt00026: a dangling release symlink).
+/// A release file that is found and cannot be read (a directory: "Is a directory") still
+/// fails it (seed 27182818, dt01840).
+pub fn effect_among(refusal: &Refusal, findings: &[Finding]) -> Effect {
+    let os_release = findings.iter().any(|f| f.rule == content::OS_RELEASE.id);
+    let unreadable_directory = refusal.rule.id == release_file::NOT_REGULAR.id
+        && findings.iter().any(|f| {
+            f.rule == release_file::NOT_REGULAR.id
+                && f.message == release_file::NOT_REGULAR_DIRECTORY
+        });
     if refusal.effect == Effect::AbortsMerge
         && RELEASE_FILE_ABORTS.contains(&refusal.rule.id)
-        && rules.contains(&content::OS_RELEASE.id)
+        && os_release
+        && !unreadable_directory
     {
         Effect::Ignored
     } else {
@@ -191,20 +199,31 @@ mod tests {
 
     #[test]
     fn an_os_release_inside_turns_a_release_file_abort_into_a_refusal() {
+        let f = |rule: &Rule, message: &str| Finding::new(rule, "", message);
+        let os = f(&content::OS_RELEASE, "");
         let missing = refusal("release/missing").unwrap();
-        assert_eq!(
-            effect_among(missing, &["release/missing"]),
-            Effect::AbortsMerge
-        );
-        assert_eq!(
-            effect_among(missing, &["release/missing", "content/os-release"]),
-            Effect::Ignored
-        );
+        let alone = [f(&release_file::MISSING, "")];
+        assert_eq!(effect_among(missing, &alone), Effect::AbortsMerge);
+        let with_os = [f(&release_file::MISSING, ""), os.clone()];
+        assert_eq!(effect_among(missing, &with_os), Effect::Ignored);
+        // A directory is found and fails to read: the whole merge fails anyway.
+        let not_regular = refusal("release/not-regular-file").unwrap();
+        let dir = [
+            f(
+                &release_file::NOT_REGULAR,
+                release_file::NOT_REGULAR_DIRECTORY,
+            ),
+            os.clone(),
+        ];
+        assert_eq!(effect_among(not_regular, &dir), Effect::AbortsMerge);
+        let dangling = [
+            f(&release_file::NOT_REGULAR, "a symlink that dangles"),
+            os.clone(),
+        ];
+        assert_eq!(effect_among(not_regular, &dangling), Effect::Ignored);
         let unreadable = refusal("image/unreadable").unwrap();
-        assert_eq!(
-            effect_among(unreadable, &["image/unreadable", "content/os-release"]),
-            Effect::AbortsMerge
-        );
+        let broken = [f(&crate::lint::rules::image::UNREADABLE, ""), os];
+        assert_eq!(effect_among(unreadable, &broken), Effect::AbortsMerge);
     }
 
     #[test]

@@ -111,6 +111,10 @@ pub use sysext_builder::image::facts::{
 };
 const STRICT_XATTR: &str = "user.extension-release.strict";
 
+/// The message of a `release/not-regular-file` finding whose release file is a directory
+/// (what `lint::effects` tells apart: reading it fails, whatever else the image holds).
+pub const NOT_REGULAR_DIRECTORY: &str = "the release file is a directory: reading it fails (\"Is a directory\") and, with it, the whole merge; ship a regular file";
+
 /// Finds the release file systemd would use for `image_name`, parses it, and reports
 /// what is wrong on the way.
 pub fn check(image: &Image, image_name: &str) -> (Option<Release>, Vec<Finding>) {
@@ -145,11 +149,17 @@ pub fn check(image: &Image, image_name: &str) -> (Option<Release>, Vec<Finding>)
                 (release, out)
             }
             _ => {
-                out.push(Finding::new(
-                    &NOT_REGULAR,
-                    exact.as_str(),
-                    "the release file is not a regular file inside the image (a directory, device, or a symlink that dangles or leaves the image); ship a regular file",
-                ));
+                // A directory is found and fails to read ("Is a directory"): the whole
+                // merge fails. A dangling symlink or a device is not found at all.
+                let message = if image
+                    .get(&exact)
+                    .is_some_and(|e| matches!(e.kind, sysext_builder::image::Kind::Dir))
+                {
+                    NOT_REGULAR_DIRECTORY
+                } else {
+                    "the release file is not a regular file inside the image (a device, or a symlink that dangles or leaves the image), so systemd does not find it; ship a regular file"
+                };
+                out.push(Finding::new(&NOT_REGULAR, exact.as_str(), message));
                 (None, out)
             }
         };
