@@ -329,6 +329,9 @@ const OPEN: &[&str] = &[
     "--summary",
     "--expected",
     "--target",
+    "--images",
+    "--count",
+    "--pairs",
     "--help",
     "--version",
 ];
@@ -347,7 +350,17 @@ fn help(args: &[&str]) -> String {
 #[test]
 fn every_closed_set_flag_lists_its_values_in_help() {
     let mut verbs: Vec<Vec<&str>> = [
-        "build", "lint", "run", "check", "report", "bake", "ignition", "mirror", "fuzz", "bench",
+        "build",
+        "lint",
+        "run",
+        "check",
+        "report",
+        "bake",
+        "ignition",
+        "mirror",
+        "fuzz",
+        "bench",
+        "differential",
     ]
     .iter()
     .map(|v| vec![*v])
