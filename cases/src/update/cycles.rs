@@ -274,6 +274,10 @@ pub fn timer_refresh(ctx: &Ctx) -> CaseResult {
 
 /// Starts systemd-sysupdate.service as its timer would and waits for it to finish.
 fn run_service(ctx: &Ctx) -> CaseResult {
+    let cursor = ctx
+        .vm
+        .succeed("journalctl -q -n 0 --show-cursor | sed -n 's/^-- cursor: //p'")
+        .map_err(h)?;
     let out = ctx
         .vm
         .execute("systemctl start systemd-sysupdate.service 2>&1")
@@ -283,12 +287,20 @@ fn run_service(ctx: &Ctx) -> CaseResult {
         // through their stdout streams and may reach the journal later. `--sync` makes
         // journald take in what the streams hold, and the journal is read until it stops
         // growing, so the reason is there (twice it was not, and the case blamed the wrong
-        // thing: the second time with reads 0.3 s apart and no sync).
+        // thing: the second time with reads 0.3 s apart and no sync). The systemd tools the
+        // drop-in runs log to journald's socket, not the stream, and journald learns a
+        // sender's unit from its cgroup: a `systemd-sysext refresh` that fails and exits at
+        // once is often gone before journald looks, so its words carry no unit (a third
+        // miss, in CI). They are matched by the tools' names too, after this run's cursor.
+        let query = format!(
+            "journalctl --sync 2>/dev/null; journalctl --no-pager -o cat --after-cursor='{}' \
+             _SYSTEMD_UNIT=systemd-sysupdate.service + UNIT=systemd-sysupdate.service \
+             + SYSLOG_IDENTIFIER=systemd-sysupdate + SYSLOG_IDENTIFIER=systemd-sysext | tail -n 60",
+            cursor.trim()
+        );
         let read = || {
             ctx.vm
-                .execute(
-                    "journalctl --sync 2>/dev/null; journalctl -b --no-pager -o cat -u systemd-sysupdate.service | tail -n 60",
-                )
+                .execute(&query)
                 .map(|o| o.combined())
                 .unwrap_or_default()
         };
