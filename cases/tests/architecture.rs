@@ -308,6 +308,8 @@ const OPEN: &[&str] = &[
     "--store",
     "--systemd",
     "--host-os-release",
+    "--host-passwd",
+    "--host-group",
     "--manifest",
     "--base",
     "--conf",
@@ -332,6 +334,7 @@ const OPEN: &[&str] = &[
     "--images",
     "--count",
     "--pairs",
+    "--units",
     "--help",
     "--version",
 ];

@@ -7,6 +7,8 @@
 //!   lint's merge-or-refuse prediction (`lint::effects`) against `systemd-sysext merge`.
 //! - `versions` (`versions.rs`): `builder::version::compare` against systemd's own
 //!   `strverscmp_improved`, tens of thousands of pairs per call.
+//! - `units` (`units/`): generated units and what they point at, lint's fate for each unit
+//!   (`lint::effects::UNIT_FATES`) against what systemd does with it after a real merge.
 
 pub mod images;
 pub mod judge;
@@ -14,6 +16,7 @@ pub mod observe;
 pub mod predict;
 pub mod report;
 pub mod stage;
+pub mod units;
 pub mod variant;
 pub mod versions;
 
@@ -37,15 +40,18 @@ pub enum Family {
     Images,
     /// Generated version pairs: our UAPI.10 order against systemd's `strverscmp_improved`.
     Versions,
+    /// Generated units: lint's fate for each against what systemd does after a real merge.
+    Units,
 }
 
 impl Family {
-    pub const ALL: [Family; 2] = [Family::Images, Family::Versions];
+    pub const ALL: [Family; 3] = [Family::Images, Family::Versions, Family::Units];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Images => "images",
             Family::Versions => "versions",
+            Family::Units => "units",
         }
     }
 }
@@ -71,12 +77,16 @@ pub fn lint_options(profile: Profile, guest_os_release: &OsRelease, arch: Arch) 
             },
             systemd: Some(257),
             host_os_release: Some(guest_os_release.clone()),
+            host_accounts: None,
+            host_sbin_merged: None,
             arch: Some(arch),
         },
         Profile::FlatcarShaped => Options {
             target: flatcar_shaped_target(),
             systemd: None,
             host_os_release: None,
+            host_accounts: None,
+            host_sbin_merged: None,
             arch: Some(arch),
         },
     }
@@ -127,17 +137,21 @@ pub fn run_family(
     progress: &dyn Fn(&str),
 ) -> Result<FamilyReport, String> {
     std::fs::create_dir_all(work).map_err(|e| format!("{}: {e}", work.display()))?;
+    let guest_lint_options = || -> Result<Options, String> {
+        let text = vm
+            .succeed("cat /etc/os-release")
+            .map_err(|e| format!("guest: {e}"))?;
+        let (os, _) = OsRelease::parse(&text);
+        Ok(lint_options(r.profile, &os, r.arch))
+    };
     match family {
         Family::Images => {
-            let text = vm
-                .succeed("cat /etc/os-release")
-                .map_err(|e| format!("guest: {e}"))?;
-            let (os, _) = OsRelease::parse(&text);
-            let opts = lint_options(r.profile, &os, r.arch);
+            let opts = guest_lint_options()?;
             let linter = Linter::new(opts.clone());
             let host = host_facts(&opts, &linter, r.arch);
             images::run(vm, &linter, &host, r, work, progress)
         }
         Family::Versions => versions::run(vm, r, work, progress),
+        Family::Units => units::run(vm, guest_lint_options()?, r, work, progress),
     }
 }

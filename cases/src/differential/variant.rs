@@ -180,12 +180,12 @@ pub fn token(index: u32) -> String {
 }
 
 /// Picks from a list.
-fn pick<'a>(rng: &mut Rng, from: &[&'a str]) -> &'a str {
+pub(super) fn pick<'a>(rng: &mut Rng, from: &[&'a str]) -> &'a str {
     from[rng.below(from.len())]
 }
 
 /// True `percent` times in 100.
-fn chance(rng: &mut Rng, percent: usize) -> bool {
+pub(super) fn chance(rng: &mut Rng, percent: usize) -> bool {
     rng.below(100) < percent
 }
 

@@ -7,7 +7,7 @@
 //! listed for the rule: a refusal for another reason is a disagreement too.
 
 use crate::lint::finding::{Finding, Rule};
-use crate::lint::rules::{content, image, matching, naming, release_file};
+use crate::lint::rules::{content, image, matching, naming, release_file, units};
 
 /// What `systemd-sysext merge` does with an image a rule fires on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -234,4 +234,69 @@ mod tests {
             Some(Effect::Ignored)
         );
     }
+}
+
+/// What becomes of a unit an image ships, as `systemctl show` tells it after a start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Fate {
+    /// Started and ran (active, or exited with success).
+    Ran,
+    /// Never started: nothing pulled it in.
+    NotStarted,
+    /// Failed with `status=203/EXEC`: the program could not be executed.
+    Exec,
+    /// Failed with `status=216/GROUP`.
+    Group,
+    /// Failed with `status=217/USER`.
+    User,
+    /// Not loadable (`bad-setting`): systemd refuses the unit file.
+    BadSetting,
+    /// No such unit (`not-found`).
+    NotFound,
+}
+
+impl Fate {
+    /// A fate systemd reports as a failure (the unit is failed, refused or missing).
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Fate::Ran | Fate::NotStarted)
+    }
+}
+
+/// Rules whose finding predicts a unit's fate. A finding at error severity predicts the
+/// failure; the same rule at warning severity (a `-` prefix, an account lint cannot check)
+/// predicts that the unit still runs. When several fire, the one systemd meets first wins:
+/// the unit file is loaded before anything runs, a unit nothing starts never fails, and
+/// the exec child resolves the user, then the groups, then the program.
+pub const UNIT_FATES: &[(&Rule, Fate)] = &[
+    (&units::NO_EXEC_START, Fate::BadSetting),
+    (&units::DANGLING_LINK, Fate::NotFound),
+    (&units::UNKNOWN_USER, Fate::User),
+    (&units::UNKNOWN_GROUP, Fate::Group),
+    (&units::EXEC_MISSING, Fate::Exec),
+    (&units::EXEC_NOT_EXECUTABLE, Fate::Exec),
+    (&units::EXEC_INTERPRETER, Fate::Exec),
+    (&units::NO_RELOAD, Fate::NotStarted),
+];
+
+/// The fate `f` predicts, if its rule predicts one.
+pub fn unit_fate(f: &Finding) -> Option<Fate> {
+    UNIT_FATES
+        .iter()
+        .find(|(r, _)| r.id == f.rule)
+        .map(|(_, fate)| *fate)
+}
+
+/// Which of two predicted failures systemd meets first.
+pub fn first_met(a: Fate, b: Fate) -> Fate {
+    // A unit that never starts never fails; one that does not load never starts.
+    let order = |f: Fate| match f {
+        Fate::BadSetting | Fate::NotFound => 0,
+        Fate::NotStarted => 1,
+        Fate::User => 2,
+        Fate::Group => 3,
+        Fate::Exec => 4,
+        Fate::Ran => 5,
+    };
+    if order(b) < order(a) { b } else { a }
 }

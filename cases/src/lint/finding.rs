@@ -63,4 +63,10 @@ impl Finding {
         self.severity = severity;
         self
     }
+
+    /// The same finding with a clause added to its message (why its severity changed).
+    pub fn with_message_suffix(mut self, suffix: &str) -> Finding {
+        self.message.push_str(suffix);
+        self
+    }
 }

@@ -24,7 +24,7 @@ use context::Context;
 pub use finding::{Finding, Rule, Severity};
 use rules::image::UNREADABLE;
 use rules::{binaries, content, matching, naming, release_dir, release_file, served, units};
-pub use target::{SystemdRange, Target, TargetKind, TargetSpec};
+pub use target::{Accounts, SystemdRange, Target, TargetKind, TargetSpec};
 
 /// Problems that stop lint from checking at all (as opposed to findings): exit code 2.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +79,10 @@ pub struct Options {
     /// The target's systemd major version, when the user knows it (`--systemd`).
     pub systemd: Option<u32>,
     pub host_os_release: Option<OsRelease>,
+    /// The host's own users and groups (`--host-passwd`, `--host-group`).
+    pub host_accounts: Option<Accounts>,
+    /// Whether the host's `/usr/sbin` is a symlink to `bin`, when it is known.
+    pub host_sbin_merged: Option<bool>,
     pub arch: Option<Arch>,
 }
 
@@ -91,6 +95,8 @@ impl Default for Options {
             },
             systemd: None,
             host_os_release: None,
+            host_accounts: None,
+            host_sbin_merged: None,
             arch: None,
         }
     }
@@ -104,7 +110,14 @@ pub struct Linter {
 
 impl Linter {
     pub fn new(opts: Options) -> Linter {
-        let target = Target::from_spec(&opts.target, opts.systemd);
+        let mut target = Target::from_spec(&opts.target, opts.systemd);
+        if let Some(a) = opts.host_accounts {
+            target.accounts = a;
+        }
+        if let Some(merged) = opts.host_sbin_merged {
+            target.sbin_merged = merged;
+            target.sbin_known = true;
+        }
         let host = opts
             .host_os_release
             .unwrap_or_else(|| target.os_release.clone());

@@ -132,9 +132,54 @@ pub struct Target {
     /// `/usr/sbin` is a symlink to `bin` (Flatcar since 2024-09): shipping `usr/sbin` in an
     /// extension then shadows every base sbin binary.
     pub sbin_merged: bool,
+    /// The `/usr/sbin` layout is the target's own (a Flatcar release, or the host's layout
+    /// given to lint), not a guess.
+    pub sbin_known: bool,
     /// True when the binary and library sets are a real description of the base, so a
     /// missing entry means something; false for generic, where we only warn gently.
     pub knows_base: bool,
+    /// The users and groups units may name in `User=`, `Group=`, `SocketGroup=`...
+    pub accounts: Accounts,
+}
+
+/// Users and groups of the target. Only a host's own `/etc/passwd` and `/etc/group`
+/// (`--host-passwd`, `--host-group`) make the lists complete: without them lint knows the
+/// few every such host has, and an unknown name is a warning, not an error.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Accounts {
+    pub users: HashSet<String>,
+    pub groups: HashSet<String>,
+    /// Both lists are the host's own, so a name not in them is missing there.
+    pub complete: bool,
+}
+
+impl Accounts {
+    fn known(users: &[&str], groups: &[&str]) -> Accounts {
+        Accounts {
+            users: users.iter().map(|s| s.to_string()).collect(),
+            groups: groups.iter().map(|s| s.to_string()).collect(),
+            complete: false,
+        }
+    }
+
+    /// A host's accounts from its `passwd(5)` and `group(5)` texts (the first field of each
+    /// line; comments and blank lines skipped).
+    pub fn from_files(passwd: &str, group: &str) -> Accounts {
+        let names = |text: &str| -> HashSet<String> {
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .filter_map(|l| l.split(':').next())
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect()
+        };
+        Accounts {
+            users: names(passwd),
+            groups: names(group),
+            complete: true,
+        }
+    }
 }
 
 /// Binaries Flatcar's `/usr` ships that extension units commonly call (flatcar/scripts'
@@ -321,6 +366,7 @@ impl Target {
                 ("SYSEXT_LEVEL", "1.0"),
             ]);
             t.sbin_merged = flatcar::at_least(v, flatcar::SBIN_MERGE);
+            t.sbin_known = true;
             t.systemd = if flatcar::at_least(v, flatcar::SYSTEMD_255) {
                 SystemdRange {
                     at_least: 255,
@@ -386,7 +432,13 @@ impl Target {
                 .map(|s| s.to_string())
                 .collect(),
                 sbin_merged: true,
+                sbin_known: false,
                 knows_base: true,
+                // flatcar/baselayout: `core` in `wheel` and `docker` (flatcar.md).
+                accounts: Accounts::known(
+                    &["root", "core", "nobody"],
+                    &["root", "core", "wheel", "docker", "nobody"],
+                ),
             },
             TargetKind::Generic => Target {
                 kind,
@@ -416,7 +468,9 @@ impl Target {
                 .map(|s| s.to_string())
                 .collect(),
                 sbin_merged: false,
+                sbin_known: false,
                 knows_base: false,
+                accounts: Accounts::known(&["root", "nobody"], &["root"]),
             },
         }
     }

@@ -331,6 +331,12 @@ fn svc(exec: &str) -> String {
 #[case::unit_missing_dependency("unit/missing-dependency", Fx::raw("x.raw").file("usr/lib/systemd/system/multi-user.target.d/10-t.conf", "[Unit]\nUpholds=nope.service\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")).file("usr/lib/systemd/system/multi-user.target.d/10-t.conf", "[Unit]\nUpholds=t.service\n"))]
 #[case::unit_reload_manager_missing("unit/reload-manager-missing", Fx::raw("x.raw").release(unit(false)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")))]
 #[case::unit_default_dependencies_no("unit/default-dependencies-no", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Unit]\nDefaultDependencies=no\n[Service]\nExecStart=/usr/bin/env\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/env")))]
+#[case::unit_exec_not_executable("unit/exec-not-executable", Fx::raw("x.raw").release(unit(true)).with(Item::File("usr/bin/t", b"#!/bin/sh\n".to_vec(), 0o644)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/t")), Fx::raw("x.raw").release(unit(true)).with(Item::File("usr/bin/t", b"#!/bin/sh\n".to_vec(), 0o755)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/t")))]
+#[case::unit_exec_interpreter_missing("unit/exec-interpreter-missing", Fx::raw("x.raw").release(unit(true)).with(Item::File("usr/bin/t", b"#!/usr/bin/python9 -u\n".to_vec(), 0o755)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/t")), Fx::raw("x.raw").release(unit(true)).with(Item::File("usr/bin/t", b"#!/usr/bin/python9 -u\n".to_vec(), 0o755)).with(Item::File("usr/bin/python9", b"#!/bin/sh\n".to_vec(), 0o755)).file("usr/lib/systemd/system/t.service", &svc("/usr/bin/t")))]
+#[case::unit_no_exec_start("unit/no-exec-start", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Service]\nType=oneshot\n").file("usr/lib/systemd/system/t.service.d/10-x.cfg", "[Service]\nExecStart=/usr/bin/env\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Service]\nType=oneshot\n").file("usr/lib/systemd/system/t.service.d/10-x.conf", "[Service]\nExecStart=/usr/bin/env\n"))]
+#[case::unit_no_exec_start_2("unit/no-exec-start", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Service]\nExecStart=/usr/bin/env\nExecStart=/usr/bin/env\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Service]\nType=oneshot\nExecStart=/usr/bin/env\nExecStart=/usr/bin/env\n"))]
+#[case::unit_unknown_user("unit/unknown-user", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Service]\nExecStart=/usr/bin/env\nUser=nosuchuser\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.service", "[Service]\nExecStart=/usr/bin/env\nUser=nosuchuser\nDynamicUser=yes\n"))]
+#[case::unit_unknown_group("unit/unknown-group", Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.socket", "[Socket]\nListenStream=/run/t.sock\nSocketGroup=nosuchgroup\n"), Fx::raw("x.raw").release(unit(true)).file("usr/lib/systemd/system/t.socket", "[Socket]\nListenStream=/run/t.sock\nSocketGroup=docker\n"))]
 #[case::unit_in_etc("unit/in-etc", Fx::raw("x.raw").file("etc/systemd/system/t.service", &svc("/usr/bin/env")), Fx::raw("x.raw"))]
 fn rule_fires_on_bad_image_and_not_on_good(#[case] rule: &str, #[case] bad: Fx, #[case] good: Fx) {
     let on_bad = bad.lint();
@@ -887,4 +893,109 @@ fn a_folder_of_release_directories_is_linted_one_release_directory_at_a_time() {
         linter.lint_path(&empty),
         Err(crate::lint::LintError::NothingToCheck { .. })
     ));
+}
+
+/// The wasmcloud bug (sysext-bakery 59a0cde): a bakery-style image whose service binary
+/// has mode 0644. systemd fails the unit with 203/EXEC, so lint says error, not only the
+/// bin-directory warning.
+#[test]
+fn a_service_whose_binary_has_no_execute_bit_is_an_error() {
+    let findings = Fx::raw("wasmcloud-1.0.0-x86-64.raw")
+        .release(unit(true))
+        .with(Item::File("usr/bin/wasmcloud", host_true("", ""), 0o644))
+        .file(
+            "usr/lib/systemd/system/wasmcloud.service",
+            &svc("/usr/bin/wasmcloud"),
+        )
+        .lint();
+    let f = findings
+        .iter()
+        .find(|f| f.rule == "unit/exec-not-executable")
+        .unwrap_or_else(|| panic!("no unit/exec-not-executable: {findings:#?}"));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.message.contains("203/EXEC"), "{}", f.message);
+}
+
+/// `-` before the program makes systemd carry on without it: the finding stays, as a warning.
+#[test]
+fn a_dash_prefixed_missing_program_is_only_a_warning() {
+    let findings = Fx::raw("x.raw")
+        .release(unit(true))
+        .file("usr/lib/systemd/system/t.service", &svc("-/usr/bin/nope"))
+        .lint();
+    let f = findings
+        .iter()
+        .find(|f| f.rule == "unit/exec-missing")
+        .unwrap_or_else(|| panic!("no unit/exec-missing: {findings:#?}"));
+    assert_eq!(f.severity, Severity::Warning);
+}
+
+/// Without the host's own account lists lint cannot know a user is missing: it warns; with
+/// them (`--host-passwd`, `--host-group`) a missing user is an error, a present one nothing.
+#[test]
+fn unknown_user_is_an_error_only_against_the_hosts_own_accounts() {
+    let fx = || {
+        Fx::raw("x.raw").release(unit(true)).file(
+            "usr/lib/systemd/system/t.service",
+            "[Service]\nExecStart=/usr/bin/env\nUser=app\nGroup=app\n",
+        )
+    };
+    let sev = |f: &[Finding], rule: &str| f.iter().find(|f| f.rule == rule).map(|f| f.severity);
+    let guessed = fx().lint();
+    assert_eq!(sev(&guessed, "unit/unknown-user"), Some(Severity::Warning));
+    let mut without = fx();
+    without.opts.host_accounts = Some(crate::lint::Accounts::from_files(
+        "root:x:0:0::/root:/bin/sh\n",
+        "root:x:0:\n",
+    ));
+    let known = without.lint();
+    assert_eq!(sev(&known, "unit/unknown-user"), Some(Severity::Error));
+    assert_eq!(sev(&known, "unit/unknown-group"), Some(Severity::Error));
+    let mut with = fx();
+    with.opts.host_accounts = Some(crate::lint::Accounts::from_files(
+        "# users\nroot:x:0:0::/root:/bin/sh\napp:x:900:900::/:/sbin/nologin\n",
+        "root:x:0:\napp:x:900:\n",
+    ));
+    let present = with.lint();
+    assert_eq!(sev(&present, "unit/unknown-user"), None, "{present:#?}");
+    assert_eq!(sev(&present, "unit/unknown-group"), None, "{present:#?}");
+}
+
+/// An account the image's own sysusers.d creates is not missing.
+#[test]
+fn unknown_user_is_not_reported_for_an_account_the_image_creates() {
+    let findings = Fx::raw("x.raw")
+        .release(unit(true))
+        .file("usr/lib/sysusers.d/app.conf", "u app - \"App\"\n")
+        .file(
+            "usr/lib/systemd/system/t.service",
+            "[Service]\nExecStart=/usr/bin/env\nUser=app\nGroup=app\n",
+        )
+        .lint();
+    assert!(
+        !findings
+            .iter()
+            .any(|f| f.rule == "unit/unknown-user" || f.rule == "unit/unknown-group"),
+        "{findings:#?}"
+    );
+}
+
+/// Found by the differential oracle (units, seed 2): with `-` before every command systemd
+/// ignores a missing user too; the service is active with status 217.
+#[test]
+fn unknown_user_under_a_dash_prefixed_command_is_only_a_warning() {
+    let mut fx = Fx::raw("x.raw").release(unit(true)).file(
+        "usr/lib/systemd/system/t.service",
+        "[Service]\nExecStart=-/usr/bin/env\nUser=app\n",
+    );
+    fx.opts.host_accounts = Some(crate::lint::Accounts::from_files(
+        "root:x:0:0::/root:/bin/sh\n",
+        "root:x:0:\n",
+    ));
+    let findings = fx.lint();
+    let f = findings
+        .iter()
+        .find(|f| f.rule == "unit/unknown-user")
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    assert_eq!(f.severity, Severity::Warning);
 }

@@ -82,16 +82,53 @@ fn inspect_all(image: &Image) -> Vec<Inspected> {
         .collect()
 }
 
-pub fn check(ctx: &Context) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let elves = inspect_all(ctx.image);
-    let expected: Option<String> = ctx
-        .release
+/// The architecture the image's programs must be built for: its `ARCHITECTURE=`, else the
+/// arch it is for (`--arch`, the file name).
+pub fn expected_arch(ctx: &Context) -> Option<String> {
+    ctx.release
         .as_ref()
         .and_then(|r| r.data.get("ARCHITECTURE"))
         .filter(|a| *a != "_any" && sysext_builder::arch::SYSTEMD_ARCHITECTURES.contains(a))
         .map(str::to_string)
-        .or_else(|| ctx.arch.map(|a| a.systemd_name().to_string()));
+        .or_else(|| ctx.arch.map(|a| a.systemd_name().to_string()))
+}
+
+/// The ELF's architecture when it is not `expected` (the name, or the raw machine number).
+fn wrong_arch(info: &ElfInfo, expected: Option<&str>) -> Option<String> {
+    let want = expected?;
+    let arch = elf::machine_arch(info.machine, info.class64, info.little_endian);
+    (arch != Some(want)).then(|| {
+        arch.map(str::to_string)
+            .unwrap_or_else(|| format!("unknown machine {}", info.machine))
+    })
+}
+
+/// The ELF's loader when neither the image nor the target has it.
+fn missing_loader(ctx: &Context, info: &ElfInfo) -> Option<String> {
+    let interp = info.interpreter.as_ref()?;
+    let in_image = ctx
+        .image
+        .resolve(interp)
+        .is_some_and(|p| ctx.image.get(&p).is_some_and(|e| e.is_file()));
+    (!in_image && !ctx.target.has_interpreter(interp)).then(|| interp.clone())
+}
+
+/// Why execve(2) of the shipped program at `path` fails on the target, when it is an ELF
+/// that cannot run there: built for another arch, or its loader is missing.
+pub fn cannot_exec(ctx: &Context, path: &str) -> Option<String> {
+    let f = ctx.image.open_file(path).ok()?;
+    let info = elf::inspect(f.as_ref()).ok()?;
+    if let Some(got) = wrong_arch(&info, expected_arch(ctx).as_deref()) {
+        return Some(format!("an ELF for {got} (\"Exec format error\")"));
+    }
+    missing_loader(ctx, &info)
+        .map(|l| format!("an ELF whose loader {l} is in neither the image nor the target"))
+}
+
+pub fn check(ctx: &Context) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let elves = inspect_all(ctx.image);
+    let expected = expected_arch(ctx);
 
     // Libraries the image provides, by soname and by file name.
     let mut provided: HashSet<String> = HashSet::new();
@@ -122,31 +159,21 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
                 continue;
             }
         };
-        let arch = elf::machine_arch(info.machine, info.class64, info.little_endian);
         if let Some(want) = &expected
-            && arch != Some(want.as_str())
+            && let Some(got) = wrong_arch(info, Some(want))
         {
-            let got = arch
-                .map(str::to_string)
-                .unwrap_or_else(|| format!("unknown machine {}", info.machine));
             arch_bad.push(Finding::new(
                 &ARCH_MISMATCH,
                 i.path.as_str(),
                 format!("ELF for {got} in an image for {want}: it fails with \"Exec format error\". Take the {want} build of this file"),
             ));
         }
-        if let Some(interp) = &info.interpreter {
-            let in_image = ctx
-                .image
-                .resolve(interp)
-                .is_some_and(|p| ctx.image.get(&p).is_some_and(|e| e.is_file()));
-            if !in_image && !ctx.target.has_interpreter(interp) {
-                interp_bad.push(Finding::new(
-                    &MISSING_INTERPRETER,
-                    i.path.as_str(),
-                    format!("needs the loader {interp}, which neither the image nor the target has: it fails with \"No such file or directory\". Link it statically or ship the loader"),
-                ));
-            }
+        if let Some(interp) = missing_loader(ctx, info) {
+            interp_bad.push(Finding::new(
+                &MISSING_INTERPRETER,
+                i.path.as_str(),
+                format!("needs the loader {interp}, which neither the image nor the target has: it fails with \"No such file or directory\". Link it statically or ship the loader"),
+            ));
         }
         let search: Vec<String> = info
             .runpath

@@ -49,7 +49,7 @@ pub const MISSING_DEP: Rule = Rule {
 pub const NO_RELOAD: Rule = Rule {
     id: "unit/reload-manager-missing",
     severity: Severity::Warning,
-    summary: "units ship but EXTENSION_RELOAD_MANAGER=1 is not set, so they are invisible until a daemon-reload",
+    summary: "units ship but EXTENSION_RELOAD_MANAGER=1 is not set: after a merge their .wants links and Upholds= take no effect until a daemon-reload",
     reference: "G7",
 };
 pub const EARLY: Rule = Rule {
@@ -65,9 +65,45 @@ pub const IN_ETC: Rule = Rule {
     reference: "D1",
 };
 
+pub const EXEC_NOT_EXECUTABLE: Rule = Rule {
+    id: "unit/exec-not-executable",
+    severity: Severity::Error,
+    summary: "an Exec*= program the image ships cannot be executed: no execute bit, an ELF for another arch or without its loader (status=203/EXEC)",
+    reference: "sysext-bakery 59a0cde (wasmcloud)",
+};
+pub const EXEC_INTERPRETER: Rule = Rule {
+    id: "unit/exec-interpreter-missing",
+    severity: Severity::Error,
+    summary: "an Exec*= script's #! interpreter is in neither the image nor the target (status=203/EXEC)",
+    reference: "execve(2)",
+};
+pub const NO_EXEC_START: Rule = Rule {
+    id: "unit/no-exec-start",
+    severity: Severity::Error,
+    summary: "a service has no ExecStart=, ExecStop= or SuccessAction= (or several ExecStart= without Type=oneshot): systemd refuses to load it",
+    reference: "systemd.service(5)",
+};
+pub const UNKNOWN_USER: Rule = Rule {
+    id: "unit/unknown-user",
+    severity: Severity::Error,
+    summary: "User=/SocketUser= names a user the target lacks (status=217/USER); a warning when the target's users are not known",
+    reference: "systemd.exec(5)",
+};
+pub const UNKNOWN_GROUP: Rule = Rule {
+    id: "unit/unknown-group",
+    severity: Severity::Error,
+    summary: "Group=/SupplementaryGroups=/SocketGroup= names a group the target lacks (status=216/GROUP); a warning when the target's groups are not known",
+    reference: "systemd.exec(5)",
+};
+
 pub const RULES: &[&Rule] = &[
     &SYNTAX,
     &EXEC_MISSING,
+    &EXEC_NOT_EXECUTABLE,
+    &EXEC_INTERPRETER,
+    &NO_EXEC_START,
+    &UNKNOWN_USER,
+    &UNKNOWN_GROUP,
     &EXEC_SBIN,
     &DROPIN_SUFFIX,
     &DANGLING_LINK,
@@ -145,9 +181,12 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         }
     }
 
-    for (path, _name) in &units {
+    for (path, name) in &units {
         if image.get(path).is_some_and(|e| e.is_file()) {
             check_unit_text(ctx, path, &mut out);
+            let view = UnitView::read(image, path, name);
+            check_exec_start(&view, &mut out);
+            check_accounts(ctx, &view, &mut out);
         }
     }
 
@@ -167,7 +206,7 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
                 &NO_RELOAD,
                 p,
                 format!(
-                    "the image ships {} unit(s) (e.g. {}) but not EXTENSION_RELOAD_MANAGER=1: after a merge systemd does not see them until 'systemctl daemon-reload'. Add EXTENSION_RELOAD_MANAGER=1",
+                    "the image ships {} unit(s) (e.g. {}) but not EXTENSION_RELOAD_MANAGER=1: after a merge the manager is not reloaded, so the image's .wants links and Upholds= start nothing until 'systemctl daemon-reload' (a direct 'systemctl start' still finds the unit). Add EXTENSION_RELOAD_MANAGER=1",
                     units.len(),
                     units[0].1
                 ),
@@ -213,17 +252,44 @@ fn check_unit_text(ctx: &Context, path: &str, out: &mut Vec<Finding>) {
         let Some(program) = exec_program(&a.value) else {
             continue;
         };
+        // `-` makes systemd record the command's failure and carry on (a missing program is
+        // skipped outright), so what would fail the unit only weakens it.
+        let ignored = a
+            .value
+            .trim_start()
+            .trim_start_matches(['@', ':', '+', '!', '|'])
+            .starts_with('-');
+        let fails = |f: Finding| {
+            if ignored {
+                f.with_severity(Severity::Warning).with_message_suffix(
+                    "; the '-' prefix makes systemd ignore this failure, so the unit runs without the command",
+                )
+            } else {
+                f
+            }
+        };
         match resolve_program(ctx, &program) {
             Resolution::Found => {}
-            Resolution::ViaSbinMerge(real) => out.push(Finding::new(
-                &EXEC_SBIN,
-                path,
-                format!(
-                    "line {}: {}={program} exists only as {real}; it works on Flatcar since the /usr/sbin merge (2024-09) and fails with 203/EXEC on older releases. Use {real}",
-                    a.line, a.key
-                ),
-            )),
-            Resolution::Missing => out.push(Finding::new(
+            Resolution::InImage(at) => {
+                if let Some(f) = check_shipped_program(ctx, path, a, &program, &at) {
+                    out.push(fails(f));
+                }
+            }
+            Resolution::ViaSbinMerge(real) => {
+                out.push(Finding::new(
+                    &EXEC_SBIN,
+                    path,
+                    format!(
+                        "line {}: {}={program} exists only as {real}; it works on Flatcar since the /usr/sbin merge (2024-09) and fails with 203/EXEC on older releases. Use {real}",
+                        a.line, a.key
+                    ),
+                ));
+                let shipped = real.trim_start_matches('/');
+                if let Some(f) = check_shipped_program(ctx, path, a, &program, shipped) {
+                    out.push(fails(f));
+                }
+            }
+            Resolution::Missing => out.push(fails(Finding::new(
                 &EXEC_MISSING,
                 path,
                 format!(
@@ -232,7 +298,306 @@ fn check_unit_text(ctx: &Context, path: &str, out: &mut Vec<Finding>) {
                     a.key,
                     if ctx.target.kind == TargetKind::Flatcar { "Flatcar" } else { "generic" }
                 ),
-            )),
+            ))),
+        }
+    }
+}
+
+/// A program the image ships for an Exec*= line: execve(2) needs its execute bit, and a
+/// script needs its `#!` interpreter on the merged host.
+fn check_shipped_program(
+    ctx: &Context,
+    path: &str,
+    a: &sysext_builder::unitfile::Assignment,
+    program: &str,
+    at: &str,
+) -> Option<Finding> {
+    let entry = ctx.image.get(at)?;
+    if entry.mode & 0o111 == 0 {
+        return Some(Finding::new(
+            &EXEC_NOT_EXECUTABLE,
+            path,
+            format!(
+                "line {}: {}={program} is mode {:04o} in the image: execve fails with EACCES and the unit with status=203/EXEC. Ship it with mode 0755",
+                a.line, a.key, entry.mode
+            ),
+        ));
+    }
+    if let Some(why) = super::binaries::cannot_exec(ctx, at) {
+        return Some(Finding::new(
+            &EXEC_NOT_EXECUTABLE,
+            path,
+            format!(
+                "line {}: {}={program} is {why}: execve fails and the unit with status=203/EXEC",
+                a.line, a.key
+            ),
+        ));
+    }
+    let head = ctx.image.read(at, 256).ok()?;
+    let line = head.strip_prefix(b"#!")?;
+    let line = String::from_utf8_lossy(line);
+    let interpreter = line.lines().next()?.split_whitespace().next()?.to_string();
+    if !interpreter.starts_with('/') {
+        return None;
+    }
+    let in_image = aliases(&interpreter, ctx.target.sbin_merged)
+        .iter()
+        .any(|p| {
+            ctx.image
+                .resolve(p)
+                .is_some_and(|r| ctx.image.get(&r).is_some_and(|e| e.is_file()))
+        });
+    if in_image || ctx.target.has_binary(&interpreter) {
+        return None;
+    }
+    Some(Finding::new(
+        &EXEC_INTERPRETER,
+        path,
+        format!(
+            "line {}: {}={program} is a script for {interpreter}, which is in neither the image nor the {} base: execve fails with ENOENT and the unit with status=203/EXEC. Ship the interpreter or fix the #! line",
+            a.line,
+            a.key,
+            if ctx.target.kind == TargetKind::Flatcar {
+                "Flatcar"
+            } else {
+                "generic"
+            }
+        ),
+    ))
+}
+
+/// A unit as systemd loads it from the image: its file, then the `.conf` drop-ins in its
+/// `NAME.d/` directories, in file-name order (later assignments win).
+struct UnitView {
+    name: String,
+    files: Vec<(String, IniFile)>,
+}
+
+impl UnitView {
+    fn read(image: &Image, path: &str, name: &str) -> UnitView {
+        let parse = |p: &str| {
+            image
+                .read(p, 1 << 20)
+                .ok()
+                .map(|b| IniFile::parse(&String::from_utf8_lossy(&b)))
+        };
+        let mut files: Vec<(String, IniFile)> = parse(path)
+            .map(|i| vec![(path.to_string(), i)])
+            .unwrap_or_default();
+        let mut dropins: Vec<(String, String)> = image
+            .entries()
+            .iter()
+            .filter(|e| e.is_file() && e.path.ends_with(".conf"))
+            .filter_map(|e| {
+                UNIT_DIRS.iter().find_map(|d| {
+                    let rest = e.path.strip_prefix(d)?.strip_prefix('/')?;
+                    let (sub, file) = rest.split_once('/')?;
+                    (sub == format!("{name}.d") && !file.contains('/'))
+                        .then(|| (file.to_string(), e.path.clone()))
+                })
+            })
+            .collect();
+        dropins.sort();
+        for (_, p) in dropins {
+            if let Some(i) = parse(&p) {
+                files.push((p, i));
+            }
+        }
+        UnitView {
+            name: name.to_string(),
+            files,
+        }
+    }
+
+    /// Every assignment of `key` in `section`, in load order, with the file it is in.
+    fn all<'a>(
+        &'a self,
+        section: &'a str,
+        key: &'a str,
+    ) -> impl Iterator<Item = (&'a str, &'a sysext_builder::unitfile::Assignment)> {
+        self.files
+            .iter()
+            .flat_map(move |(p, i)| i.all(section, key).map(move |a| (p.as_str(), a)))
+    }
+
+    /// The values of a list key after systemd's rule that an empty assignment resets it.
+    fn list<'a>(
+        &'a self,
+        section: &'a str,
+        key: &'a str,
+    ) -> Vec<(&'a str, &'a sysext_builder::unitfile::Assignment)> {
+        let mut out = Vec::new();
+        for (p, a) in self.all(section, key) {
+            if a.value.trim().is_empty() {
+                out.clear();
+            } else {
+                out.push((p, a));
+            }
+        }
+        out
+    }
+
+    /// Every command line has the `-` prefix, so systemd carries on past any command's
+    /// failure, the accounts' included (the service is active, its status 216 or 217).
+    fn ignores_every_failure(&self, section: &str) -> bool {
+        let mut any = false;
+        for key in EXEC_KEYS {
+            for (_, a) in self.list(section, key) {
+                any = true;
+                let v = a
+                    .value
+                    .trim_start()
+                    .trim_start_matches(['@', ':', '+', '!', '|']);
+                if !v.starts_with('-') {
+                    return false;
+                }
+            }
+        }
+        any
+    }
+
+    fn last<'a>(&'a self, section: &'a str, key: &'a str) -> Option<&'a str> {
+        self.all(section, key).last().map(|(_, a)| a.value.trim())
+    }
+}
+
+/// systemd refuses to load a service with nothing to run ("Service has no ExecStart=,
+/// ExecStop=, or SuccessAction=. Refusing.") or with several ExecStart= lines when it is not
+/// a oneshot: the unit is `bad-setting` and never starts.
+fn check_exec_start(view: &UnitView, out: &mut Vec<Finding>) {
+    if !view.name.ends_with(".service") || view.files.is_empty() {
+        return;
+    }
+    let starts = view.list("Service", "ExecStart");
+    let stops = view.list("Service", "ExecStop");
+    let success = view.last("Unit", "SuccessAction").unwrap_or("");
+    let main = view.files[0].0.as_str();
+    if starts.is_empty() && stops.is_empty() && success.is_empty() {
+        out.push(Finding::new(
+            &NO_EXEC_START,
+            main,
+            format!(
+                "{} has no ExecStart= in the unit or its .conf drop-ins: systemd says \"Service has no ExecStart=, ExecStop=, or SuccessAction=. Refusing.\" and never starts it",
+                view.name
+            ),
+        ));
+        return;
+    }
+    let oneshot = view.last("Service", "Type") == Some("oneshot");
+    if starts.len() > 1 && !oneshot {
+        let (p, a) = starts[1];
+        out.push(Finding::new(
+            &NO_EXEC_START,
+            p,
+            format!(
+                "line {}: a second ExecStart= for {}, which is not Type=oneshot: systemd refuses to load it (\"more than one ExecStart= setting\"). Use one, or Type=oneshot",
+                a.line, view.name
+            ),
+        ));
+    }
+}
+
+/// Users and groups the image itself creates through sysusers.d (`u NAME`, `g NAME`).
+fn sysusers_accounts(image: &Image) -> (Vec<String>, Vec<String>) {
+    let (mut users, mut groups) = (Vec::new(), Vec::new());
+    for e in image.entries() {
+        if !(e.is_file() && e.path.starts_with("usr/lib/sysusers.d/")) {
+            continue;
+        }
+        let Ok(b) = image.read(&e.path, 1 << 20) else {
+            continue;
+        };
+        for line in String::from_utf8_lossy(&b).lines() {
+            let mut f = line.split_whitespace();
+            match (f.next(), f.next()) {
+                (Some("u") | Some("u!"), Some(n)) => {
+                    users.push(n.to_string());
+                    groups.push(n.to_string());
+                }
+                (Some("g"), Some(n)) => groups.push(n.to_string()),
+                _ => {}
+            }
+        }
+    }
+    (users, groups)
+}
+
+/// The accounts a unit runs as must exist when it starts: systemd resolves `User=` (and a
+/// socket's `SocketUser=`) or fails the unit with 217/USER, `Group=`,
+/// `SupplementaryGroups=` and `SocketGroup=` or 216/GROUP. `DynamicUser=yes` allocates
+/// them instead.
+fn check_accounts(ctx: &Context, view: &UnitView, out: &mut Vec<Finding>) {
+    let section = if view.name.ends_with(".socket") {
+        "Socket"
+    } else if view.name.ends_with(".service") {
+        "Service"
+    } else {
+        return;
+    };
+    let dynamic = view.last(section, "DynamicUser").and_then(parse_bool) == Some(true);
+    let ignored = view.ignores_every_failure(section);
+    let (made_users, made_groups) = sysusers_accounts(ctx.image);
+    let accounts = &ctx.target.accounts;
+    let mut keys: Vec<(&str, bool)> = Vec::new();
+    if !dynamic {
+        keys.extend([("User", true), ("Group", false)]);
+    }
+    keys.push(("SupplementaryGroups", false));
+    if section == "Socket" {
+        keys.extend([("SocketUser", true), ("SocketGroup", false)]);
+    }
+    for (key, is_user) in keys {
+        let assigned: Vec<(&str, &sysext_builder::unitfile::Assignment)> =
+            if key == "SupplementaryGroups" {
+                view.list(section, key)
+            } else {
+                view.all(section, key).last().into_iter().collect()
+            };
+        for (path, a) in assigned {
+            for name in a.value.split_whitespace() {
+                let numeric = name.chars().all(|c| c.is_ascii_digit());
+                let (known, made) = if is_user {
+                    (&accounts.users, &made_users)
+                } else {
+                    (&accounts.groups, &made_groups)
+                };
+                if numeric
+                    || name.contains('%')
+                    || known.contains(name)
+                    || made.iter().any(|m| m == name)
+                {
+                    continue;
+                }
+                let (rule, status, what) = if is_user {
+                    (&UNKNOWN_USER, "217/USER", "user")
+                } else {
+                    (&UNKNOWN_GROUP, "216/GROUP", "group")
+                };
+                let f = Finding::new(
+                    rule,
+                    path,
+                    format!(
+                        "line {}: {key}={name}: {}; the unit fails with status={status} where it is missing. Create it (sysusers.d, Ignition) or use DynamicUser=yes",
+                        a.line,
+                        if accounts.complete {
+                            format!("the host has no {what} {name}")
+                        } else {
+                            format!(
+                                "{name} is not a {what} every host has (give --host-passwd and --host-group to know)"
+                            )
+                        }
+                    ),
+                );
+                out.push(if ignored {
+                    f.with_severity(Severity::Warning).with_message_suffix(
+                        "; every command has the '-' prefix, so systemd ignores the failure and the unit is active without running them",
+                    )
+                } else if accounts.complete {
+                    f
+                } else {
+                    f.with_severity(Severity::Warning)
+                });
+            }
         }
     }
 }
@@ -296,7 +661,10 @@ fn exec_program(value: &str) -> Option<String> {
 }
 
 enum Resolution {
+    /// The target provides it.
     Found,
+    /// The image ships it, at this path (symlinks followed).
+    InImage(String),
     ViaSbinMerge(String),
     Missing,
 }
@@ -310,14 +678,18 @@ fn resolve_program(ctx: &Context, program: &str) -> Resolution {
             .map(|d| format!("{d}/{program}"))
             .collect()
     };
-    let in_image = |p: &str| {
+    let shipped = |p: &str| {
         ctx.image
             .resolve(p)
-            .is_some_and(|r| ctx.image.get(&r).is_some_and(|e| e.is_file()))
+            .filter(|r| ctx.image.get(r).is_some_and(|e| e.is_file()))
     };
+    let in_image = |p: &str| shipped(p).is_some();
     for c in &candidates {
         for a in aliases(c, false) {
-            if in_image(&a) || ctx.target.binaries.contains(&a) {
+            if let Some(at) = shipped(&a) {
+                return Resolution::InImage(at);
+            }
+            if ctx.target.binaries.contains(&a) {
                 return Resolution::Found;
             }
         }
@@ -332,11 +704,12 @@ fn resolve_program(ctx: &Context, program: &str) -> Resolution {
                 return if ctx.target.sbin_merged && program.starts_with('/') {
                     Resolution::ViaSbinMerge(a)
                 } else if !ctx.target.sbin_merged
-                    && ctx.target.version.is_some()
+                    && ctx.target.sbin_known
                     && program.starts_with("/usr/sbin/")
                 {
-                    // A Flatcar release from before the sbin merge: /usr/sbin is a real
-                    // directory and the program is not in it (keepalived's 203/EXEC).
+                    // A Flatcar release from before the sbin merge, or a host whose
+                    // /usr/sbin is a real directory: the program is not in it
+                    // (keepalived's 203/EXEC).
                     Resolution::Missing
                 } else {
                     Resolution::Found

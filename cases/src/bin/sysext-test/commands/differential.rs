@@ -18,6 +18,12 @@ use crate::args::{ArchChoice, Format, PROFILES, closed};
             squashfs and erofs; lint's merge-or-refuse prediction against `systemd-sysext merge`
             in one restored guest, many images per merge.
   versions  version pairs; our UAPI.10 order against systemd's strverscmp_improved.
+  units     images whose services point at programs present, absent, without the execute
+            bit, for the other arch, or scripts without their interpreter, through drop-ins
+            (any suffix), .wants links or Upholds=, as users and groups the guest has or not;
+            lint's fate for each unit (runs, 203/EXEC, 216/GROUP, 217/USER, refused, not
+            started) against systemd's after a real merge. A unit systemd fails must be an
+            error in lint, and an error a unit systemd fails.
 A disagreement prints both sides' words, the smallest image that still disagrees, and the
 command that generates it again. Exit status: 0 every input agreed, 1 a disagreement, 2 could
 not run (no guest, a missing host tool).
@@ -40,6 +46,9 @@ pub struct Args {
     /// Generated version pairs per arch.
     #[arg(long, default_value_t = 20_000)]
     pairs: u32,
+    /// Generated unit images per arch and profile.
+    #[arg(long, default_value_t = 200)]
+    units: u32,
     /// Which guests' arch.
     #[arg(long, value_enum, default_value = "x86-64")]
     arch: ArchChoice,
@@ -58,6 +67,7 @@ pub struct Args {
 enum FamilyChoice {
     Images,
     Versions,
+    Units,
     All,
 }
 
@@ -88,6 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let families: Vec<Family> = match args.family {
         FamilyChoice::Images => vec![Family::Images],
         FamilyChoice::Versions => vec![Family::Versions],
+        FamilyChoice::Units => vec![Family::Units],
         FamilyChoice::All => Family::ALL.to_vec(),
     };
     let profiles: Vec<Profile> = match args.profile.0 {
@@ -102,7 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let here: Vec<Family> = families
                 .iter()
                 .copied()
-                .filter(|f| *f == Family::Images || profile == profiles[0])
+                .filter(|f| *f != Family::Versions || profile == profiles[0])
                 .collect();
             if here.is_empty() {
                 continue;
@@ -122,6 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     count: match family {
                         Family::Images => args.count,
                         Family::Versions => args.pairs,
+                        Family::Units => args.units,
                     },
                     arch,
                     profile,

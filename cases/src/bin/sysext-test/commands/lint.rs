@@ -44,6 +44,15 @@ pub struct Args {
     /// Match extension-release against this os-release instead of the target's built-in one.
     #[arg(long, value_name = "FILE")]
     host_os_release: Option<PathBuf>,
+    /// The host's /etc/passwd: with --host-group, a unit's User=, Group=, SocketUser= or
+    /// SocketGroup= naming an account the host lacks is an error (217/USER, 216/GROUP);
+    /// without them lint knows only root and nobody (and Flatcar's core, wheel, docker)
+    /// and warns.
+    #[arg(long, value_name = "FILE", requires = "host_group")]
+    host_passwd: Option<PathBuf>,
+    /// The host's /etc/group (with --host-passwd).
+    #[arg(long, value_name = "FILE", requires = "host_passwd")]
+    host_group: Option<PathBuf>,
     /// The architecture the images are for (default: from each file name, if bakery-style).
     #[arg(long, value_parser = closed::<Arch>(ARCHES))]
     arch: Option<Arch>,
@@ -68,10 +77,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let accounts = match (&args.host_passwd, &args.host_group) {
+        (Some(p), Some(g)) => {
+            let read = |f: &PathBuf, what: &str| {
+                std::fs::read_to_string(f)
+                    .with_context(|| format!("{}: cannot read the host {what}", f.display()))
+            };
+            Some(lint::Accounts::from_files(
+                &read(p, "passwd")?,
+                &read(g, "group")?,
+            ))
+        }
+        _ => None,
+    };
     let linter = Linter::new(lint::Options {
         target: args.target,
         systemd: args.systemd,
         host_os_release: host,
+        host_accounts: accounts,
+        host_sbin_merged: None,
         arch: args.arch,
     });
     let mut reports = Vec::new();
