@@ -34,15 +34,34 @@ pub enum PatternError {
         "literal character '{0}' is not allowed; sysupdate 257 accepts the file but then fails every verb with \"Failed to match pattern: Invalid request code\""
     )]
     ForbiddenChar(char),
-    #[error("specifier %{0} cannot be expanded here")]
+    #[error("specifier %{0} is not one systemd-sysupdate knows")]
     Specifier(char),
+    #[error(
+        "specifier %{0} is a value of each host's own (os-release, machine, kernel), so which files match depends on the host"
+    )]
+    HostSpecifier(char),
 }
+
+/// Specifiers sysupdate expands from the host it runs on (systemd's common system and
+/// temporary-directory specifiers): known, but not knowable without the host.
+const HOST_SPECIFIERS: &str = "AbBHlqmMovwWTV";
 
 /// Expands `%` specifiers that a transfer file may use; `%a` is the host architecture.
 ///
-/// Specifiers we cannot know statically (`%A`, `%w`, `%m`, ...) are refused, since sysupdate
-/// drops the whole setting when it cannot expand one.
+/// The host's own values (`%w` its VERSION_ID, `%m` its machine id, ...) are refused as
+/// [`PatternError::HostSpecifier`]: sysupdate expands them, each host differently. An
+/// unknown letter is [`PatternError::Specifier`]: sysupdate drops the whole setting.
 pub fn expand_specifiers(value: &str, arch: &str) -> Result<String, PatternError> {
+    expand_specifiers_with(value, arch, &|_| None)
+}
+
+/// Like [`expand_specifiers`], with `host` giving the host's values where they are known
+/// (`%w` → its os-release VERSION_ID).
+pub fn expand_specifiers_with(
+    value: &str,
+    arch: &str,
+    host: &dyn Fn(char) -> Option<String>,
+) -> Result<String, PatternError> {
     let mut out = String::with_capacity(value.len());
     let mut chars = value.chars();
     while let Some(c) = chars.next() {
@@ -53,6 +72,10 @@ pub fn expand_specifiers(value: &str, arch: &str) -> Result<String, PatternError
         match chars.next() {
             Some('%') => out.push('%'),
             Some('a') => out.push_str(arch),
+            Some(h) if HOST_SPECIFIERS.contains(h) => match host(h) {
+                Some(v) => out.push_str(&v),
+                None => return Err(PatternError::HostSpecifier(h)),
+            },
             Some(other) => return Err(PatternError::Specifier(other)),
             None => return Err(PatternError::Specifier(' ')),
         }
@@ -218,10 +241,24 @@ mod tests {
         assert_eq!(match_name(&els, "a@b-1.raw"), Match::Version("1".into()));
     }
 
+    #[test]
+    fn host_specifiers_take_the_hosts_values() {
+        let host = |c: char| (c == 'w').then(|| "13".to_string());
+        assert_eq!(
+            expand_specifiers_with("x-@v-%w-%a.raw", "arm64", &host),
+            Ok("x-@v-13-arm64.raw".to_string())
+        );
+        assert_eq!(
+            expand_specifiers_with("x-@v-%m.raw", "arm64", &host),
+            Err(PatternError::HostSpecifier('m'))
+        );
+    }
+
     #[rstest]
     #[case("docker-@v-%a.raw", "x86-64", Ok("docker-@v-x86-64.raw".to_string()))]
     #[case("100%%-@v", "arm64", Ok("100%-@v".to_string()))]
-    #[case("x-@v-%w.raw", "arm64", Err(PatternError::Specifier('w')))]
+    #[case("x-@v-%w.raw", "arm64", Err(PatternError::HostSpecifier('w')))]
+    #[case("x-@v-%y.raw", "arm64", Err(PatternError::Specifier('y')))]
     fn expands_arch_specifier(
         #[case] input: &str,
         #[case] arch: &str,

@@ -56,7 +56,11 @@ pub fn parse(bytes: &[u8]) -> (Vec<Entry>, Vec<Issue>) {
                     .into(),
         });
     }
-    for (i, line) in text.lines().enumerate() {
+    // Lines end at '\n' only, as in sysupdate: a CRLF file's '\r' stays in the file name
+    // (Rust's `lines()` would drop it and hide what fails every verb).
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    let lines = body.split('\n').filter(|_| !text.is_empty());
+    for (i, line) in lines.enumerate() {
         let n = i + 1;
         match parse_line(line) {
             Ok((digest, file)) => entries.push(Entry {
@@ -100,7 +104,11 @@ fn parse_line(line: &str) -> Result<(&str, &str), String> {
         return Err("escaped file names (leading '\\') are not supported by sysupdate".into());
     }
     if file.chars().any(|c| c.is_control()) {
-        return Err("file name contains control characters".into());
+        return Err(if file.ends_with('\r') {
+            "the line ends in CRLF, so the file name ends in '\\r' (sysupdate: \"Filename contains control characters at manifest line N, refusing.\"); write LF line ends".into()
+        } else {
+            "file name contains control characters (sysupdate: \"Filename contains control characters ..., refusing.\")".into()
+        });
     }
     if file.contains('/') || file == "." || file == ".." {
         return Err(format!(

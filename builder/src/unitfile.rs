@@ -105,6 +105,13 @@ impl IniFile {
             .filter(move |a| a.section == section && a.key == key)
     }
 
+    /// Whether systemd's config parser gives up on the whole file for this issue (an
+    /// invalid section header: EBADMSG). Every other issue costs only its line ("Missing
+    /// '=', ignoring line.", "Assignment outside of section. Ignoring.").
+    pub fn issue_is_fatal(message: &str) -> bool {
+        message.starts_with("invalid section header")
+    }
+
     pub fn has_section(&self, section: &str) -> bool {
         self.sections.iter().any(|(s, _)| s == section)
     }

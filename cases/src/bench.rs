@@ -472,24 +472,26 @@ pub fn vm_table(rows: &[VmBench]) -> String {
     out
 }
 
-/// `sysext-test bench --differential`: the oracle's rates per arch, against the way without
-/// it (one image per `systemd-sysext merge`, one merge at a time; one
-/// `systemd-analyze compare-versions` process per version pair), on the same inputs.
+/// `sysext-test bench --differential`: the oracle's rates per arch and family, against the
+/// way without it on the same inputs (one image per `systemd-sysext merge`, one merge at a
+/// time; one `systemd-analyze compare-versions` process per version pair; one unit image
+/// per merge; one release directory's sysupdate calls at a time).
 #[derive(Debug, Clone, Serialize)]
 pub struct DifferentialBench {
     pub arch: sysext_builder::Arch,
-    pub images: usize,
-    /// Images per second of guest time, batched in lanes.
-    pub images_per_second: f64,
-    /// The same images, one merge each, one at a time.
-    pub images_per_second_one_by_one: f64,
-    pub pairs: usize,
-    pub pairs_per_second: f64,
-    pub pairs_baseline: usize,
-    pub pairs_per_second_one_by_one: f64,
+    pub family: &'static str,
+    /// Inputs (images, pairs, release directories) the oracle's way.
+    pub inputs: usize,
+    /// Inputs per second of guest time, batched.
+    pub per_second: f64,
+    /// Inputs the way without it (fewer when it is slow).
+    pub baseline_inputs: usize,
+    /// Inputs per second of guest time, one at a time.
+    pub baseline_per_second: f64,
 }
 
-/// Runs both families each way on each arch's Debian guest, seed `seed`.
+/// Runs every family each way on each arch's Debian guest, seed `seed`: `images` of each
+/// image-like family (images, units, release directories), `pairs` version pairs.
 pub fn differential(
     images: u32,
     pairs: u32,
@@ -511,6 +513,8 @@ pub fn differential(
                 arch,
                 profile,
                 naive,
+                // Shrinking is not what is measured.
+                shrink: 0,
             };
             let dir = work.join(format!("{arch}-{}-{naive}", family.name()));
             let rep = differential::run_family(family, &vm, &r, &dir, progress)
@@ -524,18 +528,23 @@ pub fn differential(
             ));
             Ok(rep.per_second)
         };
-        // The baseline's pairs: a process each is slow, a few hundred say enough.
-        let baseline_pairs = pairs.min(300);
-        rows.push(DifferentialBench {
-            arch,
-            images: images as usize,
-            images_per_second: go(Family::Images, images, false)?,
-            images_per_second_one_by_one: go(Family::Images, images, true)?,
-            pairs: pairs as usize,
-            pairs_per_second: go(Family::Versions, pairs, false)?,
-            pairs_baseline: baseline_pairs as usize,
-            pairs_per_second_one_by_one: go(Family::Versions, baseline_pairs, true)?,
-        });
+        for family in Family::ALL {
+            let (inputs, baseline) = match family {
+                // A process per pair is slow: a few hundred say enough.
+                Family::Versions => (pairs, pairs.min(300)),
+                // One merge per unit image costs seconds each.
+                Family::Units => (images, images.min(24)),
+                _ => (images, images),
+            };
+            rows.push(DifferentialBench {
+                arch,
+                family: family.name(),
+                inputs: inputs as usize,
+                per_second: go(family, inputs, false)?,
+                baseline_inputs: baseline as usize,
+                baseline_per_second: go(family, baseline, true)?,
+            });
+        }
     }
     Ok(rows)
 }
@@ -543,21 +552,18 @@ pub fn differential(
 /// The README's table for [`differential`].
 pub fn differential_table(rows: &[DifferentialBench]) -> String {
     let mut out = String::from(
-        "| arch | images/s batched | images/s one merge each | ratio | version pairs/s (probe) | pairs/s (systemd-analyze each) | ratio |\n|---|---|---|---|---|---|---|\n",
+        "| arch | family | per second, batched | per second, one at a time | ratio |\n|---|---|---|---|---|\n",
     );
     for r in rows {
         out.push_str(&format!(
-            "| {} | {:.1} ({} images) | {:.1} | {:.1}x | {:.0} ({} pairs) | {:.1} ({} pairs) | {:.0}x |\n",
+            "| {} | {} | {:.1} ({}) | {:.1} ({}) | {:.1}x |\n",
             r.arch,
-            r.images_per_second,
-            r.images,
-            r.images_per_second_one_by_one,
-            r.images_per_second / r.images_per_second_one_by_one.max(1e-9),
-            r.pairs_per_second,
-            r.pairs,
-            r.pairs_per_second_one_by_one,
-            r.pairs_baseline,
-            r.pairs_per_second / r.pairs_per_second_one_by_one.max(1e-9),
+            r.family,
+            r.per_second,
+            r.inputs,
+            r.baseline_per_second,
+            r.baseline_inputs,
+            r.per_second / r.baseline_per_second.max(1e-9),
         ));
     }
     out

@@ -335,6 +335,8 @@ const OPEN: &[&str] = &[
     "--count",
     "--pairs",
     "--units",
+    "--transfers",
+    "--shrink",
     "--help",
     "--version",
 ];

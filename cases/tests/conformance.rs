@@ -12,7 +12,7 @@
 //! sysupdate cycles: `update::<arch>::<fixture>::<cycle>` for every fixture with a
 //! `[test.update]` plan, each against a mirror of its own (see `sysext_cases::update`).
 //!
-//! The differential oracle: `differential::<arch>::<family>` (images, versions, units), lint's
+//! The differential oracle: `differential::<arch>::<family>` (images, versions, units, transfers), lint's
 //! predictions against systemd in the Debian guest, seed [`DIFFERENTIAL_SEED`]; a
 //! disagreement fails the trial with both sides' words (`sysext-test differential` runs
 //! the same with any seed and count).
@@ -506,10 +506,12 @@ fn differential_trial(name: &str, arch: Arch, family: differential::Family) -> R
             differential::Family::Images => 150,
             differential::Family::Versions => 20_000,
             differential::Family::Units => 96,
+            differential::Family::Transfers => 96,
         },
         arch,
         profile,
         naive: false,
+        shrink: differential::report::SHRINK_DEFAULT,
     };
     let work = place.artifacts(name).join("work");
     let report = differential::run_family(family, &vm, &r, &work, &|_| {})

@@ -20,8 +20,6 @@ use crate::lint::rules::content;
 
 /// First token of shrink candidates, apart from generated ones.
 const SHRINK_BASE: u32 = 90_000;
-/// At most this many disagreements are shrunk per run (each costs a few merges alone).
-const SHRINK_AT_MOST: usize = 12;
 
 struct Case {
     index: u32,
@@ -184,7 +182,7 @@ pub fn run(
     let mut shrink_token = SHRINK_BASE;
     for (i, (c, o, what)) in disagreements.into_iter().enumerate() {
         let shrunk = match &c.deployment {
-            Deployment::Single { image } if i < SHRINK_AT_MOST => {
+            Deployment::Single { image } if i < r.shrink => {
                 progress(&format!("shrinking {}", variant::token(c.index)));
                 let mut shrinker = Shrinker {
                     guest: &guest,

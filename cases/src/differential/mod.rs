@@ -9,6 +9,9 @@
 //!   `strverscmp_improved`, tens of thousands of pairs per call.
 //! - `units` (`units/`): generated units and what they point at, lint's fate for each unit
 //!   (`lint::effects::UNIT_FATES`) against what systemd does with it after a real merge.
+//! - `transfers` (`transfers/`): generated release directories and transfer files served
+//!   by the local mirror, lint's verdict (`lint::effects::SYSUPDATE_FAILURES`) and readers
+//!   against `systemd-sysupdate list` and `check-new`.
 
 pub mod images;
 pub mod judge;
@@ -16,6 +19,7 @@ pub mod observe;
 pub mod predict;
 pub mod report;
 pub mod stage;
+pub mod transfers;
 pub mod units;
 pub mod variant;
 pub mod versions;
@@ -42,16 +46,25 @@ pub enum Family {
     Versions,
     /// Generated units: lint's fate for each against what systemd does after a real merge.
     Units,
+    /// Generated release directories and transfer files: lint's verdict and readers
+    /// against `systemd-sysupdate list` and `check-new`.
+    Transfers,
 }
 
 impl Family {
-    pub const ALL: [Family; 3] = [Family::Images, Family::Versions, Family::Units];
+    pub const ALL: [Family; 4] = [
+        Family::Images,
+        Family::Versions,
+        Family::Units,
+        Family::Transfers,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Family::Images => "images",
             Family::Versions => "versions",
             Family::Units => "units",
+            Family::Transfers => "transfers",
         }
     }
 }
@@ -153,5 +166,6 @@ pub fn run_family(
         }
         Family::Versions => versions::run(vm, r, work, progress),
         Family::Units => units::run(vm, guest_lint_options()?, r, work, progress),
+        Family::Transfers => transfers::run(vm, guest_lint_options()?, r, work, progress),
     }
 }

@@ -15,7 +15,12 @@ pub struct Run {
     /// The way without this tool, for `bench`: one image per merge and one merge at a time,
     /// one `systemd-analyze compare-versions` per version pair.
     pub naive: bool,
+    /// At most this many disagreements are shrunk (each costs guest time of its own).
+    pub shrink: usize,
 }
+
+/// How many disagreements a run shrinks unless told otherwise.
+pub const SHRINK_DEFAULT: usize = 8;
 
 /// One difference between our prediction and systemd.
 #[derive(Debug, Clone, Serialize)]

@@ -7,7 +7,7 @@
 //! listed for the rule: a refusal for another reason is a disagreement too.
 
 use crate::lint::finding::{Finding, Rule};
-use crate::lint::rules::{content, image, matching, naming, release_file, units};
+use crate::lint::rules::{content, image, matching, naming, release_dir, release_file, units};
 
 /// What `systemd-sysext merge` does with an image a rule fires on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -299,4 +299,24 @@ pub fn first_met(a: Fate, b: Fate) -> Fate {
         Fate::Ran => 5,
     };
     if order(b) < order(a) { b } else { a }
+}
+
+/// Rules whose finding on a release directory means systemd-sysupdate fails every verb
+/// for the transfer (`list` and `check-new` included): the transfer file or the manifest
+/// does not load. The other transfer and manifest rules change which versions are seen,
+/// or fail later (a download, a symlink), and are predicted by the versions lint's
+/// readers find.
+pub const SYSUPDATE_FAILURES: &[&Rule] = &[
+    &release_dir::TRANSFER_SYNTAX,
+    &release_dir::TRANSFER_REQUIRED,
+    &release_dir::TRANSFER_TYPES,
+    &release_dir::TRANSFER_PATTERN,
+    &release_dir::TRANSFER_VERIFY,
+    &release_dir::SUMS_SYNTAX,
+    &release_dir::SUMS_MISSING,
+];
+
+/// Whether `f` says every sysupdate verb fails.
+pub fn fails_sysupdate(f: &Finding) -> bool {
+    f.severity == crate::lint::Severity::Error && SYSUPDATE_FAILURES.iter().any(|r| r.id == f.rule)
 }

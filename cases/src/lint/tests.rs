@@ -999,3 +999,91 @@ fn unknown_user_under_a_dash_prefixed_command_is_only_a_warning() {
         .unwrap_or_else(|| panic!("{findings:#?}"));
     assert_eq!(f.severity, Severity::Warning);
 }
+
+/// The severity of `rule`'s findings for a release directory `mutate` breaks.
+fn release_dir_severities(mutate: fn(&Path), rule: &str) -> Vec<Severity> {
+    release_dir(mutate)
+        .iter()
+        .filter(|f| f.rule == rule)
+        .map(|f| f.severity)
+        .collect()
+}
+
+/// Found by the differential oracle (transfers, seed 1): systemd's config parser skips a
+/// line that is not Key=Value ("Missing '=', ignoring line.") and sysupdate lists as ever;
+/// only an invalid section header fails the file.
+#[test]
+fn transfer_syntax_is_an_error_only_for_what_fails_the_file() {
+    assert_eq!(
+        release_dir_severities(
+            |d| edit(d, "x.conf", |t| format!("{t}this is not a key\n")),
+            "transfer/syntax"
+        ),
+        vec![Severity::Warning]
+    );
+    assert_eq!(
+        release_dir_severities(
+            |d| edit(d, "x.conf", |t| t.replace("[Target]", "[Target")),
+            "transfer/syntax"
+        ),
+        vec![Severity::Error]
+    );
+}
+
+/// Found by the differential oracle: a local Source Type with a URL ("Source path is not
+/// a normalized, absolute path"), and a partition target for an extension, fail every verb.
+#[test]
+fn transfer_types_catches_a_url_for_a_local_source_and_a_partition_target() {
+    for mutate in [
+        (|d: &Path| {
+            edit(d, "x.conf", |t| {
+                t.replace("Type=url-file", "Type=regular-file")
+            })
+        }) as fn(&Path),
+        |d: &Path| {
+            edit(d, "x.conf", |t| {
+                t.replace("Type=regular-file", "Type=partition")
+            })
+        },
+    ] {
+        assert_eq!(
+            release_dir_severities(mutate, "transfer/types"),
+            vec![Severity::Error]
+        );
+    }
+}
+
+/// Found by the differential oracle: sysupdate expands `%w` to the host's VERSION_ID and
+/// lists what that matches; lint warns that the match is the host's, and does not say the
+/// pattern fails or matches nothing.
+#[test]
+fn transfer_pattern_with_a_host_specifier_is_a_warning_and_no_no_match() {
+    let findings = release_dir(|d| {
+        edit(d, "x.conf", |t| {
+            t.replacen("MatchPattern=x-@v-%a.raw", "MatchPattern=x-@v-%w.raw", 1)
+        })
+    });
+    let pattern: Vec<Severity> = findings
+        .iter()
+        .filter(|f| f.rule == "transfer/pattern")
+        .map(|f| f.severity)
+        .collect();
+    assert_eq!(pattern, vec![Severity::Warning], "{findings:#?}");
+    assert!(
+        !findings.iter().any(|f| f.rule == "transfer/no-match"),
+        "{findings:#?}"
+    );
+}
+
+/// Found by the differential oracle: a SHA256SUMS with CRLF line ends fails every verb
+/// ("Filename contains control characters at manifest line 1, refusing.").
+#[test]
+fn sums_syntax_catches_crlf_line_ends() {
+    let findings = release_dir(|d| edit(d, "SHA256SUMS", |t| t.replace('\n', "\r\n")));
+    let f = findings
+        .iter()
+        .find(|f| f.rule == "sums/syntax")
+        .unwrap_or_else(|| panic!("{findings:#?}"));
+    assert_eq!(f.severity, Severity::Error);
+    assert!(f.message.contains("CRLF"), "{}", f.message);
+}

@@ -139,6 +139,12 @@ impl Mirror {
         format!("http://{}/extensions", self.addr)
     }
 
+    /// Where a QEMU guest finds the store's own tree, served verbatim:
+    /// `http://10.0.2.2:PORT/tree`.
+    pub fn guest_tree_url(&self) -> String {
+        format!("http://{GUEST_HOST}:{}/tree", self.port())
+    }
+
     /// The hub URL a QEMU guest uses: `http://10.0.2.2:PORT/extensions`.
     pub fn guest_url(&self) -> String {
         format!("http://{GUEST_HOST}:{}/extensions", self.port())
@@ -281,6 +287,10 @@ fn body_for(state: &State, route: &Route) -> Option<Body> {
                 .collect();
             // The redirector 404s for an extension that has no metadata release.
             (!lines.is_empty()).then_some(Body::Bytes(lines.into_bytes()))
+        }
+        Route::Tree(rel) => {
+            let p = store.join(rel);
+            p.is_file().then_some(Body::File(p))
         }
         Route::Unknown => None,
     }

@@ -13,6 +13,10 @@ pub enum Route {
     ExtensionSums(String),
     /// The global manifest: the store's `SHA256SUMS` as it is.
     GlobalSums,
+    /// `/tree/PATH`: the store's file at PATH, byte for byte. Not the bakery's: for
+    /// release directories whose own files are under test (a `SHA256SUMS` with CRLF line
+    /// ends must reach sysupdate as it is, not filtered by extension).
+    Tree(String),
     /// Everything else; the real redirector sends it to GitHub Pages, the mirror says 404.
     Unknown,
 }
@@ -35,6 +39,15 @@ pub fn split_image_name(file: &str) -> Option<(&str, &str, &str)> {
 
 /// Resolves a request path (without query string).
 pub fn route(path: &str) -> Route {
+    if let Some(rest) = path.strip_prefix("/tree/") {
+        // Empty segments are skipped, as web servers do (a `Path=` with a trailing `/`
+        // asks for `DIR//SHA256SUMS`); nothing may climb out of the store.
+        let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+        if parts.is_empty() || parts.iter().any(|s| *s == ".." || *s == ".") {
+            return Route::Unknown;
+        }
+        return Route::Tree(parts.join("/"));
+    }
     let Some(rest) = path.strip_prefix("/extensions/") else {
         return Route::Unknown;
     };
@@ -74,6 +87,10 @@ mod tests {
     #[case("/extensions/docker-28.0.5-amd64.raw", Route::Unknown)]
     #[case("/extensions/../etc/passwd", Route::Unknown)]
     #[case("/index.html", Route::Unknown)]
+    #[case("/tree/t1/SHA256SUMS", Route::Tree("t1/SHA256SUMS".into()))]
+    #[case("/tree/t1/../../etc/passwd", Route::Unknown)]
+    #[case("/tree/t1//SHA256SUMS", Route::Tree("t1/SHA256SUMS".into()))]
+    #[case("/tree/", Route::Unknown)]
     #[case("/extensions/.conf", Route::Unknown)]
     fn paths_resolve_like_the_bakery_redirector(#[case] path: &str, #[case] want: Route) {
         assert_eq!(route(path), want);

@@ -27,8 +27,6 @@ use judge::{Observed, Predicted};
 use observe::Batch;
 use variant::{Activation, GuestAccounts, UnitVariant};
 
-/// At most this many disagreements are shrunk per run.
-const SHRINK_AT_MOST: usize = 8;
 /// First token of shrink candidates.
 const SHRINK_BASE: u32 = 95_000;
 
@@ -296,7 +294,7 @@ pub fn run(
             observed: o,
             what,
         } = d;
-        let shrunk = if i < SHRINK_AT_MOST {
+        let shrunk = if i < r.shrink {
             progress(&format!("shrinking {}", token(c.index)));
             shrink(vm, &linter, r, work, c, &what, &accounts, &mut next)?
         } else {

@@ -46,7 +46,7 @@ pub const SUMS_ABSENT: Rule = Rule {
 pub const TRANSFER_SYNTAX: Rule = Rule {
     id: "transfer/syntax",
     severity: Severity::Error,
-    summary: "the transfer file does not parse; sysupdate fails every verb",
+    summary: "the transfer file does not parse: an invalid section header fails every verb (other bad lines are ignored: a warning)",
     reference: "K4, K9",
 };
 pub const TRANSFER_UNKNOWN: Rule = Rule {
@@ -312,11 +312,24 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
         return;
     }
     for (line, msg) in &ini.issues {
-        out.push(Finding::new(
-            &TRANSFER_SYNTAX,
-            file,
-            format!("line {line}: {msg}"),
-        ));
+        // Found by the differential oracle: a line that is not Key=Value costs sysupdate
+        // only that line; an invalid section header fails the file.
+        if IniFile::issue_is_fatal(msg) {
+            out.push(Finding::new(
+                &TRANSFER_SYNTAX,
+                file,
+                format!("line {line}: {msg}; sysupdate cannot load the file and fails every verb"),
+            ));
+        } else {
+            out.push(
+                Finding::new(
+                    &TRANSFER_SYNTAX,
+                    file,
+                    format!("line {line}: {msg}; sysupdate ignores the line (\"ignoring line\")"),
+                )
+                .with_severity(Severity::Warning),
+            );
+        }
     }
     // Both suffix rules are reported here and kept by lint::gates for the targets they
     // hold on.
@@ -387,6 +400,32 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
             ),
         ));
     }
+    // Found by the differential oracle: sysupdate checks Path= against Type= ("Source
+    // path is not a normalized, absolute path" for a URL given to a local type).
+    if let Some(path) = get("Source", "Path").filter(|p| !p.is_empty()) {
+        let url = ["http://", "https://", "file://"]
+            .iter()
+            .any(|p| path.starts_with(p));
+        let wants_url = source_type.starts_with("url-");
+        if SOURCE_TYPES.contains(&source_type) && url != wants_url {
+            out.push(Finding::new(
+                &TRANSFER_TYPES,
+                file,
+                if wants_url {
+                    format!("[Source] Type={source_type} needs an http(s):// URL, not Path={path}; sysupdate refuses the file")
+                } else {
+                    format!("[Source] Type={source_type} takes a local absolute path, not the URL {path}: sysupdate says \"Source path is not a normalized, absolute path\" and fails every verb. Use Type=url-file")
+                },
+            ));
+        }
+    }
+    if get("Target", "Type") == Some("partition") && source_type.starts_with("url-") {
+        out.push(Finding::new(
+            &TRANSFER_TYPES,
+            file,
+            "[Target] Type=partition writes a GPT partition of the root disk, not an extension image: sysupdate looks the partition table up on every verb (\"Failed to find whole disk device for partition backing file system\" where there is none). An extension's transfer needs Type=regular-file",
+        ));
+    }
     if let Some(tt) = get("Target", "Type") {
         let ok = match source_type {
             "url-file" | "regular-file" => ["partition", "regular-file"].contains(&tt),
@@ -424,10 +463,28 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
         return;
     };
     let mut matched: BTreeSet<String> = BTreeSet::new();
+    let mut host_dependent = false;
     for arch in sysext_builder::Arch::ALL.map(|a| a.systemd_name()) {
         for raw in patterns.split_whitespace() {
             let expanded = match pattern::expand_specifiers(raw, arch) {
                 Ok(e) => e,
+                // Found by the differential oracle: sysupdate expands `%w` and the other
+                // host values (to "" when os-release lacks the field); only each host knows
+                // what the pattern matches there.
+                Err(e @ pattern::PatternError::HostSpecifier(_)) => {
+                    if !host_dependent {
+                        out.push(
+                            Finding::new(
+                                &TRANSFER_PATTERN,
+                                file,
+                                format!("MatchPattern={raw}: {e}; use %a and literal text so every host picks the same images"),
+                            )
+                            .with_severity(Severity::Warning),
+                        );
+                    }
+                    host_dependent = true;
+                    continue;
+                }
                 Err(e) => {
                     out.push(Finding::new(
                         &TRANSFER_PATTERN,
@@ -463,7 +520,7 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
             }
         }
     }
-    if matched.is_empty() && !rd.images.is_empty() {
+    if matched.is_empty() && !rd.images.is_empty() && !host_dependent {
         out.push(Finding::new(
             &TRANSFER_NO_MATCH,
             file,

@@ -40,11 +40,12 @@ pub struct Args {
     /// Measure guests instead: cold boot to SSH and snapshot restore to SSH, per arch.
     #[arg(long)]
     vm: bool,
-    /// Measure the differential oracle instead: images and version pairs per second of guest
-    /// time, batched and one by one, per arch.
+    /// Measure the differential oracle instead: each family's inputs per second of guest
+    /// time (images, version pairs, unit images, release directories), batched and one by
+    /// one, per arch.
     #[arg(long, conflicts_with = "vm")]
     differential: bool,
-    /// With --differential: generated images per way.
+    /// With --differential: generated images (and unit images, release directories) per way.
     #[arg(long, default_value_t = 100)]
     images: u32,
     /// Where the peer extracts to (a tmpfs).

@@ -24,6 +24,11 @@ use crate::args::{ArchChoice, Format, PROFILES, closed};
             lint's fate for each unit (runs, 203/EXEC, 216/GROUP, 217/USER, refused, not
             started) against systemd's after a real merge. A unit systemd fails must be an
             error in lint, and an error a unit systemd fails.
+  transfers release directories served by a local mirror byte for byte: SHA256SUMS in
+            every form (binary marks, one space, tabs, CRLF, comments, blank lines,
+            duplicates, wrong digests) and transfer files (.conf/.transfer, MatchPattern
+            forms, types, paths, CurrentSymlink, InstancesMax, Verify); lint's verdict and
+            the versions our readers see against systemd-sysupdate list and check-new.
 A disagreement prints both sides' words, the smallest image that still disagrees, and the
 command that generates it again. Exit status: 0 every input agreed, 1 a disagreement, 2 could
 not run (no guest, a missing host tool).
@@ -49,6 +54,13 @@ pub struct Args {
     /// Generated unit images per arch and profile.
     #[arg(long, default_value_t = 200)]
     units: u32,
+    /// Generated release directories per arch and profile.
+    #[arg(long, default_value_t = 200)]
+    transfers: u32,
+    /// Disagreements shrunk per family to the smallest input that still disagrees (each
+    /// costs guest time); 0 reports them as found.
+    #[arg(long, default_value_t = differential::report::SHRINK_DEFAULT)]
+    shrink: usize,
     /// Which guests' arch.
     #[arg(long, value_enum, default_value = "x86-64")]
     arch: ArchChoice,
@@ -68,6 +80,7 @@ enum FamilyChoice {
     Images,
     Versions,
     Units,
+    Transfers,
     All,
 }
 
@@ -99,6 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         FamilyChoice::Images => vec![Family::Images],
         FamilyChoice::Versions => vec![Family::Versions],
         FamilyChoice::Units => vec![Family::Units],
+        FamilyChoice::Transfers => vec![Family::Transfers],
         FamilyChoice::All => Family::ALL.to_vec(),
     };
     let profiles: Vec<Profile> = match args.profile.0 {
@@ -134,10 +148,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         Family::Images => args.count,
                         Family::Versions => args.pairs,
                         Family::Units => args.units,
+                        Family::Transfers => args.transfers,
                     },
                     arch,
                     profile,
                     naive: false,
+                    shrink: args.shrink,
                 };
                 let work = args
                     .workdir
