@@ -65,22 +65,6 @@ fn prepare(
         .collect()
 }
 
-/// Packs the pool's entries for the cases into a tar (symlinks kept, the guest's tar
-/// restores them).
-fn pack_pool(pool: &Path, tar: &Path) -> Result<(), String> {
-    sysext_builder::host_tool::output(
-        std::process::Command::new("tar")
-            .arg("-cf")
-            .arg(tar)
-            .arg("-C")
-            .arg(pool)
-            .arg("."),
-        "tar",
-    )
-    .map(|_| ())
-    .map_err(|e| e.to_string())
-}
-
 /// The merges to make, in order: first each deployment lint says stalls a merge
 /// (systemd refuses a mounted image with usr/lib/os-release, then retries its busy loop
 /// device for 6 s), alone, so a round's stalls overlap; then each one lint says fails the
@@ -148,7 +132,7 @@ pub fn run(
         .collect();
     let cases = prepare(linter, &pool, &scratch, deployments, r.arch)?;
     let tar = work.join("pool.tar");
-    pack_pool(&pool, &tar)?;
+    stage::pack_tar(&pool, &[".".into()], &tar)?;
     let build_seconds = started.elapsed().as_secs_f64();
     let guest_started = Instant::now();
     let lanes = if r.naive { 1 } else { observe::LANES };
@@ -262,24 +246,8 @@ fn systemd_words(o: &Observation) -> String {
     }
 }
 
-/// What a disagreement says without its particulars (the rules and values in brackets):
-/// a shrink step must keep the story, not trade it for another disagreement.
-fn story(what: &str) -> String {
-    let mut out = String::new();
-    let mut depth = 0usize;
-    for c in what.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// Shrinks a disagreeing image: one knob at a time back to its plainest value, kept when
-/// the candidate still disagrees the same way (the same [`story`]), until no candidate does. Returns the smallest variant in
+/// the candidate still disagrees the same way (the same [`super::report::story`]), until no candidate does. Returns the smallest variant in
 /// words, and what it disagrees on.
 /// What shrinking needs of the run: the guest, lint, and fresh tokens for candidates.
 struct Shrinker<'a> {
@@ -320,13 +288,15 @@ impl Shrinker<'_> {
             std::fs::create_dir_all(&pool).map_err(|e| format!("{}: {e}", pool.display()))?;
             let cases = prepare(linter, &pool, &work.join("scratch"), deployments, r.arch)?;
             let tar = work.join("shrink.tar");
-            pack_pool(&pool, &tar)?;
+            stage::pack_tar(&pool, &[".".into()], &tar)?;
             Guest::prepare(guest.vm, &tar, guest.lanes).map_err(|e| format!("guest: {e}"))?;
             let mut found = None;
             for c in &cases {
                 let o = guest.alone(&item(c)).map_err(|e| format!("guest: {e}"))?;
                 match super::judge::judge(&c.prediction, &o, sbin_checked) {
-                    Err(what) if story(&what) == story(start_what) => {
+                    Err(what)
+                        if super::report::story(&what) == super::report::story(start_what) =>
+                    {
                         found = Some((c.deployment.clone(), what));
                         break;
                     }
@@ -343,24 +313,5 @@ impl Shrinker<'_> {
             }
         }
         Ok(last_what.map(|w| format!("{} ({w})", current.describe())))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::story;
-
-    #[test]
-    fn a_story_drops_the_particulars_only() {
-        assert_eq!(
-            story("lint predicts a refusal (match/id-mismatch), systemd merged it"),
-            story("lint predicts a refusal (match/scope, release/other), systemd merged it")
-        );
-        assert_ne!(
-            story("lint predicts a refusal (match/id-mismatch), systemd merged it"),
-            story(
-                "both refuse, but systemd's words are not those of lint's rule (match/id-mismatch)"
-            )
-        );
     }
 }

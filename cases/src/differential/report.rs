@@ -65,3 +65,38 @@ impl FamilyReport {
         self.disagreements.is_empty() && self.agreed == self.checked && self.checked > 0
     }
 }
+
+/// What a disagreement says without its particulars (the rules and values in brackets):
+/// a shrink step must keep the story, not trade it for another disagreement.
+pub fn story(what: &str) -> String {
+    let mut out = String::new();
+    let mut depth = 0usize;
+    for c in what.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::story;
+
+    #[test]
+    fn a_story_drops_the_particulars_only() {
+        assert_eq!(
+            story("lint predicts a refusal (match/id-mismatch), systemd merged it"),
+            story("lint predicts a refusal (match/scope, release/other), systemd merged it")
+        );
+        assert_ne!(
+            story("lint predicts a refusal (match/id-mismatch), systemd merged it"),
+            story(
+                "both refuse, but systemd's words are not those of lint's rule (match/id-mismatch)"
+            )
+        );
+    }
+}

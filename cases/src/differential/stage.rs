@@ -280,3 +280,48 @@ pub fn build(
         }
     }
 }
+
+/// Packs `entries` of `dir` (`.` for all of it) into a tar; symlinks stay symlinks, which
+/// the guest's tar restores.
+pub fn pack_tar(dir: &Path, entries: &[String], tar: &Path) -> Result<(), String> {
+    sysext_builder::host_tool::output(
+        Command::new("tar")
+            .arg("-cf")
+            .arg(tar)
+            .arg("-C")
+            .arg(dir)
+            .args(entries),
+        "tar",
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string())
+}
+
+/// Uploads a tar of generated inputs and unpacks it as the guest's pool, after clearing
+/// the pool and `clear` (what the last run left) and making `make`.
+pub fn upload_pool(
+    vm: &sysext_harness::Vm,
+    tar: &Path,
+    clear: &[&str],
+    make: &[&str],
+) -> Result<(), String> {
+    let remote = "/run/dt/pool.tar";
+    let out = vm
+        .upload_and_batch(
+            tar,
+            remote,
+            &[&format!(
+                "rm -rf {GUEST_POOL} {} && mkdir -p {GUEST_POOL} {} && tar -xmf {remote} -C {GUEST_POOL} && rm -f {remote}",
+                clear.join(" "),
+                make.join(" ")
+            )],
+        )
+        .map_err(|e| format!("guest: {e}"))?;
+    if out[0].status != 0 {
+        return Err(format!(
+            "guest: unpacking the generated inputs: {}",
+            out[0].combined()
+        ));
+    }
+    Ok(())
+}

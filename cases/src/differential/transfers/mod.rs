@@ -108,40 +108,21 @@ fn pack_tree(tree: &Path, cases: &[Case], tar: &Path) -> Result<(), String> {
             )
         })
         .collect();
-    sysext_builder::host_tool::output(
-        std::process::Command::new("tar")
-            .arg("-cf")
-            .arg(tar)
-            .arg("-C")
-            .arg(tree)
-            .args(&files),
-        "tar",
-    )
-    .map(|_| ())
-    .map_err(|e| e.to_string())
+    super::stage::pack_tar(tree, &files, tar)
 }
 
+/// Uploads the transfer files, clearing what the last cases left.
 fn upload(vm: &Vm, tar: &Path) -> Result<(), String> {
-    let remote = "/run/dt/pool.tar";
-    let pool = crate::differential::stage::GUEST_POOL;
-    let out = vm
-        .upload_and_batch(
-            tar,
-            remote,
-            &[&format!(
-                "rm -rf {pool} {} {} /run/dt/out && mkdir -p {pool} && tar -xmf {remote} -C {pool} && rm -f {remote}",
-                stage::GUEST_DEFINITIONS,
-                stage::GUEST_TARGETS
-            )],
-        )
-        .map_err(|e| format!("guest: {e}"))?;
-    if out[0].status != 0 {
-        return Err(format!(
-            "guest: unpacking the transfer files: {}",
-            out[0].combined()
-        ));
-    }
-    Ok(())
+    super::stage::upload_pool(
+        vm,
+        tar,
+        &[
+            stage::GUEST_DEFINITIONS,
+            stage::GUEST_TARGETS,
+            "/run/dt/out",
+        ],
+        &[],
+    )
 }
 
 struct Differs<'c> {
@@ -282,21 +263,6 @@ pub fn run(
     })
 }
 
-/// What a disagreement says without its versions and values (in brackets).
-fn story(what: &str) -> String {
-    let mut out = String::new();
-    let mut depth = 0usize;
-    for c in what.chars() {
-        match c {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            _ if depth == 0 => out.push(c),
-            _ => {}
-        }
-    }
-    out.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 /// Shrinks a disagreeing release directory one knob at a time towards the plainest,
 /// keeping a step when the candidate still disagrees the same way.
 fn shrink(
@@ -327,7 +293,7 @@ fn shrink(
         let (_, found) = observe_and_judge(vm, &cases, false, &|_| {})?;
         match found
             .into_iter()
-            .find(|d| story(&d.what) == story(start_what))
+            .find(|d| super::report::story(&d.what) == super::report::story(start_what))
         {
             Some(d) => {
                 current = d.case.variant.clone();

@@ -146,40 +146,9 @@ fn batches(cases: &[Case], naive: bool) -> Vec<Batch> {
     out
 }
 
-fn pack_pool(pool: &Path, tar: &Path) -> Result<(), String> {
-    sysext_builder::host_tool::output(
-        std::process::Command::new("tar")
-            .arg("-cf")
-            .arg(tar)
-            .arg("-C")
-            .arg(pool)
-            .arg("."),
-        "tar",
-    )
-    .map(|_| ())
-    .map_err(|e| e.to_string())
-}
-
-/// Uploads and unpacks a pool in the guest.
+/// Uploads a pool of unit images.
 fn upload(vm: &Vm, tar: &Path) -> Result<(), String> {
-    let remote = "/run/dt/pool.tar";
-    let pool = crate::differential::stage::GUEST_POOL;
-    let out = vm
-        .upload_and_batch(
-            tar,
-            remote,
-            &[&format!(
-                "rm -rf {pool} && mkdir -p {pool} /run/extensions && tar -xmf {remote} -C {pool} && rm -f {remote}"
-            )],
-        )
-        .map_err(|e| format!("guest: {e}"))?;
-    if out[0].status != 0 {
-        return Err(format!(
-            "guest: unpacking the generated images: {}",
-            out[0].combined()
-        ));
-    }
-    Ok(())
+    super::stage::upload_pool(vm, tar, &[], &["/run/extensions"])
 }
 
 /// One unit on which lint and systemd differ: its case, both sides, and what differs.
@@ -277,7 +246,7 @@ pub fn run(
         })
         .collect::<Result<_, String>>()?;
     let tar = work.join("units-pool.tar");
-    pack_pool(&pool, &tar)?;
+    super::stage::pack_tar(&pool, &[".".into()], &tar)?;
     let build_seconds = started.elapsed().as_secs_f64();
     let guest_started = Instant::now();
     upload(vm, &tar)?;
@@ -382,7 +351,7 @@ fn shrink(
             })
             .collect::<Result<_, String>>()?;
         let tar = work.join("units-shrink.tar");
-        pack_pool(&pool, &tar)?;
+        super::stage::pack_tar(&pool, &[".".into()], &tar)?;
         upload(vm, &tar)?;
         let (_, found) = observe_and_judge(vm, &cases, false, &|_| {})?;
         let _ = std::fs::remove_dir_all(&pool);

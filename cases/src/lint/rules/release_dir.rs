@@ -164,6 +164,7 @@ const TARGET_KEYS: &[&str] = &[
     "RemoveTemporary",
     "CurrentSymlink",
 ];
+const TARGET_TYPES: &[&str] = &["partition", "regular-file", "directory", "subvolume"];
 const SOURCE_TYPES: &[&str] = &[
     "url-file",
     "url-tar",
@@ -426,7 +427,23 @@ fn check_transfer(rd: &ReleaseDir, file: &str, out: &mut Vec<Finding>) {
             "[Target] Type=partition writes a GPT partition of the root disk, not an extension image: sysupdate looks the partition table up on every verb (\"Failed to find whole disk device for partition backing file system\" where there is none). An extension's transfer needs Type=regular-file",
         ));
     }
-    if let Some(tt) = get("Target", "Type") {
+    // Found by the differential oracle: an unknown [Target] Type= is ignored with a
+    // warning and the type inferred from [Source] (url-file gives regular-file).
+    let target_type = get("Target", "Type");
+    if let Some(tt) = target_type.filter(|t| !TARGET_TYPES.contains(t)) {
+        out.push(
+            Finding::new(
+                &TRANSFER_TYPES,
+                file,
+                format!(
+                    "[Target] Type={tt} is not one of {}: sysupdate ignores the line and infers the type from [Source]; write it out",
+                    TARGET_TYPES.join(", ")
+                ),
+            )
+            .with_severity(Severity::Warning),
+        );
+    }
+    if let Some(tt) = target_type.filter(|t| TARGET_TYPES.contains(t)) {
         let ok = match source_type {
             "url-file" | "regular-file" => ["partition", "regular-file"].contains(&tt),
             "url-tar" | "tar" | "directory" | "subvolume" => {
