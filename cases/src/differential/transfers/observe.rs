@@ -93,6 +93,13 @@ fn parse_case(parts: &BTreeMap<&str, String>) -> Observed {
     }
 }
 
+/// Whether either sysupdate call of a case ran into its `timeout`.
+fn timed_out(parts: &BTreeMap<&str, String>) -> bool {
+    ["list.rc", "new.rc"]
+        .iter()
+        .any(|k| matches!(parts.get(k).map(|v| v.trim()), Some("124" | "137")))
+}
+
 fn last_lines(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(n)..].join(" | ")
@@ -132,6 +139,15 @@ pub fn run(
     let mut found = BTreeMap::new();
     for (dir, _) in cases {
         let o = match sections.get(dir) {
+            // `timeout` gave up (124) or killed it (137): no verdict on lint, never a
+            // failure that could agree with one lint predicts.
+            Some(parts) if timed_out(parts) => {
+                return Err(HarnessError::Command {
+                    cmd: "systemd-sysupdate list/check-new".into(),
+                    what: format!("timed out for {dir}"),
+                    output: parts.get("list.err").cloned().unwrap_or_default(),
+                });
+            }
             Some(parts) if parts.contains_key("list.rc") => parse_case(parts),
             _ => {
                 return Err(HarnessError::Command {
@@ -169,5 +185,11 @@ mod tests {
         let failed = parse_case(&parts);
         assert!(failed.fails);
         assert!(failed.words.contains("Failed to parse manifest"));
+        assert!(!timed_out(&parts));
+        parts.insert("list.rc", "124\n".to_string());
+        assert!(
+            timed_out(&parts),
+            "a timeout is the harness's, not sysupdate's"
+        );
     }
 }
