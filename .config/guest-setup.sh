@@ -1,8 +1,8 @@
 #!/bin/sh
 # nextest setup script (see nextest.toml): before the first VM case of an arch, build or
 # reuse the cached guest, probe the accelerator and save (or reuse) the booted guest's
-# state; before the first boot case (`flatcar-shaped` as the second argument), build or
-# reuse the flatcar-shaped guest and its baseline boot.
+# state; before the first boot case (`flatcar` as the second argument), build or
+# reuse the Flatcar guest and its baseline boot.
 #
 # It runs the sysext-test binary the test build just produced: `cargo run` would rebuild
 # every dependency with the non-test feature set, minutes on 2 cores. If that binary is
@@ -10,7 +10,7 @@
 set -eu
 arch="$1"
 case "${2:-debian}" in
-  flatcar-shaped) set -- guest build --arch "$arch" --profile flatcar-shaped --baseline ;;
+  flatcar) set -- guest build --arch "$arch" --profile flatcar --baseline ;;
   *) set -- guest build --arch "$arch" --save-state ;;
 esac
 root="$(cd "$(dirname "$0")/.." && pwd)"

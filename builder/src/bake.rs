@@ -419,7 +419,7 @@ fn ext4_partition(disk: &Path, shown_as: &Path, label: &str) -> Result<Partition
     let part = gpt::find(disk, label).map_err(|e| BakeError::Input {
         path: shown_as.to_path_buf(),
         problem: e.to_string().split_once(": ").map(|(_, p)| p.to_string()).unwrap_or_default(),
-        fix: "give a Flatcar disk image (flatcar_production_image.bin, the qemu_uefi image) or the flatcar-shaped guest's disk".into(),
+        fix: "give a Flatcar disk image (flatcar_production_image.bin, the qemu_uefi image) or the Flatcar guest's disk".into(),
     })?;
     let mut f = std::fs::File::open(disk).map_err(|e| BakeError::io(disk, e))?;
     let mut probe = [0u8; 8];

@@ -12,6 +12,7 @@ pub mod cache;
 pub mod deb;
 pub mod elf;
 pub mod errors;
+pub mod flatcar_release;
 pub mod gpt;
 pub mod guest;
 pub mod host_tool;

@@ -37,9 +37,9 @@ pub enum Case {
     Services,
     /// Merged at run time: unmerged, /usr exactly as before.
     Unmerge,
-    /// Baked into the flatcar-shaped guest's disk and merged during a cold boot.
+    /// Baked into the Flatcar guest's disk and merged during a cold boot.
     Boot,
-    /// Provisioned by Ignition at the flatcar-shaped guest's first boot.
+    /// Provisioned by Ignition at the Flatcar guest's first boot.
     Ignition,
 }
 

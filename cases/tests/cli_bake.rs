@@ -319,7 +319,7 @@ fn a_disk_without_a_root_partition_names_its_labels() {
     assert!(!out.exists());
 }
 
-/// The whole path as a user takes it: bake as nobody into a copy of the flatcar-shaped
+/// The whole path as a user takes it: bake as nobody into a copy of the flatcar
 /// guest's disk, then boot what came out and find the extension merged.
 mod vm {
     use super::*;
@@ -328,7 +328,7 @@ mod vm {
 
     #[test]
     fn baked_by_nobody_boots_with_the_extension_merged() {
-        let recipe = guest::Recipe::new(Profile::FlatcarShaped, Arch::X86_64);
+        let recipe = guest::Recipe::new(Profile::Flatcar, Arch::X86_64);
         let base = guest::build_or_reuse(&recipe, &|l| eprintln!("{l}")).unwrap();
         let s = Scratch::new();
         let disk = s.path("guest.img");

@@ -334,7 +334,7 @@ fn skip_unsupported(trials: &mut [Trial], why: &Option<String>) {
     }
 }
 
-/// A store's image baked into the flatcar-shaped disk and cold-booted.
+/// A store's image baked into the Flatcar guest's disk and cold-booted.
 fn store_boot(name: &str, image: &Path, manifest: &Manifest, arch: Arch) -> Result<(), Failed> {
     let subject = Subject::from_image(image, manifest.clone())?;
     run_case(name, &subject, arch, Case::Boot)

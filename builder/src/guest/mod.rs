@@ -5,17 +5,18 @@
 //! Debian's archive with mmdebstrap and no loop mounts, then cached outside the clone under
 //! a hash of its recipe: the same recipe is reused in seconds, a changed one rebuilds.
 //! Two profiles share one cached Debian root (the mmdebstrap run, minutes for arm64):
-//! `debian` (one ext4 filesystem, the VM cases' guest) and `flatcar-shaped` (Flatcar's
-//! partitions, read-only `/usr`, `/usr/sbin -> bin`, `ID=flatcar`: the boot cases' guest).
+//! `debian` (one ext4 filesystem, the VM cases' guest) and `flatcar` (Flatcar's
+//! partitions, read-only `/usr`, and a Flatcar release's os-release, `/usr/sbin` layout,
+//! accounts and merge model: the boot cases' guest).
 
 mod cpio;
 mod debian;
-mod flatcar_shaped;
+mod flatcar;
 mod kernel;
 
-pub use flatcar_shaped::IGNITION_ARG;
-/// The Flatcar release the flatcar-shaped guest answers as (its os-release `VERSION_ID`).
-pub use flatcar_shaped::VERSION_ID as FLATCAR_SHAPED_VERSION;
+pub use flatcar::IGNITION_ARG;
+/// The Flatcar release the Flatcar guest answers as: lint's target for it.
+pub use flatcar::release as flatcar_release;
 
 use std::path::{Path, PathBuf};
 
@@ -53,18 +54,18 @@ pub enum Profile {
     /// One ext4 filesystem holding everything (`root=/dev/vda`).
     Debian,
     /// Flatcar's disk: GPT with EFI-SYSTEM (1), USR-A (3, read-only `/usr`), OEM (6,
-    /// `/oem`) and ROOT (9, `/`), `/usr/sbin -> bin`, and an os-release that says
-    /// `ID=flatcar` with `SYSEXT_LEVEL=1.0`.
-    FlatcarShaped,
+    /// `/oem`) and ROOT (9, `/`), answering as the release [`flatcar_release`] names
+    /// (`flatcar-shaped` is its old name).
+    Flatcar,
 }
 
 impl Profile {
-    pub const ALL: [Profile; 2] = [Profile::Debian, Profile::FlatcarShaped];
+    pub const ALL: [Profile; 2] = [Profile::Debian, Profile::Flatcar];
 
     pub fn name(self) -> &'static str {
         match self {
             Profile::Debian => "debian",
-            Profile::FlatcarShaped => "flatcar-shaped",
+            Profile::Flatcar => "flatcar",
         }
     }
 }
@@ -78,10 +79,12 @@ impl std::fmt::Display for Profile {
 impl std::str::FromStr for Profile {
     type Err = String;
     fn from_str(s: &str) -> Result<Profile, String> {
+        // `flatcar-shaped`: the profile's name before it followed a Flatcar release's facts.
+        let s = if s == "flatcar-shaped" { "flatcar" } else { s };
         Profile::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown guest profile {s:?}: use debian or flatcar-shaped"))
+            .ok_or_else(|| format!("unknown guest profile {s:?}: use debian or flatcar"))
     }
 }
 
@@ -171,8 +174,8 @@ impl Recipe {
         for unit in debian::MASKED.iter().chain(debian::MASKED_GENERATORS) {
             h.update(unit.as_bytes());
         }
-        if self.profile == Profile::FlatcarShaped {
-            h.update(flatcar_shaped::recipe_text().as_bytes());
+        if self.profile == Profile::Flatcar {
+            h.update(flatcar::recipe_text(self.arch).as_bytes());
         }
         h.update(kernel::INIT_SCRIPT.as_bytes());
         hex::encode(&h.finalize()[..8])
@@ -196,7 +199,7 @@ pub struct Guest {
     pub dir: PathBuf,
     pub kernel: PathBuf,
     pub initrd: PathBuf,
-    /// The disk (raw): one ext4 filesystem, or a GPT disk for `flatcar-shaped`. Boot it
+    /// The disk (raw): one ext4 filesystem, or a GPT disk for `flatcar`. Boot it
     /// through a qcow2 overlay, never directly.
     pub disk: PathBuf,
     pub kernel_version: String,
@@ -217,7 +220,7 @@ impl Guest {
     pub fn boot_args(&self) -> &'static str {
         match self.profile {
             Profile::Debian => "root=/dev/vda rw",
-            Profile::FlatcarShaped => flatcar_shaped::BOOT_ARGS,
+            Profile::Flatcar => flatcar::BOOT_ARGS,
         }
     }
 
@@ -279,10 +282,10 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
         ));
         match recipe.profile {
             Profile::Debian => debian::make_disk(&root, &work.join("root.img"), recipe.disk_mib)?,
-            Profile::FlatcarShaped => {
-                flatcar_shaped::install_ignition(recipe.arch, &root)?;
-                flatcar_shaped::shape(&root)?;
-                flatcar_shaped::make_disk(&root, &work.join("root.img"), &recipe.hash())?
+            Profile::Flatcar => {
+                flatcar::install_ignition(recipe.arch, &root)?;
+                flatcar::shape(&root, recipe.arch)?;
+                flatcar::make_disk(&root, &work.join("root.img"), &recipe.hash())?
             }
         }
         std::fs::remove_dir_all(&root).map_err(|e| BuildError::io(&root, e))?;

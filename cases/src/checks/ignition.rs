@@ -12,7 +12,7 @@ use crate::subject::Subject;
 use crate::via::cold_boot::Baseline;
 use crate::via::ignition::Variant;
 
-/// The unit that runs Ignition's stages in the flatcar-shaped guest.
+/// The unit that runs Ignition's stages in the Flatcar guest.
 const UNIT: &str = "sysext-test-ignition.service";
 
 /// The ignition case's checks for the config `variant` the guest got.

@@ -69,17 +69,17 @@ impl Family {
     }
 }
 
-/// The release of Flatcar the flatcar-shaped guest models: lint's target for it.
-pub fn flatcar_shaped_target() -> TargetSpec {
+/// The release of Flatcar the Flatcar guest models: lint's target for it.
+pub fn flatcar_target() -> TargetSpec {
     TargetSpec {
         kind: TargetKind::Flatcar,
-        version: semver::Version::parse(sysext_builder::guest::FLATCAR_SHAPED_VERSION).ok(),
+        version: Some(sysext_builder::guest::flatcar_release().version),
     }
 }
 
 /// What lint is told about a guest of `profile` (whose `/etc/os-release` says
 /// `guest_os_release`): the Debian guest as a generic target with its own os-release and
-/// systemd 257, the flatcar-shaped one as the Flatcar release it models, from lint's own
+/// systemd 257, the flatcar one as the Flatcar release it models, from lint's own
 /// facts (not the guest's: that difference is one the oracle exists to find).
 pub fn lint_options(profile: Profile, guest_os_release: &OsRelease, arch: Arch) -> Options {
     match profile {
@@ -94,8 +94,8 @@ pub fn lint_options(profile: Profile, guest_os_release: &OsRelease, arch: Arch) 
             host_sbin_merged: None,
             arch: Some(arch),
         },
-        Profile::FlatcarShaped => Options {
-            target: flatcar_shaped_target(),
+        Profile::Flatcar => Options {
+            target: flatcar_target(),
             systemd: None,
             host_os_release: None,
             host_accounts: None,
@@ -167,5 +167,32 @@ pub fn run_family(
         Family::Versions => versions::run(vm, r, work, progress),
         Family::Units => units::run(vm, guest_lint_options()?, r, work, progress),
         Family::Transfers => transfers::run(vm, guest_lint_options()?, r, work, progress),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// lint's target for the Flatcar guest and the guest itself read one release table:
+    /// the fields systemd matches on, the `/usr/sbin` layout and systemd are the same.
+    #[test]
+    fn lint_and_the_flatcar_guest_answer_as_the_same_release() {
+        let facts = sysext_builder::guest::flatcar_release();
+        for arch in Arch::ALL {
+            let (guest_os, problems) = OsRelease::parse(&facts.os_release(arch, "x"));
+            assert!(problems.is_empty(), "{problems:?}");
+            let linter = Linter::new(lint_options(Profile::Flatcar, &guest_os, arch));
+            let target = linter.target();
+            for key in ["ID", "ID_LIKE", "VERSION_ID", "SYSEXT_LEVEL"] {
+                assert_eq!(target.os_release.get(key), guest_os.get(key), "{key}");
+            }
+            assert_eq!(target.sbin_merged, facts.sbin_merged);
+            assert!(target.sbin_known);
+            assert_eq!(
+                target.systemd.describe(),
+                sysext_builder::guest::SYSTEMD_MAJOR.to_string()
+            );
+        }
     }
 }

@@ -63,7 +63,10 @@ mod tests {
     fn new_side_rules_run_unless_the_target_is_known_older() {
         let g = Gate::SystemdFrom(257);
         assert!(g.applies(&Target::new(TargetKind::Flatcar)));
-        assert!(g.applies(&target("flatcar:4459.2.0", None)));
+        assert!(g.applies(&target("flatcar:4593.2.5", None)));
+        assert!(g.applies(&target("flatcar:stable", None)));
+        // 4459 ships systemd 256 (the release table's).
+        assert!(!g.applies(&target("flatcar:4459.2.0", None)));
         assert!(g.applies(&target("generic", Some(257))));
         assert!(!g.applies(&target("generic", Some(256))));
         // Flatcar before 3913 has a systemd older than 255, so older than 257.

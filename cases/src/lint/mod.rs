@@ -74,7 +74,7 @@ impl ImageReport {
 
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// `flatcar`, `flatcar:4230.2.0` or `generic`.
+    /// `flatcar`, `flatcar:stable`, `flatcar:4593.2.5` or `generic`.
     pub target: TargetSpec,
     /// The target's systemd major version, when the user knows it (`--systemd`).
     pub systemd: Option<u32>,

@@ -6,6 +6,8 @@
 
 use std::collections::HashSet;
 
+use sysext_builder::Arch;
+use sysext_builder::flatcar_release::{self, Channel, Facts, Systemd};
 use sysext_builder::osrelease::OsRelease;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,13 +31,14 @@ impl std::str::FromStr for TargetKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetSpec {
     pub kind: TargetKind,
-    /// A Flatcar release (`4230.2.0`): Flatcar numbers its releases as semver.
+    /// A Flatcar release (`4593.2.5`): Flatcar numbers its releases as semver.
     pub version: Option<semver::Version>,
 }
 
 impl std::str::FromStr for TargetSpec {
     type Err = String;
-    /// `flatcar`, `flatcar:4230.2.0` or `generic`.
+    /// `flatcar`, `flatcar:stable` (a channel's current release as the release table knows
+    /// it), `flatcar:4230.2.0`, `flatcar:stable:4593.2.5` or `generic`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (kind, version) = match s.split_once(':') {
             Some((k, v)) => (k, Some(v)),
@@ -46,12 +49,14 @@ impl std::str::FromStr for TargetSpec {
             None => None,
             Some(_) if kind == TargetKind::Generic => {
                 return Err(format!(
-                    "target '{s}': only flatcar takes a version (flatcar:4230.2.0); for another OS give --systemd"
+                    "target '{s}': only flatcar takes a version (flatcar:4593.2.5, flatcar:stable); for another OS give --systemd"
                 ));
             }
-            Some(v) => Some(semver::Version::parse(v).map_err(|e| {
-                format!("target '{s}': '{v}' is not a Flatcar release version like 4230.2.0 ({e})")
-            })?),
+            Some(v) => Some(
+                Facts::resolve(v)
+                    .map_err(|e| format!("target '{s}': {e}"))?
+                    .version,
+            ),
         };
         Ok(TargetSpec { kind, version })
     }
@@ -94,24 +99,6 @@ impl SystemdRange {
             (a, None) => format!(">= {a}"),
             (a, Some(b)) => format!(">= {a}, < {b}"),
         }
-    }
-}
-
-/// Flatcar releases from which a behaviour holds, with where we know it from. Flatcar
-/// versions are semver, so "from" is a semver comparison.
-pub mod flatcar {
-    /// systemd 255 arrived in Alpha 3913.0.0 (flatcar/Flatcar#1391, "Update to systemd
-    /// v255" as a release blocker); earlier releases have an older systemd.
-    pub const SYSTEMD_255: (u64, u64, u64) = (3913, 0, 0);
-    /// `/usr/sbin` became a symlink to `bin` (flatcar/scripts#2068, merged 2024-09); the
-    /// first Stable with it is 4152.2.0, whose notes say "The /usr/sbin directory is now
-    /// merged into /usr/bin". Older releases have a real `/usr/sbin` directory.
-    pub const SBIN_MERGE: (u64, u64, u64) = (4152, 0, 0);
-
-    pub fn at_least(v: &semver::Version, (major, minor, patch): (u64, u64, u64)) -> bool {
-        // Compare release numbers only: a pre-release tag on a Flatcar version (none are
-        // published) must not move it below its own release.
-        (v.major, v.minor, v.patch) >= (major, minor, patch)
     }
 }
 
@@ -359,24 +346,20 @@ impl Target {
     pub fn from_spec(spec: &TargetSpec, systemd: Option<u32>) -> Target {
         let mut t = Target::new(spec.kind);
         if let Some(v) = &spec.version {
-            t.os_release = OsRelease::from_pairs(&[
-                ("ID", "flatcar"),
-                ("ID_LIKE", "coreos"),
-                ("VERSION_ID", &v.to_string()),
-                ("SYSEXT_LEVEL", "1.0"),
-            ]);
-            t.sbin_merged = flatcar::at_least(v, flatcar::SBIN_MERGE);
+            let facts = Facts::for_version(v);
+            t.os_release = flatcar_os_release(&facts);
+            t.sbin_merged = facts.sbin_merged;
             t.sbin_known = true;
-            t.systemd = if flatcar::at_least(v, flatcar::SYSTEMD_255) {
-                SystemdRange {
-                    at_least: 255,
+            t.systemd = match facts.systemd {
+                Systemd::Major(m) => SystemdRange::exactly(m),
+                Systemd::AtLeast(m) => SystemdRange {
+                    at_least: m,
                     below: None,
-                }
-            } else {
-                SystemdRange {
+                },
+                Systemd::Below(m) => SystemdRange {
                     at_least: 0,
-                    below: Some(255),
-                }
+                    below: Some(m),
+                },
             };
             t.version = Some(v.clone());
         }
@@ -386,26 +369,33 @@ impl Target {
         t
     }
 
-    /// One line for reports: `flatcar 4230.2.0 (systemd >= 255, /usr/sbin -> bin)`.
+    /// One line for reports: `flatcar stable 4593.2.5 (systemd 257, /usr/sbin -> bin,
+    /// real-root merge)`.
     pub fn describe(&self) -> String {
-        let kind = match self.kind {
-            TargetKind::Flatcar => "flatcar",
-            TargetKind::Generic => "generic",
+        let sbin = if self.sbin_merged {
+            "-> bin"
+        } else {
+            "a directory"
         };
-        let version = self
-            .version
-            .as_ref()
-            .map(|v| format!(" {v}"))
-            .unwrap_or_default();
-        format!(
-            "{kind}{version} (systemd {}, /usr/sbin {})",
-            self.systemd.describe(),
-            if self.sbin_merged {
-                "-> bin"
-            } else {
-                "a directory"
+        match (&self.kind, &self.version) {
+            (TargetKind::Flatcar, Some(v)) => {
+                let facts = Facts::for_version(v);
+                format!(
+                    "flatcar {}{v} (systemd {}, /usr/sbin {sbin}, {} merge)",
+                    facts.channel.map(|c| format!("{c} ")).unwrap_or_default(),
+                    self.systemd.describe(),
+                    facts.merge.name()
+                )
             }
-        )
+            (kind, _) => format!(
+                "{} (systemd {}, /usr/sbin {sbin})",
+                match kind {
+                    TargetKind::Flatcar => "flatcar",
+                    TargetKind::Generic => "generic",
+                },
+                self.systemd.describe()
+            ),
+        }
     }
 
     pub fn new(kind: TargetKind) -> Target {
@@ -414,13 +404,9 @@ impl Target {
                 kind,
                 version: None,
                 systemd: SystemdRange::default(),
-                // Flatcar's /etc/os-release: ID, VERSION_ID and SYSEXT_LEVEL=1.0 (bakery.md §2.1).
-                os_release: OsRelease::from_pairs(&[
-                    ("ID", "flatcar"),
-                    ("ID_LIKE", "coreos"),
-                    ("VERSION_ID", "4459.2.0"),
-                    ("SYSEXT_LEVEL", "1.0"),
-                ]),
+                // Any Flatcar release: Stable's current one speaks for them (ID, ID_LIKE
+                // and SYSEXT_LEVEL are the same on every channel).
+                os_release: flatcar_os_release(&Channel::Stable.current()),
                 binaries: bin_paths(FLATCAR_BINARIES, true),
                 libraries: FLATCAR_LIBRARIES.iter().map(|s| s.to_string()).collect(),
                 interpreters: [
@@ -434,10 +420,16 @@ impl Target {
                 sbin_merged: true,
                 sbin_known: false,
                 knows_base: true,
-                // flatcar/baselayout: `core` in `wheel` and `docker` (flatcar.md).
+                // flatcar/baselayout's (packages add more: the lists are not complete).
                 accounts: Accounts::known(
-                    &["root", "core", "nobody"],
-                    &["root", "core", "wheel", "docker", "nobody"],
+                    &flatcar_release::USERS
+                        .iter()
+                        .map(|u| u.name)
+                        .collect::<Vec<_>>(),
+                    &flatcar_release::GROUPS
+                        .iter()
+                        .map(|g| g.name)
+                        .collect::<Vec<_>>(),
                 ),
             },
             TargetKind::Generic => Target {
@@ -490,6 +482,12 @@ impl Target {
             .iter()
             .any(|p| self.interpreters.contains(p))
     }
+}
+
+/// The os-release a Flatcar release writes (the release table's, so lint and the Flatcar
+/// guest read the same one); its board does not take part in matching.
+fn flatcar_os_release(facts: &Facts) -> OsRelease {
+    OsRelease::parse(&facts.os_release(Arch::X86_64, "")).0
 }
 
 fn bin_paths(names: &[&str], sbin_merged: bool) -> HashSet<String> {

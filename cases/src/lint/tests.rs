@@ -300,7 +300,7 @@ fn svc(exec: &str) -> String {
 #[case::match_id_mismatch_2("match/id-mismatch", Fx::raw("x.raw").release("ID=debian\nSYSEXT_LEVEL=1.0\n"), Fx::raw("x.raw").release("ID=coreos\nSYSEXT_LEVEL=1.0\n"))]
 #[case::match_level_mismatch("match/level-mismatch", Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=2.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
 #[case::match_version_mismatch("match/version-mismatch", Fx::raw("x.raw").release("ID=flatcar\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
-#[case::match_pinned_to_os_version("match/pinned-to-os-version", Fx::raw("x.raw").release("ID=flatcar\nVERSION_ID=4459.2.0\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
+#[case::match_pinned_to_os_version("match/pinned-to-os-version", Fx::raw("x.raw").release("ID=flatcar\nVERSION_ID=4593.2.5\n"), Fx::raw("x.raw").release("ID=flatcar\nSYSEXT_LEVEL=1.0\n"))]
 // content
 #[case::content_top_level("content/top-level", Fx::raw("x.raw").file("etc/x.conf", "x"), Fx::raw("x.raw").file("usr/share/x.conf", "x"))]
 #[case::content_os_release("content/os-release", Fx::raw("x.raw").file("usr/lib/os-release", "ID=x\n"), Fx::raw("x.raw"))]

@@ -1,5 +1,5 @@
 //! The baked way: the image (and its `NAME.conf`, when given) baked into a copy of the
-//! flatcar-shaped guest's disk, as `bake_flatcar_image.sh` users consume it, and merged by
+//! Flatcar guest's disk, as `bake_flatcar_image.sh` users consume it, and merged by
 //! `systemd-sysext.service` during a cold boot: the one way no snapshot can stand in for.
 //! An image that breaks the boot (no login where the same guest without it boots, and
 //! systemd says why) is the image's verdict, with the base paths it hides.
@@ -27,18 +27,15 @@ pub struct Baked {
     _work: tempfile::TempDir,
 }
 
-/// The flatcar-shaped guest of `arch` and its baseline boot: what every boot-time way
+/// The Flatcar guest of `arch` and its baseline boot: what every boot-time way
 /// starts from.
-pub fn flatcar_shaped(
-    arch: Arch,
-    progress: &dyn Fn(&str),
-) -> Result<(Guest, Baseline), NotReached> {
-    let recipe = guest::Recipe::new(Profile::FlatcarShaped, arch);
+pub fn flatcar_guest(arch: Arch, progress: &dyn Fn(&str)) -> Result<(Guest, Baseline), NotReached> {
+    let recipe = guest::Recipe::new(Profile::Flatcar, arch);
     let base = guest::build_or_reuse(&recipe, progress).map_err(|e| {
         NotReached::harness(
             "guest image",
             format!(
-                "{arch} flatcar-shaped: {e} (build it with `sysext-test guest build --profile flatcar-shaped --arch {arch}`)"
+                "{arch} flatcar: {e} (build it with `sysext-test guest build --profile flatcar --arch {arch}`)"
             ),
         )
     })?;
@@ -47,7 +44,7 @@ pub fn flatcar_shaped(
     Ok((base, baseline))
 }
 
-/// Bakes `subject` (with `conf` as its sysupdate config) into a copy of the flatcar-shaped
+/// Bakes `subject` (with `conf` as its sysupdate config) into a copy of the flatcar
 /// disk and cold-boots it.
 pub fn reach(
     subject: &Subject,
@@ -55,7 +52,7 @@ pub fn reach(
     conf: Option<&Path>,
     progress: &dyn Fn(&str),
 ) -> Result<Baked, NotReached> {
-    let (base, baseline) = flatcar_shaped(arch, progress)?;
+    let (base, baseline) = flatcar_guest(arch, progress)?;
     let work = tempfile::tempdir().map_err(|e| NotReached::harness("temp dir", e))?;
     let disk = work.path().join("baked.img");
     let ext = Extension {
@@ -68,7 +65,7 @@ pub fn reach(
     bake::bake(&base.disk, &[ext], InstallTo::Root, &disk, &|_| {})
         .map_err(|e| NotReached::harness("bake", e))?;
     progress(&format!(
-        "baked {} into a copy of the flatcar-shaped disk in {:.1}s; cold-booting it",
+        "baked {} into a copy of the Flatcar guest's disk in {:.1}s; cold-booting it",
         subject.file_name,
         t.elapsed().as_secs_f64()
     ));

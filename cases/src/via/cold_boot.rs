@@ -39,7 +39,7 @@ const FAILURE_WORDS: &[&str] = &[
     "sysext-test-sshd.service",
 ];
 
-/// What the flatcar-shaped guest's own boot looks like, without any extension: measured
+/// What the Flatcar guest's own boot looks like, without any extension: measured
 /// once per guest build and kept beside it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Baseline {
@@ -81,7 +81,7 @@ pub fn baseline(guest: &Guest, progress: &dyn Fn(&str)) -> Result<Baseline, Harn
         return Ok(b);
     }
     progress(&format!(
-        "booting the {} flatcar-shaped guest once without extensions (its errors and /usr are the baseline)",
+        "booting the {} Flatcar guest once without extensions (its errors and /usr are the baseline)",
         guest.arch
     ));
     let vm = Vm::boot(guest)?;

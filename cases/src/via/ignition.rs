@@ -1,6 +1,6 @@
 //! The Ignition way: the extension provisioned at first boot the way the bakery's docs
 //! show, with the config `sysext-test ignition` prints, pointed at a local mirror and handed
-//! to the flatcar-shaped guest through QEMU's fw_cfg (under both names: upstream Ignition
+//! to the Flatcar guest through QEMU's fw_cfg (under both names: upstream Ignition
 //! reads `opt/com.coreos/config`, Flatcar's `opt/org.flatcar-linux/config`). No SSH step in
 //! between: Ignition fetches, verifies and writes the image before `systemd-sysext.service`
 //! merges it.
@@ -15,7 +15,7 @@ use sysext_harness::{HarnessError, Mirror, Vm};
 
 use crate::outcome::NotReached;
 use crate::subject::Subject;
-use crate::via::baked::flatcar_shaped;
+use crate::via::baked::flatcar_guest;
 use crate::via::cold_boot::{self, Baseline, NoLogin};
 
 /// fw_cfg names Ignition reads its config from (upstream, Flatcar).
@@ -42,14 +42,14 @@ pub struct Provisioned {
 }
 
 /// Serves `subject` and its transfer files, writes the config (with a wrong digest for
-/// [`Variant::WrongHash`]) and first-boots the flatcar-shaped guest with it.
+/// [`Variant::WrongHash`]) and first-boots the Flatcar guest with it.
 pub fn reach(
     subject: &Subject,
     arch: Arch,
     variant: Variant,
     progress: &dyn Fn(&str),
 ) -> Result<Provisioned, NotReached> {
-    let (base, baseline) = flatcar_shaped(arch, progress)?;
+    let (base, baseline) = flatcar_guest(arch, progress)?;
     let work = tempfile::tempdir().map_err(|e| NotReached::harness("temp dir", e))?;
     let (mirror, config_file) = serve(work.path(), subject, variant)
         .map_err(|e| NotReached::harness("mirror and config", e))?;
@@ -63,7 +63,7 @@ pub fn reach(
         payload_disk: false,
     };
     progress(&format!(
-        "cold-booting the flatcar-shaped guest with an Ignition config for {} (mirror {})",
+        "cold-booting the Flatcar guest with an Ignition config for {} (mirror {})",
         subject.file_name,
         mirror.url()
     ));

@@ -34,10 +34,10 @@ pub enum Via {
     /// Installed into a running guest restored from its saved state and merged with
     /// `systemd-sysext merge` (the merge, binaries, services and unmerge cases).
     Runtime,
-    /// Baked into the flatcar-shaped guest's disk and merged by systemd-sysext.service
+    /// Baked into the Flatcar guest's disk and merged by systemd-sysext.service
     /// during a cold boot (the boot case).
     Baked,
-    /// Fetched from a local mirror by Ignition at the flatcar-shaped guest's first boot
+    /// Fetched from a local mirror by Ignition at the Flatcar guest's first boot
     /// (the ignition case).
     Ignition,
 }

@@ -48,20 +48,31 @@ impl ArchChoice {
 }
 
 /// A closed set of words whose meaning a library type's `FromStr` owns: clap lists `values`
-/// in `--help` and refuses others, the library parses the one given.
+/// in `--help` and refuses others (old names in [`ALIASES`] still accepted), the library
+/// parses the one given.
 pub fn closed<T>(values: &'static [&'static str]) -> impl clap::builder::TypedValueParser<Value = T>
 where
     T: std::str::FromStr + Clone + Send + Sync + 'static,
     T::Err: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    use clap::builder::TypedValueParser as _;
+    use clap::builder::{PossibleValue, TypedValueParser as _};
+    let values = values.iter().map(|v| {
+        ALIASES
+            .iter()
+            .filter(|(_, to)| to == v)
+            .fold(PossibleValue::new(*v), |p, (from, _)| p.alias(*from))
+    });
     clap::builder::PossibleValuesParser::new(values).try_map(|s| s.parse::<T>())
 }
 
+/// Names a value had before, still taken: `(old, new)`.
+const ALIASES: &[(&str, &str)] = &[("flatcar-shaped", "flatcar")];
+
 /// The arches a guest or image can have, by systemd's names.
 pub const ARCHES: &[&str] = &["x86-64", "arm64"];
-/// The guest profiles (`sysext_builder::guest::Profile`).
-pub const PROFILES: &[&str] = &["debian", "flatcar-shaped"];
+/// The guest profiles (`sysext_builder::guest::Profile`; `flatcar-shaped` is the old name of
+/// `flatcar`).
+pub const PROFILES: &[&str] = &["debian", "flatcar"];
 
 /// A duration with its unit: `90s`, `10m`, `1h` (a bare number is seconds).
 pub fn duration(s: &str) -> Result<Duration, String> {

@@ -12,7 +12,7 @@ use crate::args::{ARCHES, Format, closed, usage};
 #[derive(clap::Args)]
 #[command(
     after_help = "Finds the ROOT (and, with --install-to oem, OEM) partition by its GPT label, the \
-way it is labelled on Flatcar and on the flatcar-shaped guest, and writes into its ext4 with \
+way it is labelled on Flatcar and on the Flatcar guest, and writes into its ext4 with \
 debugfs: the image at /opt/extensions/NAME/NAME-VERSION-ARCH.raw (where its sysupdate config looks \
 for it; --install-to oem: /oem/extensions/NAME/), the symlink /etc/extensions/NAME.raw, and \
 /etc/sysupdate.NAME.d/NAME.conf from --conf or NAME.conf beside the image. Every file is read back \
@@ -30,7 +30,7 @@ pub struct Args {
     /// Architecture of the disk; default: from the images' file names.
     #[arg(long, value_parser = closed::<Arch>(ARCHES))]
     arch: Option<Arch>,
-    /// The disk to start from (GPT, raw or qcow2); default: the cached flatcar-shaped
+    /// The disk to start from (GPT, raw or qcow2); default: the cached flatcar
     /// guest's disk for the arch.
     #[arg(long, value_name = "DISK")]
     base: Option<PathBuf>,
@@ -74,9 +74,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let base = match &args.base {
         Some(b) => b.clone(),
         None => {
-            let recipe = sysext_builder::guest::Recipe::new(Profile::FlatcarShaped, arch);
+            let recipe = sysext_builder::guest::Recipe::new(Profile::Flatcar, arch);
             sysext_builder::guest::build_or_reuse(&recipe, &|l| eprintln!("{l}"))
-                .map_err(|e| anyhow::anyhow!("the default base is the flatcar-shaped {arch} guest, which could not be built ({e}); pass --base DISK"))?
+                .map_err(|e| anyhow::anyhow!("the default base is the flatcar {arch} guest, which could not be built ({e}); pass --base DISK"))?
                 .disk
         }
     };

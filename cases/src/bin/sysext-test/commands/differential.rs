@@ -35,7 +35,7 @@ not run (no guest, a missing host tool).
 
 Examples:
   sysext-test differential --count 500
-  sysext-test differential --profile flatcar-shaped --family images --seed 7
+  sysext-test differential --profile flatcar --family images --seed 7
   sysext-test differential --arch all --profile all --format json > findings.json"
 )]
 pub struct Args {
@@ -84,7 +84,7 @@ enum FamilyChoice {
     All,
 }
 
-const PROFILE_CHOICES: &[&str] = &["debian", "flatcar-shaped", "all"];
+const PROFILE_CHOICES: &[&str] = &["debian", "flatcar", "all"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ProfileChoice(Option<Profile>);

@@ -23,6 +23,7 @@ Examples:
   sysext-test lint out/
   sysext-test lint --format json docker-28.0.4-x86-64.raw
   sysext-test lint --target flatcar:4081.2.0 release/
+  sysext-test lint --target flatcar:beta docker-28.0.0-x86-64.raw
   sysext-test lint --list-rules"
 )]
 pub struct Args {
@@ -32,9 +33,10 @@ pub struct Args {
     /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
-    /// The OS the images will be merged on: flatcar, flatcar:VERSION (a Flatcar release,
-    /// e.g. flatcar:4230.2.0: its VERSION_ID, its /usr/sbin layout and its systemd
-    /// decide the version-gated rules), or generic.
+    /// The OS the images will be merged on: flatcar (any release), flatcar:CHANNEL (lts,
+    /// stable, beta, alpha: the channel's current release as sysext-test's Flatcar release
+    /// table knows it), flatcar:VERSION (e.g. flatcar:4593.2.5: its os-release, its
+    /// /usr/sbin layout and its systemd decide the version-gated rules), or generic.
     #[arg(long, default_value = "flatcar", value_parser = parse_target)]
     target: TargetSpec,
     /// The target's systemd major version (e.g. 255), when you know it: rules that hold
@@ -46,8 +48,8 @@ pub struct Args {
     host_os_release: Option<PathBuf>,
     /// The host's /etc/passwd: with --host-group, a unit's User=, Group=, SocketUser= or
     /// SocketGroup= naming an account the host lacks is an error (217/USER, 216/GROUP);
-    /// without them lint knows only root and nobody (and Flatcar's core, wheel, docker)
-    /// and warns.
+    /// without them lint knows only root and nobody (and on Flatcar its baselayout's
+    /// accounts: core, docker, wheel, ...) and warns.
     #[arg(long, value_name = "FILE", requires = "host_group")]
     host_passwd: Option<PathBuf>,
     /// The host's /etc/group (with --host-passwd).

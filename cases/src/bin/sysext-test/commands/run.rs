@@ -20,10 +20,10 @@ use crate::args::{ARCHES, Format, closed};
 the image the bakery way (/opt/extensions/NAME/FILE plus /etc/extensions/NAME.raw) and checks it. \
 The first run builds the guest and saves its booted state under the cache ($XDG_CACHE_HOME/sysext-test, \
 or SYSEXT_TEST_CACHE); later runs restore it in about a second (`sysext-test guest status`). With \
---via baked the boot case bakes the image (and NAME.conf beside it) into a copy of the flatcar-shaped \
+--via baked the boot case bakes the image (and NAME.conf beside it) into a copy of the flatcar \
 guest's disk (Flatcar's partitions, /usr/sbin -> bin, ID=flatcar) and cold-boots it. With --via \
 ignition the ignition case serves the image from a local mirror and has Ignition fetch it at the \
-flatcar-shaped guest's first boot (the config `sysext-test ignition` prints). A failed case keeps \
+Flatcar guest's first boot (the config `sysext-test ignition` prints). A failed case keeps \
 console, journal and sysext status under target/sysext-test/artifacts/; when the merge is refused, \
 the other run-time cases are not run. A boot that is only slow is retried once and then a harness \
 error, never the image's failure. Exit status: 0 all passed, 1 a case failed or did not run, 2 the \
@@ -66,9 +66,9 @@ enum ViaArg {
     /// Installed into a restored guest and merged with systemd-sysext merge (merge,
     /// binaries, services, unmerge).
     Runtime,
-    /// Baked into the flatcar-shaped guest's disk and merged at boot (boot).
+    /// Baked into the Flatcar guest's disk and merged at boot (boot).
     Baked,
-    /// Fetched by Ignition at the flatcar-shaped guest's first boot (ignition).
+    /// Fetched by Ignition at the Flatcar guest's first boot (ignition).
     Ignition,
     /// All three.
     All,

@@ -1,5 +1,5 @@
 //! `sysext-test guest build`: the cached guest images (and, on request, their saved booted
-//! state and the flatcar-shaped guest's baseline boot). Also nextest's setup script.
+//! state and the Flatcar guest's baseline boot). Also nextest's setup script.
 
 use std::process::ExitCode;
 
@@ -18,7 +18,7 @@ for arm64 (its packages configure under qemu-user); its steps show as they happe
 
 Examples:
   sysext-test guest build --arch all --save-state
-  sysext-test guest build --profile flatcar-shaped --arch arm64 --baseline
+  sysext-test guest build --profile flatcar --arch arm64 --baseline
   sysext-test guest build --arch x86-64 --format json"
 )]
 pub struct Args {
@@ -27,12 +27,12 @@ pub struct Args {
     /// Also boot it once and save its state (what the first VM case would otherwise do).
     #[arg(long)]
     save_state: bool,
-    /// debian (the run-time cases' guest) or flatcar-shaped (Flatcar's partitions,
+    /// debian (the run-time cases' guest) or flatcar (Flatcar's partitions,
     /// read-only /usr, /usr/sbin -> bin, ID=flatcar: the boot and Ignition cases' guest).
     #[arg(long, default_value = "debian", value_parser = closed::<Profile>(PROFILES))]
     profile: Profile,
     /// Also boot it once without extensions and keep what that boot logged and its /usr
-    /// (what the boot cases compare against; flatcar-shaped only).
+    /// (what the boot cases compare against; flatcar only).
     #[arg(long)]
     baseline: bool,
     /// What to print: for people or for machines.
@@ -41,8 +41,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.baseline && args.profile != Profile::FlatcarShaped {
-        return usage("--baseline is for --profile flatcar-shaped (the boot cases' guest)");
+    if args.baseline && args.profile != Profile::Flatcar {
+        return usage("--baseline is for --profile flatcar (the boot cases' guest)");
     }
     let mut built = Vec::new();
     for arch in args.arch.arches() {

@@ -1,25 +1,37 @@
-//! The Flatcar-shaped profile: the same Debian root, laid out the way a Flatcar disk is, so
-//! what breaks on Flatcar breaks here too: `/usr/sbin` is a symlink to `bin` (an image
-//! shipping a `usr/sbin` directory hides it), `/usr` is a read-only partition of its own,
-//! os-release says `ID=flatcar` with `SYSEXT_LEVEL=1.0` (images matched to Debian are
-//! refused), and the disk has the partitions `bake_flatcar_image.sh` writes to, found by
-//! label (`sysext-test bake` uses the same GPT code on it and on a real Flatcar image).
+//! The Flatcar profile: the same Debian root, made to answer the way a host of one Flatcar
+//! release does (its facts from [`crate::flatcar_release`], the table lint's
+//! `--target flatcar:…` reads too): that release's os-release (`ID=flatcar`,
+//! `ID_LIKE=coreos`, `SYSEXT_LEVEL=1.0`), its `/usr/sbin` layout, baselayout's users and
+//! groups (`core` in wheel and docker, group `docker` 233), its merge model
+//! (`systemd-sysext.service` in the real root and `ensure-sysext.service`, as Stable has
+//! it), and the partitions `bake_flatcar_image.sh` writes to, found by label
+//! (`sysext-test bake` uses the same GPT code on it and on a real Flatcar image).
 //!
 //! Not Flatcar: USR-A and OEM are ext4 (Flatcar: btrfs), EFI-SYSTEM is left unformatted
 //! and USR-B, ROOT-C, OEM-CONFIG are small placeholders (the guest boots with `-kernel`,
-//! never updates its own `/usr`), and there is no dm-verity on `/usr`.
+//! never updates its own `/usr`), and there is no dm-verity on `/usr`; the README's table
+//! lists the rest.
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::process::Command;
 
+use crate::Arch;
 use crate::errors::BuildError;
+use crate::flatcar_release::{self, Channel, Facts, MergeModel};
 use crate::gpt::{self, Planned, types};
 use crate::host_tool;
 
-/// The Flatcar release this guest claims to be: a stable release after the `/usr/sbin`
-/// merge (4152) with systemd 257, as lint's `--target flatcar:VERSION` knows them.
-pub const VERSION_ID: &str = "4230.2.0";
+/// The Flatcar release this guest answers as: Stable's current release, which merges in
+/// the real root (the model this profile builds) with systemd 257, the guest's own.
+pub fn release() -> Facts {
+    let facts = Channel::Stable.current();
+    debug_assert_eq!(facts.merge, MergeModel::RealRoot);
+    facts
+}
+
+/// The `BUILD_ID` the guest's os-release carries where Flatcar has its build's timestamp.
+const BUILD_ID: &str = "sysext-test";
 
 /// Kernel arguments: ROOT, USR-A (read-only) and OEM by partition number for the
 /// initramfs, and the journal's errors on the serial console, so a boot that never gives
@@ -85,14 +97,9 @@ const LAYOUT: &[Planned] = &[
 ];
 
 /// Files this profile writes over the Debian ones; part of the recipe hash.
-pub fn customizations() -> Vec<(&'static str, String)> {
+pub fn customizations(arch: Arch) -> Vec<(&'static str, String)> {
     vec![
-        (
-            "usr/lib/os-release",
-            format!(
-                "NAME=\"Flatcar Container Linux (sysext-test's Debian-based stand-in)\"\nID=flatcar\nID_LIKE=debian\nVERSION={VERSION_ID}\nVERSION_ID={VERSION_ID}\nBUILD_ID=sysext-test\nSYSEXT_LEVEL=1.0\nPRETTY_NAME=\"Flatcar Container Linux {VERSION_ID} (sysext-test stand-in)\"\nHOME_URL=\"https://www.flatcar.org/\"\n"
-            ),
-        ),
+        ("usr/lib/os-release", release().os_release(arch, BUILD_ID)),
         // The root; /usr and /oem are mounted by the initramfs, as Flatcar's initrd does.
         ("etc/fstab", "/dev/vda9 / ext4 rw,relatime 0 1\n".into()),
         // Flatcar's sshd is an ordinary service, started after the boot's merge: an image
@@ -133,7 +140,7 @@ pub fn customizations() -> Vec<(&'static str, String)> {
 }
 
 /// Bump when [`shape`] or [`make_disk`] change in a way the recipe text does not capture.
-const SHAPE_VERSION: u32 = 4;
+const SHAPE_VERSION: u32 = 5;
 
 /// The kernel argument that makes the guest run Ignition on this boot (the harness adds it
 /// when it passes a config through fw_cfg): a plain boot of the same disk stays plain.
@@ -153,22 +160,26 @@ pub fn install_ignition(arch: crate::Arch, root: &Path) -> Result<(), BuildError
 }
 
 /// Everything this profile adds to the recipe, for its hash.
-pub fn recipe_text() -> String {
-    let mut t = format!("shape v{SHAPE_VERSION}\n{BOOT_ARGS}\n{LAYOUT:?}\n");
-    for (path, content) in customizations() {
+pub fn recipe_text(arch: Arch) -> String {
+    let mut t = format!(
+        "shape v{SHAPE_VERSION}\n{BOOT_ARGS}\n{LAYOUT:?}\n{:?}\n{:?}\n",
+        flatcar_release::USERS,
+        flatcar_release::GROUPS
+    );
+    for (path, content) in customizations(arch) {
         t.push_str(path);
         t.push_str(&content);
     }
     t
 }
 
-/// Reshapes the root: `/usr/sbin` folded into `/usr/bin` and replaced by a symlink, and the
-/// profile's files written.
-pub fn shape(root: &Path) -> Result<(), BuildError> {
+/// Reshapes the root: `/usr/sbin` folded into `/usr/bin` and replaced by a symlink,
+/// baselayout's accounts added, and the profile's files written.
+pub fn shape(root: &Path, arch: Arch) -> Result<(), BuildError> {
     let io = |p: &Path, e| BuildError::io(p, e);
     let sbin = root.join("usr/sbin");
     let bin = root.join("usr/bin");
-    if sbin.is_dir() && !sbin.is_symlink() {
+    if release().sbin_merged && sbin.is_dir() && !sbin.is_symlink() {
         for entry in std::fs::read_dir(&sbin).map_err(|e| io(&sbin, e))? {
             let entry = entry.map_err(|e| io(&sbin, e))?;
             let dest = bin.join(entry.file_name());
@@ -183,7 +194,8 @@ pub fn shape(root: &Path) -> Result<(), BuildError> {
         std::fs::remove_dir(&sbin).map_err(|e| io(&sbin, e))?;
         symlink("bin", &sbin).map_err(|e| io(&sbin, e))?;
     }
-    for (path, content) in customizations() {
+    add_accounts(root)?;
+    for (path, content) in customizations(arch) {
         let p = root.join(path);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
@@ -200,6 +212,113 @@ pub fn shape(root: &Path) -> Result<(), BuildError> {
     let _ = std::fs::remove_file(&etc_release);
     symlink("../usr/lib/os-release", &etc_release).map_err(|e| io(&etc_release, e))?;
     super::debian::mark_updated(root)
+}
+
+/// Adds baselayout's users and groups that the Debian root lacks by name, with Flatcar's
+/// ids where Debian has not taken them (units name accounts, not ids: what matters is that
+/// `User=core` or `SocketGroup=docker` resolves here as it does on Flatcar), and puts the
+/// members baselayout lists into their groups (`core` into wheel, docker, ...). `core`
+/// gets its home and a locked password (`*`): Flatcar's logins use keys.
+fn add_accounts(root: &Path) -> Result<(), BuildError> {
+    let read = |rel: &str| {
+        let p = root.join(rel);
+        std::fs::read_to_string(&p).map_err(|e| BuildError::io(&p, e))
+    };
+    let write = |rel: &str, text: &str| {
+        let p = root.join(rel);
+        std::fs::write(&p, text).map_err(|e| BuildError::io(&p, e))
+    };
+    let (passwd, group, shadow) = (read("etc/passwd")?, read("etc/group")?, read("etc/shadow")?);
+    let field = |line: &str, i: usize| line.split(':').nth(i).map(str::to_string);
+    let names = |text: &str| -> Vec<String> { text.lines().filter_map(|l| field(l, 0)).collect() };
+    let ids = |text: &str, i: usize| -> Vec<u32> {
+        text.lines()
+            .filter_map(|l| field(l, i)?.parse().ok())
+            .collect()
+    };
+    // An id of its own: Flatcar's when free, else the highest free one under Debian's
+    // dynamic system range (which counts down from 999).
+    let pick = |wanted: u32, taken: &mut Vec<u32>| {
+        let id = if taken.contains(&wanted) {
+            (500..999)
+                .rev()
+                .find(|i| !taken.contains(i))
+                .unwrap_or(wanted)
+        } else {
+            wanted
+        };
+        taken.push(id);
+        id
+    };
+
+    let mut group_lines: Vec<String> = group.lines().map(str::to_string).collect();
+    let mut gids = ids(&group, 2);
+    let mut gid_of = std::collections::HashMap::new();
+    for line in &group_lines {
+        if let (Some(n), Some(Ok(g))) = (field(line, 0), field(line, 2).map(|g| g.parse::<u32>())) {
+            gid_of.insert(n, g);
+        }
+    }
+    let existing_groups = names(&group);
+    for g in flatcar_release::GROUPS {
+        if !existing_groups.iter().any(|n| n == g.name) {
+            let gid = pick(g.gid, &mut gids);
+            gid_of.insert(g.name.to_string(), gid);
+            group_lines.push(format!("{}:x:{gid}:", g.name));
+        }
+    }
+    let mut passwd_lines: Vec<String> = passwd.lines().map(str::to_string).collect();
+    let mut shadow_lines: Vec<String> = shadow.lines().map(str::to_string).collect();
+    let mut uids = ids(&passwd, 2);
+    let existing_users = names(&passwd);
+    for u in flatcar_release::USERS {
+        if existing_users.iter().any(|n| n == u.name) {
+            continue;
+        }
+        let uid = pick(u.uid, &mut uids);
+        // The user's primary group by baselayout's gid, mapped to the name it has here.
+        let primary = flatcar_release::GROUPS
+            .iter()
+            .find(|g| g.gid == u.gid)
+            .and_then(|g| gid_of.get(g.name).copied())
+            .unwrap_or(u.gid);
+        passwd_lines.push(format!(
+            "{}:x:{uid}:{primary}::{}:{}",
+            u.name, u.home, u.shell
+        ));
+        shadow_lines.push(format!("{}:*:20000:0:99999:7:::", u.name));
+        if u.home.starts_with("/home/") {
+            let home = root.join(u.home.trim_start_matches('/'));
+            std::fs::create_dir_all(&home).map_err(|e| BuildError::io(&home, e))?;
+            std::os::unix::fs::chown(&home, Some(uid), Some(primary))
+                .map_err(|e| BuildError::io(&home, e))?;
+        }
+    }
+    for g in flatcar_release::GROUPS {
+        let Some(line) = group_lines
+            .iter_mut()
+            .find(|l| field(l, 0).as_deref() == Some(g.name))
+        else {
+            continue;
+        };
+        let mut members: Vec<String> = field(line, 3)
+            .unwrap_or_default()
+            .split(',')
+            .filter(|m| !m.is_empty())
+            .map(str::to_string)
+            .collect();
+        for m in g.members.iter().filter(|m| **m != "root") {
+            if !members.iter().any(|x| x == m) {
+                members.push(m.to_string());
+            }
+        }
+        let head: Vec<&str> = line.split(':').take(3).collect();
+        *line = format!("{}:{}", head.join(":"), members.join(","));
+    }
+    let join = |lines: Vec<String>| lines.join("\n") + "\n";
+    write("etc/group", &join(group_lines))?;
+    write("etc/passwd", &join(passwd_lines))?;
+    write("etc/shadow", &join(shadow_lines))
 }
 
 /// Writes the GPT disk: each filesystem made by `mke2fs -d` straight into its partition's
@@ -234,4 +353,35 @@ pub fn make_disk(root: &Path, disk: &Path, seed: &str) -> Result<(), BuildError>
     let _ = std::fs::remove_dir_all(&staging);
     let _ = std::fs::remove_dir_all(&empty);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::flatcar_release::Systemd;
+
+    #[test]
+    fn the_guest_runs_the_systemd_and_merge_model_of_the_release_it_answers_as() {
+        let r = release();
+        assert_eq!(
+            r.systemd,
+            Systemd::Major(super::super::SYSTEMD_MAJOR),
+            "{}",
+            r.describe()
+        );
+        assert_eq!(r.merge, MergeModel::RealRoot, "{}", r.describe());
+    }
+
+    #[test]
+    fn the_guest_writes_the_release_tables_os_release() {
+        for arch in Arch::ALL {
+            let files = customizations(arch);
+            let (_, text) = files
+                .iter()
+                .find(|(p, _)| *p == "usr/lib/os-release")
+                .expect("the profile writes an os-release");
+            assert_eq!(text, &release().os_release(arch, BUILD_ID));
+            assert!(text.contains("ID_LIKE=coreos"), "{text}");
+        }
+    }
 }
