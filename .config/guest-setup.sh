@@ -2,21 +2,26 @@
 # nextest setup script (see nextest.toml): before the first VM case of an arch, build or
 # reuse the cached guest, probe the accelerator and save (or reuse) the booted guest's
 # state; before the first boot case (`flatcar` as the second argument), build or
-# reuse the Flatcar guest and its baseline boot.
+# reuse both Flatcar guests (real-root and initrd merge) and their baseline boots.
 #
 # It runs the sysext-test binary the test build just produced: `cargo run` would rebuild
 # every dependency with the non-test feature set, minutes on 2 cores. If that binary is
 # older than the sources (a --release test run), the first VM case builds the guest itself.
 set -eu
 arch="$1"
-case "${2:-debian}" in
-  flatcar) set -- guest build --arch "$arch" --profile flatcar --baseline ;;
-  *) set -- guest build --arch "$arch" --save-state ;;
-esac
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/sysext-test"
-if [ -x "$bin" ]; then
-  exec "$bin" "$@"
-fi
-cd "$root"
-exec cargo run -q --bin sysext-test -- "$@"
+run() {
+  if [ -x "$bin" ]; then
+    "$bin" "$@"
+  else
+    (cd "$root" && cargo run -q --bin sysext-test -- "$@")
+  fi
+}
+case "${2:-debian}" in
+  flatcar)
+    run guest build --arch "$arch" --profile flatcar --baseline
+    run guest build --arch "$arch" --profile flatcar-initrd --baseline
+    ;;
+  *) run guest build --arch "$arch" --save-state ;;
+esac

@@ -20,21 +20,26 @@ use crate::via::Via;
 use crate::via::baked::{self, Baked};
 use crate::via::ignition::{self, Provisioned, Variant};
 use crate::via::runtime;
+use sysext_builder::flatcar_release::MergeModel;
 
 /// A way of reaching the guest ([`Via`]) with what it needs.
 #[derive(Clone, Copy)]
 pub enum Setup<'a> {
     /// A restored guest with `carrying` on its payload disk (the case installs it).
     Runtime { carrying: Option<&'a Path> },
-    /// `subject` (and `conf`, its sysupdate config) baked into the disk, cold-booted.
+    /// `subject` (and `conf`, its sysupdate config) baked into the disk of the Flatcar
+    /// guest of merge `model`, cold-booted.
     Baked {
         subject: &'a Subject,
         conf: Option<&'a Path>,
+        model: MergeModel,
     },
-    /// `subject` provisioned by Ignition with the `variant` config, first-booted.
+    /// `subject` provisioned by Ignition with the `variant` config, first-booted on the
+    /// Flatcar guest of merge `model`.
     Ignition {
         subject: &'a Subject,
         variant: Variant,
+        model: MergeModel,
     },
 }
 
@@ -48,10 +53,12 @@ impl<'a> Setup<'a> {
             Via::Baked => Setup::Baked {
                 subject,
                 conf: None,
+                model: MergeModel::RealRoot,
             },
             Via::Ignition => Setup::Ignition {
                 subject,
                 variant: Variant::AsPrinted,
+                model: MergeModel::RealRoot,
             },
         }
     }
@@ -108,12 +115,16 @@ fn reach(
             let (vm, notes) = runtime::restore(arch, Profile::Debian, place, carrying, progress)?;
             Ok(Reached::Runtime { vm, notes })
         }
-        Setup::Baked { subject, conf } => {
-            baked::reach(subject, arch, conf, progress).map(Reached::Baked)
-        }
-        Setup::Ignition { subject, variant } => {
-            ignition::reach(subject, arch, variant, progress).map(Reached::Ignition)
-        }
+        Setup::Baked {
+            subject,
+            conf,
+            model,
+        } => baked::reach(subject, arch, conf, model, progress).map(Reached::Baked),
+        Setup::Ignition {
+            subject,
+            variant,
+            model,
+        } => ignition::reach(subject, arch, variant, model, progress).map(Reached::Ignition),
     }
 }
 
@@ -311,10 +322,11 @@ pub fn run_session(
                     .image
                     .with_file_name(format!("{}.conf", subject.name));
                 let mut trial = Trial::new(&name, subject, *arch, case);
-                if let Setup::Baked { subject, .. } = trial.setup {
+                if let Setup::Baked { subject, model, .. } = trial.setup {
                     trial.setup = Setup::Baked {
                         subject,
                         conf: conf.is_file().then_some(conf.as_path()),
+                        model,
                     };
                 }
                 trial.run(place, &indent)

@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 use libtest_mimic::{Arguments, Failed, Trial};
 use sysext_builder::Arch;
 use sysext_builder::build;
+use sysext_builder::flatcar_release::MergeModel;
 use sysext_cases::differential;
 use sysext_cases::fixtures::{self, Fixture};
 use sysext_cases::lint::{Linter, Options, Severity};
@@ -85,25 +86,35 @@ fn main() {
                 // runs for the subjects that should work and have an update plan (each one
                 // also gets a config with a wrong image digest). Merging at boot is the boot
                 // case's, for every fixture.
-                if manifest.expect_failure.is_empty() && manifest.update.is_some() {
-                    for variant in [Variant::AsPrinted, Variant::WrongHash] {
-                        let (fxi, mi) = (fx.clone(), manifest.clone());
-                        let name = match variant {
-                            Variant::AsPrinted => format!("ignition::{arch}::{}", fx.name),
-                            Variant::WrongHash => {
-                                format!("ignition::{arch}::{}::wrong-hash", fx.name)
-                            }
-                        };
-                        trials.push(Trial::test(name.clone(), move || {
-                            ignition_fixture(&name, &fxi, &mi, arch, variant)
-                        }));
+                for model in models(&fx) {
+                    // The real-root model's trials keep their plain names; the initrd
+                    // model's end in `::initrd` (same verdict cell: both must pass).
+                    let tail = match model {
+                        MergeModel::RealRoot => String::new(),
+                        MergeModel::Initrd => "::initrd".to_string(),
+                    };
+                    if manifest.expect_failure.is_empty() && manifest.update.is_some() {
+                        for variant in [Variant::AsPrinted, Variant::WrongHash] {
+                            let (fxi, mi) = (fx.clone(), manifest.clone());
+                            let name = match variant {
+                                Variant::AsPrinted => {
+                                    format!("ignition::{arch}::{}{tail}", fx.name)
+                                }
+                                Variant::WrongHash => {
+                                    format!("ignition::{arch}::{}::wrong-hash{tail}", fx.name)
+                                }
+                            };
+                            trials.push(Trial::test(name.clone(), move || {
+                                ignition_fixture(&name, &fxi, &mi, arch, variant, model)
+                            }));
+                        }
                     }
+                    let (fxb, mb) = (fx.clone(), manifest.clone());
+                    let name = format!("boot::{arch}::{}{tail}", fx.name);
+                    trials.push(Trial::test(name.clone(), move || {
+                        boot_fixture(&name, &fxb, &mb, arch, model)
+                    }));
                 }
-                let (fxb, mb) = (fx.clone(), manifest.clone());
-                let name = format!("boot::{arch}::{}", fx.name);
-                trials.push(Trial::test(name.clone(), move || {
-                    boot_fixture(&name, &fxb, &mb, arch)
-                }));
                 for &case in &cases {
                     let (fx, manifest) = (fx.clone(), manifest.clone());
                     let name = format!("vm::{arch}::{}::{case}", fx.name);
@@ -401,7 +412,29 @@ fn fixture_subject(
     Ok(Subject::from_image(&built.image, manifest.clone())?)
 }
 
-fn boot_fixture(name: &str, fx: &Fixture, manifest: &Manifest, arch: Arch) -> Result<(), Failed> {
+/// The fixtures whose boot and Ignition trials also run on the initrd merge model (Flatcar
+/// beta and alpha): the update and service fixtures, and the one whose units start only
+/// through `.wants` links; `SYSEXT_TEST_ALL_MODELS=1` (the pre-release matrix) runs every
+/// fixture on both.
+const INITRD_MODEL_FIXTURES: &[&str] = &["hello-update", "containerd", "wants-service"];
+
+/// The merge models `fx`'s boot-time trials run on.
+fn models(fx: &Fixture) -> Vec<MergeModel> {
+    let all = std::env::var("SYSEXT_TEST_ALL_MODELS").is_ok_and(|v| v == "1");
+    if all || INITRD_MODEL_FIXTURES.contains(&fx.name.as_str()) {
+        vec![MergeModel::RealRoot, MergeModel::Initrd]
+    } else {
+        vec![MergeModel::RealRoot]
+    }
+}
+
+fn boot_fixture(
+    name: &str,
+    fx: &Fixture,
+    manifest: &Manifest,
+    arch: Arch,
+    model: MergeModel,
+) -> Result<(), Failed> {
     let progress = |l: &str| eprintln!("{name}: {l}");
     let spec_dir = fx.path.parent().unwrap_or(Path::new("."));
     if let Some(plan) = &manifest.update {
@@ -415,6 +448,7 @@ fn boot_fixture(name: &str, fx: &Fixture, manifest: &Manifest, arch: Arch) -> Re
             &releases,
             manifest,
             arch,
+            model,
             &Place::from_env(),
             &progress,
         );
@@ -422,7 +456,13 @@ fn boot_fixture(name: &str, fx: &Fixture, manifest: &Manifest, arch: Arch) -> Re
     }
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
     let subject = fixture_subject(fx, manifest, arch, tmp.path())?;
-    run_case(name, &subject, arch, Case::Boot)
+    let mut trial = runner::Trial::new(name, &subject, arch, Case::Boot);
+    trial.setup = Setup::Baked {
+        subject: &subject,
+        conf: None,
+        model,
+    };
+    finish(name, trial.run(&Place::from_env(), &progress))
 }
 
 fn ignition_fixture(
@@ -431,6 +471,7 @@ fn ignition_fixture(
     manifest: &Manifest,
     arch: Arch,
     variant: Variant,
+    model: MergeModel,
 ) -> Result<(), Failed> {
     let progress = |l: &str| eprintln!("{name}: {l}");
     let tmp = tempfile::tempdir().map_err(|e| e.to_string())?;
@@ -444,6 +485,7 @@ fn ignition_fixture(
     trial.setup = Setup::Ignition {
         subject: &subject,
         variant,
+        model,
     };
     if variant == Variant::WrongHash {
         trial.expected = Some(&wrong);

@@ -22,11 +22,15 @@ use crate::flatcar_release::{self, Channel, Facts, MergeModel};
 use crate::gpt::{self, Planned, types};
 use crate::host_tool;
 
-/// The Flatcar release this guest answers as: Stable's current release, which merges in
-/// the real root (the model this profile builds) with systemd 257, the guest's own.
-pub fn release() -> Facts {
-    let facts = Channel::Stable.current();
-    debug_assert_eq!(facts.merge, MergeModel::RealRoot);
+/// The Flatcar release a guest of `model` answers as: for the real-root merge Stable's
+/// current release (systemd 257, the guest's own); for the initrd merge Beta's (which
+/// runs systemd 260: the guest keeps Debian's 257, the one fact it cannot match).
+pub fn release(model: MergeModel) -> Facts {
+    let facts = match model {
+        MergeModel::RealRoot => Channel::Stable.current(),
+        MergeModel::Initrd => Channel::Beta.current(),
+    };
+    debug_assert_eq!(facts.merge, model);
     facts
 }
 
@@ -37,6 +41,9 @@ const BUILD_ID: &str = "sysext-test";
 /// initramfs, and the journal's errors on the serial console, so a boot that never gives
 /// an SSH login still leaves systemd's own words where the harness reads them.
 pub const BOOT_ARGS: &str = "root=/dev/vda9 rw mount.usr=/dev/vda3 sysext_test.oem=/dev/vda6 systemd.journald.forward_to_console=1 systemd.journald.max_level_console=err";
+
+/// The same, and the initramfs merges the extensions before the real root starts.
+pub const BOOT_ARGS_INITRD_MERGE: &str = "root=/dev/vda9 rw mount.usr=/dev/vda3 sysext_test.oem=/dev/vda6 systemd.journald.forward_to_console=1 systemd.journald.max_level_console=err sysext_test.merge=initrd";
 
 /// Flatcar's partition numbers and labels (flatcar/scripts `build_library/disk_layout.json`).
 const LAYOUT: &[Planned] = &[
@@ -97,9 +104,9 @@ const LAYOUT: &[Planned] = &[
 ];
 
 /// Files this profile writes over the Debian ones; part of the recipe hash.
-pub fn customizations(arch: Arch) -> Vec<(&'static str, String)> {
-    vec![
-        ("usr/lib/os-release", release().os_release(arch, BUILD_ID)),
+pub fn customizations(arch: Arch, model: MergeModel) -> Vec<(&'static str, String)> {
+    let mut files = vec![
+        ("usr/lib/os-release", release(model).os_release(arch, BUILD_ID)),
         // The root; /usr and /oem are mounted by the initramfs, as Flatcar's initrd does.
         ("etc/fstab", "/dev/vda9 / ext4 rw,relatime 0 1\n".into()),
         // Flatcar's sshd is an ordinary service, started after the boot's merge: an image
@@ -108,19 +115,11 @@ pub fn customizations(arch: Arch) -> Vec<(&'static str, String)> {
             "etc/systemd/system/sysext-test-sshd.service.d/10-after-sysext.conf",
             "[Unit]\nAfter=systemd-sysext.service\n".into(),
         ),
-        // The boot's merge says why it refused an image only at debug level. Flatcar pairs
-        // the merge with ensure-sysext.service, below, and provisions before it (Ignition).
+        // What the initramfs logged (Ignition at first boot), into the real root's journal
+        // under Ignition's name, where Flatcar's initrd journal puts it.
         (
-            "etc/systemd/system/systemd-sysext.service.d/10-sysext-test.conf",
-            "[Unit]\nWants=ensure-sysext.service sysext-test-ignition.service\n\n[Service]\nEnvironment=SYSTEMD_LOG_LEVEL=debug\n".into(),
-        ),
-        // What Flatcar ships so the units of images merged at boot run (the bakery's
-        // README): bound to systemd-sysext.service, it reloads the unit files and
-        // re-evaluates multi-user.target, sockets.target and timers.target. Written here
-        // from that description; without it a `.wants` link in an image is never seen.
-        (
-            "etc/systemd/system/ensure-sysext.service",
-            "[Unit]\nDescription=Load the units of merged system extensions (Flatcar's ensure-sysext, as documented)\nBindsTo=systemd-sysext.service\nAfter=systemd-sysext.service\nDefaultDependencies=no\nConflicts=shutdown.target\nBefore=shutdown.target\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/bin/systemctl daemon-reload\nExecStart=/usr/bin/systemctl restart --no-block sockets.target timers.target multi-user.target\n".into(),
+            "etc/systemd/system/sysext-test-initrd-log.service",
+            "[Unit]\nDescription=The initramfs's Ignition log, into the journal (Flatcar's initrd journal)\nDefaultDependencies=no\nConditionPathExists=/run/initramfs/ignition.log\nAfter=systemd-journald.socket\nBefore=sysinit.target\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nSyslogIdentifier=ignition\nExecStart=/bin/cat /run/initramfs/ignition.log\n".into(),
         ),
         ("oem/.keep", String::new()),
         // Ignition 2.14 relabels everything it wrote and fails without SELinux tools
@@ -130,13 +129,36 @@ pub fn customizations(arch: Arch) -> Vec<(&'static str, String)> {
             "usr/bin/setfiles",
             "#!/bin/sh\n# sysext-test: SELinux is disabled here; Ignition relabels regardless.\nexit 0\n".into(),
         ),
-        (
-            "etc/systemd/system/sysext-test-ignition.service",
-            format!(
-                "[Unit]\nDescription=Ignition from QEMU fw_cfg at first boot (Flatcar runs it in the initrd)\nDefaultDependencies=no\nConditionKernelCommandLine={IGNITION_ARG}\nAfter=local-fs.target systemd-journald.socket\nBefore=systemd-sysext.service sysinit.target\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nStandardOutput=journal+console\nExecStartPre=/usr/bin/modprobe qemu_fw_cfg\nExecStart=/usr/bin/ignition --root=/ --platform=qemu --stage=fetch --log-to-stdout\nExecStart=/usr/bin/ignition --root=/ --platform=qemu --stage=files --log-to-stdout\n# No first boot here (the machine id is fixed): apply what Ignition enabled itself\n# ($$ is a literal $ in a unit file).\nExecStart=/bin/sh -c 'p=/etc/systemd/system-preset/20-ignition.preset; [ -f \"$$p\" ] || exit 0; units=$$(sed -n \"s/^enable //p\" \"$$p\"); [ -z \"$$units\" ] || systemctl preset $$units'\n"
-            ),
-        ),
-    ]
+    ];
+    match model {
+        MergeModel::RealRoot => {
+            // The boot's merge says why it refused an image only at debug level. Flatcar
+            // pairs the merge with ensure-sysext.service, below.
+            files.push((
+                "etc/systemd/system/systemd-sysext.service.d/10-sysext-test.conf",
+                "[Unit]\nWants=ensure-sysext.service sysext-test-initrd-log.service\n\n[Service]\nEnvironment=SYSTEMD_LOG_LEVEL=debug\n".into(),
+            ));
+            // Flatcar's own (flatcar/init `systemd/system/ensure-sysext.service`, the
+            // revision stable and lts pin, which enables it for sysinit.target): bound to
+            // systemd-sysext.service, it reloads the unit files and re-evaluates
+            // multi-user, sockets and timers, so an image's `.wants` links start at boot.
+            files.push((
+                "etc/systemd/system/ensure-sysext.service",
+                "[Unit]\nBindsTo=systemd-sysext.service\nAfter=systemd-sysext.service\nDefaultDependencies=no\n# Keep in sync with systemd-sysext.service\nConditionDirectoryNotEmpty=|/etc/extensions\nConditionDirectoryNotEmpty=|/run/extensions\nConditionDirectoryNotEmpty=|/var/lib/extensions\nConditionDirectoryNotEmpty=|/usr/local/lib/extensions\nConditionDirectoryNotEmpty=|/usr/lib/extensions\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/usr/bin/systemctl daemon-reload\nExecStart=/usr/bin/systemctl restart --no-block sockets.target timers.target multi-user.target\n[Install]\nWantedBy=sysinit.target\n".into(),
+            ));
+        }
+        MergeModel::Initrd => {
+            // The initramfs merged (sysext_test.merge=initrd): the real root's unit first
+            // tells the journal what that merge said, then refreshes only when the
+            // extension directories changed since (Flatcar carries a patch for that:
+            // 0006-sysext-Skip-refresh-if-no-changes-are-found.patch). No ensure-sysext.
+            files.push((
+                "etc/systemd/system/systemd-sysext.service.d/10-sysext-test.conf",
+                "[Unit]\nWants=sysext-test-initrd-log.service\n\n[Service]\nEnvironment=SYSTEMD_LOG_LEVEL=debug\nExecStart=\nExecStart=/bin/sh -c 'cat /run/initramfs/sysext.log 2>/dev/null; if [ -f /run/initramfs/sysext-extensions ] && [ \"$$(ls -lL --full-time /etc/extensions /run/extensions /var/lib/extensions 2>/dev/null)\" = \"$$(cat /run/initramfs/sysext-extensions)\" ]; then echo \"sysext-test: the extensions are those the initrd merged; no refresh\"; exit 0; fi; exec systemd-sysext refresh'\n".into(),
+            ));
+        }
+    }
+    files
 }
 
 /// Bump when [`shape`] or [`make_disk`] change in a way the recipe text does not capture.
@@ -146,9 +168,9 @@ const SHAPE_VERSION: u32 = 5;
 /// when it passes a config through fw_cfg): a plain boot of the same disk stays plain.
 pub const IGNITION_ARG: &str = "sysext_test.ignition=1";
 
-/// Debian's Ignition (2.14): the binary from its dracut module, run from an early unit of
-/// the booted system rather than the initrd (Flatcar's place for it): before
-/// `systemd-sysext.service`, with the network the initramfs brought up.
+/// Debian's Ignition (2.14): the binary from its dracut module, which the initramfs runs
+/// on first boot against the real root (chroot), before the real root's PID 1 starts, with
+/// the network the initramfs brought up.
 pub fn install_ignition(arch: crate::Arch, root: &Path) -> Result<(), BuildError> {
     let pkg = crate::deb::unpacked("ignition", arch)?;
     let bin = pkg.join("usr/lib/dracut/modules.d/30ignition/ignition");
@@ -160,13 +182,13 @@ pub fn install_ignition(arch: crate::Arch, root: &Path) -> Result<(), BuildError
 }
 
 /// Everything this profile adds to the recipe, for its hash.
-pub fn recipe_text(arch: Arch) -> String {
+pub fn recipe_text(arch: Arch, model: MergeModel) -> String {
     let mut t = format!(
-        "shape v{SHAPE_VERSION}\n{BOOT_ARGS}\n{LAYOUT:?}\n{:?}\n{:?}\n",
+        "shape v{SHAPE_VERSION}\n{BOOT_ARGS}\n{BOOT_ARGS_INITRD_MERGE}\n{LAYOUT:?}\n{:?}\n{:?}\n",
         flatcar_release::USERS,
         flatcar_release::GROUPS
     );
-    for (path, content) in customizations(arch) {
+    for (path, content) in customizations(arch, model) {
         t.push_str(path);
         t.push_str(&content);
     }
@@ -175,11 +197,11 @@ pub fn recipe_text(arch: Arch) -> String {
 
 /// Reshapes the root: `/usr/sbin` folded into `/usr/bin` and replaced by a symlink,
 /// baselayout's accounts added, and the profile's files written.
-pub fn shape(root: &Path, arch: Arch) -> Result<(), BuildError> {
+pub fn shape(root: &Path, arch: Arch, model: MergeModel) -> Result<(), BuildError> {
     let io = |p: &Path, e| BuildError::io(p, e);
     let sbin = root.join("usr/sbin");
     let bin = root.join("usr/bin");
-    if release().sbin_merged && sbin.is_dir() && !sbin.is_symlink() {
+    if release(model).sbin_merged && sbin.is_dir() && !sbin.is_symlink() {
         for entry in std::fs::read_dir(&sbin).map_err(|e| io(&sbin, e))? {
             let entry = entry.map_err(|e| io(&sbin, e))?;
             let dest = bin.join(entry.file_name());
@@ -195,7 +217,7 @@ pub fn shape(root: &Path, arch: Arch) -> Result<(), BuildError> {
         symlink("bin", &sbin).map_err(|e| io(&sbin, e))?;
     }
     add_accounts(root)?;
-    for (path, content) in customizations(arch) {
+    for (path, content) in customizations(arch, model) {
         let p = root.join(path);
         if let Some(parent) = p.parent() {
             std::fs::create_dir_all(parent).map_err(|e| io(parent, e))?;
@@ -362,26 +384,41 @@ mod tests {
 
     #[test]
     fn the_guest_runs_the_systemd_and_merge_model_of_the_release_it_answers_as() {
-        let r = release();
+        let r = release(MergeModel::RealRoot);
         assert_eq!(
             r.systemd,
             Systemd::Major(super::super::SYSTEMD_MAJOR),
             "{}",
             r.describe()
         );
-        assert_eq!(r.merge, MergeModel::RealRoot, "{}", r.describe());
+        for model in [MergeModel::RealRoot, MergeModel::Initrd] {
+            assert_eq!(release(model).merge, model);
+        }
+    }
+
+    #[test]
+    fn only_the_real_root_model_has_ensure_sysext() {
+        let has = |model| {
+            customizations(Arch::X86_64, model)
+                .iter()
+                .any(|(p, _)| p.ends_with("ensure-sysext.service"))
+        };
+        assert!(has(MergeModel::RealRoot));
+        assert!(!has(MergeModel::Initrd));
     }
 
     #[test]
     fn the_guest_writes_the_release_tables_os_release() {
         for arch in Arch::ALL {
-            let files = customizations(arch);
-            let (_, text) = files
-                .iter()
-                .find(|(p, _)| *p == "usr/lib/os-release")
-                .expect("the profile writes an os-release");
-            assert_eq!(text, &release().os_release(arch, BUILD_ID));
-            assert!(text.contains("ID_LIKE=coreos"), "{text}");
+            for model in [MergeModel::RealRoot, MergeModel::Initrd] {
+                let files = customizations(arch, model);
+                let (_, text) = files
+                    .iter()
+                    .find(|(p, _)| *p == "usr/lib/os-release")
+                    .expect("the profile writes an os-release");
+                assert_eq!(text, &release(model).os_release(arch, BUILD_ID));
+                assert!(text.contains("coreos"), "{text}");
+            }
         }
     }
 }

@@ -40,11 +40,15 @@ fi
 root=/dev/vda
 usr=
 oem=
+ignition=
+merge=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     root=*) root="${arg#root=}" ;;
     mount.usr=*) usr="${arg#mount.usr=}" ;;
     sysext_test.oem=*) oem="${arg#sysext_test.oem=}" ;;
+    sysext_test.ignition=1) ignition=1 ;;
+    sysext_test.merge=initrd) merge=initrd ;;
   esac
 done
 for dev in "$root" $usr $oem; do
@@ -61,6 +65,54 @@ if [ -n "$usr" ] && ! mount -t ext4 -o ro "$usr" /newroot/usr; then
 fi
 if [ -n "$oem" ] && ! mount -t ext4 -o rw "$oem" /newroot/oem; then
   echo "initramfs: cannot mount /oem from $oem"
+fi
+# What Flatcar's initrd does before the real root's PID 1 loads a unit, run from here
+# against the real root (chroot: its own Ignition, systemd-sysext and libraries). /run is
+# the initrd's tmpfs, carried into the real root as systemd's initrd carries it.
+if [ -n "$ignition$merge" ]; then
+  mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /newroot/run
+  mkdir -p /newroot/run/initramfs
+  mount -t proc proc /newroot/proc
+  mount -t sysfs sysfs /newroot/sys
+  mount --bind /dev /newroot/dev
+fi
+# Ignition on first boot: its stages write into the real root; a failed stage ends the
+# boot in emergency mode, with no login, as Flatcar's initrd does. Its log goes to the
+# real root's journal (sysext-test-initrd-log.service); its verdicts to the console.
+if [ -n "$ignition" ]; then
+  log=/newroot/run/initramfs/ignition.log
+  ok=1
+  chroot /newroot /usr/bin/modprobe qemu_fw_cfg >> "$log" 2>&1
+  for stage in fetch files; do
+    if ! chroot /newroot /usr/bin/ignition --root=/ --platform=qemu --stage="$stage" --log-to-stdout >> "$log" 2>&1; then
+      ok=
+      break
+    fi
+  done
+  grep -e 'CRITICAL' -e 'Ignition finished' "$log"
+  if [ -z "$ok" ]; then
+    echo "initramfs: a stage of Ignition failed: emergency mode, no login (Flatcar's initrd stops there too)"
+    while :; do sleep 3600; done
+  fi
+  # First boot: the presets Ignition wrote are applied before PID 1 loads the units.
+  chroot /newroot /bin/sh -c 'p=/etc/systemd/system-preset/20-ignition.preset; [ -f "$p" ] || exit 0; units=$(sed -n "s/^enable //p" "$p"); [ -z "$units" ] || systemctl preset $units' >> "$log" 2>&1
+fi
+# Flatcar from 4628 merges extensions in the initrd, into the real root, so PID 1 finds
+# their units (and .wants links) when it starts. What the extension directories held is
+# kept: the real root's systemd-sysext.service skips its refresh when they are unchanged.
+if [ "$merge" = initrd ]; then
+  # The loop device and the formats a merge mounts (guest::PRELOAD_MODULES).
+  chroot /newroot /usr/bin/modprobe -a loop squashfs erofs overlay
+  # systemd-sysext merges in a mount namespace of its own and relies on the propagation
+  # systemd gives / (shared) for its /usr to reach ours; here nothing did yet.
+  mount --make-rshared /newroot
+  chroot /newroot /usr/bin/env SYSTEMD_LOG_LEVEL=debug /usr/bin/systemd-sysext merge --no-reload > /newroot/run/initramfs/sysext.log 2>&1
+  echo "initramfs: systemd-sysext merge exited $?" >> /newroot/run/initramfs/sysext.log
+  mount --make-rprivate /newroot
+  chroot /newroot /bin/sh -c 'ls -lL --full-time /etc/extensions /run/extensions /var/lib/extensions 2>/dev/null' > /newroot/run/initramfs/sysext-extensions
+fi
+if [ -n "$ignition$merge" ]; then
+  umount /newroot/proc /newroot/sys /newroot/dev
 fi
 umount /proc /sys
 mount --move /dev /newroot/dev || umount /dev
@@ -214,6 +266,17 @@ fn initramfs(k: &Kernel, modules_dir: &Path) -> Result<Vec<u8>, BuildError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_initrd_merge_loads_every_module_a_merge_needs() {
+        let line = INIT_SCRIPT
+            .lines()
+            .find(|l| l.contains("modprobe -a"))
+            .expect("the initrd merge loads its modules");
+        for m in super::super::PRELOAD_MODULES {
+            assert!(line.split_whitespace().any(|w| w == *m), "{m}: {line}");
+        }
+    }
 
     #[test]
     fn the_init_script_prints_the_network_beacon() {

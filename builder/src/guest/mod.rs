@@ -15,8 +15,8 @@ mod flatcar;
 mod kernel;
 
 pub use flatcar::IGNITION_ARG;
-/// The Flatcar release the Flatcar guest answers as: lint's target for it.
-pub use flatcar::release as flatcar_release;
+
+use crate::flatcar_release::{Facts, MergeModel};
 
 use std::path::{Path, PathBuf};
 
@@ -54,19 +54,45 @@ pub enum Profile {
     /// One ext4 filesystem holding everything (`root=/dev/vda`).
     Debian,
     /// Flatcar's disk: GPT with EFI-SYSTEM (1), USR-A (3, read-only `/usr`), OEM (6,
-    /// `/oem`) and ROOT (9, `/`), answering as the release [`flatcar_release`] names
-    /// (`flatcar-shaped` is its old name).
+    /// `/oem`) and ROOT (9, `/`), answering as the release [`flatcar_release`] names for
+    /// the real-root merge (Stable; `flatcar-shaped` is its old name).
     Flatcar,
+    /// The same disk answering as a release that merges from the initrd (Beta): the
+    /// initramfs merges, no ensure-sysext.
+    FlatcarInitrd,
 }
 
 impl Profile {
-    pub const ALL: [Profile; 2] = [Profile::Debian, Profile::Flatcar];
+    pub const ALL: [Profile; 3] = [Profile::Debian, Profile::Flatcar, Profile::FlatcarInitrd];
 
     pub fn name(self) -> &'static str {
         match self {
             Profile::Debian => "debian",
             Profile::Flatcar => "flatcar",
+            Profile::FlatcarInitrd => "flatcar-initrd",
         }
+    }
+
+    /// The Flatcar profile of merge `model`.
+    pub fn flatcar(model: MergeModel) -> Profile {
+        match model {
+            MergeModel::RealRoot => Profile::Flatcar,
+            MergeModel::Initrd => Profile::FlatcarInitrd,
+        }
+    }
+
+    /// The Flatcar merge model a Flatcar profile builds; `None` for Debian.
+    pub fn merge_model(self) -> Option<MergeModel> {
+        match self {
+            Profile::Debian => None,
+            Profile::Flatcar => Some(MergeModel::RealRoot),
+            Profile::FlatcarInitrd => Some(MergeModel::Initrd),
+        }
+    }
+
+    /// The Flatcar release a Flatcar profile answers as: lint's target for it.
+    pub fn flatcar_release(self) -> Option<Facts> {
+        self.merge_model().map(flatcar::release)
     }
 }
 
@@ -84,7 +110,9 @@ impl std::str::FromStr for Profile {
         Profile::ALL
             .into_iter()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown guest profile {s:?}: use debian or flatcar"))
+            .ok_or_else(|| {
+                format!("unknown guest profile {s:?}: use debian, flatcar or flatcar-initrd")
+            })
     }
 }
 
@@ -174,8 +202,8 @@ impl Recipe {
         for unit in debian::MASKED.iter().chain(debian::MASKED_GENERATORS) {
             h.update(unit.as_bytes());
         }
-        if self.profile == Profile::Flatcar {
-            h.update(flatcar::recipe_text(self.arch).as_bytes());
+        if let Some(model) = self.profile.merge_model() {
+            h.update(flatcar::recipe_text(self.arch, model).as_bytes());
         }
         h.update(kernel::INIT_SCRIPT.as_bytes());
         hex::encode(&h.finalize()[..8])
@@ -221,6 +249,7 @@ impl Guest {
         match self.profile {
             Profile::Debian => "root=/dev/vda rw",
             Profile::Flatcar => flatcar::BOOT_ARGS,
+            Profile::FlatcarInitrd => flatcar::BOOT_ARGS_INITRD_MERGE,
         }
     }
 
@@ -282,9 +311,10 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
         ));
         match recipe.profile {
             Profile::Debian => debian::make_disk(&root, &work.join("root.img"), recipe.disk_mib)?,
-            Profile::Flatcar => {
+            Profile::Flatcar | Profile::FlatcarInitrd => {
+                let model = recipe.profile.merge_model().unwrap_or(MergeModel::RealRoot);
                 flatcar::install_ignition(recipe.arch, &root)?;
-                flatcar::shape(&root, recipe.arch)?;
+                flatcar::shape(&root, recipe.arch, model)?;
                 flatcar::make_disk(&root, &work.join("root.img"), &recipe.hash())?
             }
         }

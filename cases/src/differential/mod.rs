@@ -69,11 +69,11 @@ impl Family {
     }
 }
 
-/// The release of Flatcar the Flatcar guest models: lint's target for it.
-pub fn flatcar_target() -> TargetSpec {
+/// The release of Flatcar a Flatcar guest models: lint's target for it.
+pub fn flatcar_target(profile: Profile) -> TargetSpec {
     TargetSpec {
         kind: TargetKind::Flatcar,
-        version: Some(sysext_builder::guest::flatcar_release().version),
+        version: profile.flatcar_release().map(|f| f.version),
     }
 }
 
@@ -94,8 +94,8 @@ pub fn lint_options(profile: Profile, guest_os_release: &OsRelease, arch: Arch) 
             host_sbin_merged: None,
             arch: Some(arch),
         },
-        Profile::Flatcar => Options {
-            target: flatcar_target(),
+        Profile::Flatcar | Profile::FlatcarInitrd => Options {
+            target: flatcar_target(profile),
             systemd: None,
             host_os_release: None,
             host_accounts: None,
@@ -177,22 +177,31 @@ mod tests {
     /// lint's target for the Flatcar guest and the guest itself read one release table:
     /// the fields systemd matches on, the `/usr/sbin` layout and systemd are the same.
     #[test]
-    fn lint_and_the_flatcar_guest_answer_as_the_same_release() {
-        let facts = sysext_builder::guest::flatcar_release();
-        for arch in Arch::ALL {
-            let (guest_os, problems) = OsRelease::parse(&facts.os_release(arch, "x"));
-            assert!(problems.is_empty(), "{problems:?}");
-            let linter = Linter::new(lint_options(Profile::Flatcar, &guest_os, arch));
-            let target = linter.target();
-            for key in ["ID", "ID_LIKE", "VERSION_ID", "SYSEXT_LEVEL"] {
-                assert_eq!(target.os_release.get(key), guest_os.get(key), "{key}");
+    fn lint_and_the_flatcar_guests_answer_as_the_same_release() {
+        for profile in [Profile::Flatcar, Profile::FlatcarInitrd] {
+            let facts = profile.flatcar_release().unwrap();
+            for arch in Arch::ALL {
+                let (guest_os, problems) = OsRelease::parse(&facts.os_release(arch, "x"));
+                assert!(problems.is_empty(), "{problems:?}");
+                let linter = Linter::new(lint_options(profile, &guest_os, arch));
+                let target = linter.target();
+                for key in ["ID", "ID_LIKE", "VERSION_ID", "SYSEXT_LEVEL"] {
+                    assert_eq!(target.os_release.get(key), guest_os.get(key), "{key}");
+                }
+                assert_eq!(target.sbin_merged, facts.sbin_merged);
+                assert!(target.sbin_known);
+                assert!(target.describe().contains(facts.merge.name()));
             }
-            assert_eq!(target.sbin_merged, facts.sbin_merged);
-            assert!(target.sbin_known);
-            assert_eq!(
-                target.systemd.describe(),
-                sysext_builder::guest::SYSTEMD_MAJOR.to_string()
-            );
         }
+        // The real-root guest runs the systemd of the release it answers as.
+        let stable = Linter::new(lint_options(
+            Profile::Flatcar,
+            &OsRelease::default(),
+            Arch::X86_64,
+        ));
+        assert_eq!(
+            stable.target().systemd.describe(),
+            sysext_builder::guest::SYSTEMD_MAJOR.to_string()
+        );
     }
 }

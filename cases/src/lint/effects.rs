@@ -277,6 +277,7 @@ pub const UNIT_FATES: &[(&Rule, Fate)] = &[
     (&units::EXEC_NOT_EXECUTABLE, Fate::Exec),
     (&units::EXEC_INTERPRETER, Fate::Exec),
     (&units::NO_RELOAD, Fate::NotStarted),
+    (&units::WANTS_AT_BOOT_ONLY, Fate::NotStarted),
 ];
 
 /// The fate `f` predicts, if its rule predicts one.

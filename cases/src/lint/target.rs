@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 
 use sysext_builder::Arch;
-use sysext_builder::flatcar_release::{self, Channel, Facts, Systemd};
+use sysext_builder::flatcar_release::{self, Channel, Facts, MergeModel, Systemd};
 use sysext_builder::osrelease::OsRelease;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,6 +127,8 @@ pub struct Target {
     pub knows_base: bool,
     /// The users and groups units may name in `User=`, `Group=`, `SocketGroup=`...
     pub accounts: Accounts,
+    /// When the target merges extensions at boot, for a named Flatcar release.
+    pub merge_model: Option<MergeModel>,
 }
 
 /// Users and groups of the target. Only a host's own `/etc/passwd` and `/etc/group`
@@ -361,6 +363,7 @@ impl Target {
                     below: Some(m),
                 },
             };
+            t.merge_model = Some(facts.merge);
             t.version = Some(v.clone());
         }
         if let Some(major) = systemd {
@@ -431,6 +434,7 @@ impl Target {
                         .map(|g| g.name)
                         .collect::<Vec<_>>(),
                 ),
+                merge_model: None,
             },
             TargetKind::Generic => Target {
                 kind,
@@ -463,6 +467,7 @@ impl Target {
                 sbin_known: false,
                 knows_base: false,
                 accounts: Accounts::known(&["root", "nobody"], &["root"]),
+                merge_model: None,
             },
         }
     }

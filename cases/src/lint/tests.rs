@@ -1100,3 +1100,44 @@ fn transfer_types_only_warns_about_an_unknown_target_type() {
         vec![Severity::Warning]
     );
 }
+
+/// On a release that merges from the initrd (no ensure-sysext), a unit only a `.wants`
+/// link starts is started at boot but not by a live refresh: a warning there, nothing on
+/// a release with ensure-sysext, and nothing when the image upholds the unit.
+#[test]
+fn unit_wants_only_at_boot_fires_where_the_target_merges_from_the_initrd() {
+    let rules = |spec: &str, upholds: bool| {
+        let mut fx = Fx::raw("x.raw")
+            .release(unit(true))
+            .file("usr/bin/d", "#!/bin/sh\n")
+            .file("usr/lib/systemd/system/d.service", &svc("/usr/bin/d"))
+            .with(Item::Link(
+                "usr/lib/systemd/system/multi-user.target.wants/d.service",
+                "../d.service",
+            ))
+            .target_spec(spec);
+        if upholds {
+            fx = fx.file(
+                "usr/lib/systemd/system/multi-user.target.d/10-d.conf",
+                "[Unit]\nUpholds=d.service\n",
+            );
+        }
+        fx.lint()
+            .into_iter()
+            .filter(|f| f.rule == "unit/wants-only-at-boot")
+            .map(|f| (f.severity, f.path))
+            .collect::<Vec<_>>()
+    };
+    let beta = rules("flatcar:beta", false);
+    assert_eq!(
+        beta,
+        vec![(
+            Severity::Warning,
+            "usr/lib/systemd/system/multi-user.target.wants/d.service".to_string()
+        )]
+    );
+    assert!(rules("flatcar:4628.0.0", false).len() == 1);
+    assert!(rules("flatcar:stable", false).is_empty());
+    assert!(rules("flatcar", false).is_empty());
+    assert!(rules("flatcar:beta", true).is_empty());
+}

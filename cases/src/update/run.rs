@@ -163,6 +163,7 @@ pub fn run_boot(
     subject: &Releases,
     manifest: &Manifest,
     arch: Arch,
+    model: sysext_builder::flatcar_release::MergeModel,
     place: &sysext_harness::Place,
     progress: &dyn Fn(&str),
 ) -> Outcome {
@@ -187,6 +188,7 @@ pub fn run_boot(
     let setup = Setup::Baked {
         subject: &first,
         conf: Some(&p.conf),
+        model,
     };
     let expected = first.manifest.expected_failure(crate::outcome::Case::Boot);
     runner::run_with(name, arch, setup, expected, place, progress, |reached| {

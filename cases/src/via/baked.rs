@@ -10,6 +10,7 @@ use std::time::Instant;
 
 use sysext_builder::Arch;
 use sysext_builder::bake::{self, Extension, InstallTo};
+use sysext_builder::flatcar_release::MergeModel;
 use sysext_builder::guest::{self, Guest, Profile};
 use sysext_builder::image::{Image, Kind};
 use sysext_harness::Vm;
@@ -27,15 +28,20 @@ pub struct Baked {
     _work: tempfile::TempDir,
 }
 
-/// The Flatcar guest of `arch` and its baseline boot: what every boot-time way
-/// starts from.
-pub fn flatcar_guest(arch: Arch, progress: &dyn Fn(&str)) -> Result<(Guest, Baseline), NotReached> {
-    let recipe = guest::Recipe::new(Profile::Flatcar, arch);
+/// The Flatcar guest of `arch` and merge `model` and its baseline boot: what every
+/// boot-time way starts from.
+pub fn flatcar_guest(
+    arch: Arch,
+    model: MergeModel,
+    progress: &dyn Fn(&str),
+) -> Result<(Guest, Baseline), NotReached> {
+    let profile = Profile::flatcar(model);
+    let recipe = guest::Recipe::new(profile, arch);
     let base = guest::build_or_reuse(&recipe, progress).map_err(|e| {
         NotReached::harness(
             "guest image",
             format!(
-                "{arch} flatcar: {e} (build it with `sysext-test guest build --profile flatcar --arch {arch}`)"
+                "{arch} {profile}: {e} (build it with `sysext-test guest build --profile {profile} --arch {arch}`)"
             ),
         )
     })?;
@@ -50,9 +56,10 @@ pub fn reach(
     subject: &Subject,
     arch: Arch,
     conf: Option<&Path>,
+    model: MergeModel,
     progress: &dyn Fn(&str),
 ) -> Result<Baked, NotReached> {
-    let (base, baseline) = flatcar_guest(arch, progress)?;
+    let (base, baseline) = flatcar_guest(arch, model, progress)?;
     let work = tempfile::tempdir().map_err(|e| NotReached::harness("temp dir", e))?;
     let disk = work.path().join("baked.img");
     let ext = Extension {
@@ -65,8 +72,9 @@ pub fn reach(
     bake::bake(&base.disk, &[ext], InstallTo::Root, &disk, &|_| {})
         .map_err(|e| NotReached::harness("bake", e))?;
     progress(&format!(
-        "baked {} into a copy of the Flatcar guest's disk in {:.1}s; cold-booting it",
+        "baked {} into a copy of the {} guest's disk in {:.1}s; cold-booting it",
         subject.file_name,
+        base.profile,
         t.elapsed().as_secs_f64()
     ));
     let guest = Guest { disk, ..base };

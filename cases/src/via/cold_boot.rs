@@ -26,7 +26,12 @@ pub const USR_LISTING: &str = "find /usr -printf '%y %p\\n'";
 /// The boot's error-level journal, as lines.
 pub const BOOT_ERRORS: &str = "journalctl -b -p err -o cat --no-pager";
 /// Console lines that mean the SSH server will not come (journald forwards errors there).
-pub const GIVE_UP_ON: &[&str] = &["sysext-test-sshd.service", "emergency mode", "Kernel panic"];
+pub const GIVE_UP_ON: &[&str] = &[
+    "sysext-test-sshd.service",
+    "emergency mode",
+    "Kernel panic",
+    "Ignition failed",
+];
 /// systemd's and the kernel's words for a boot that went wrong, as the console shows them.
 /// Only these make a boot without a login the image's failure.
 const FAILURE_WORDS: &[&str] = &[
@@ -37,6 +42,8 @@ const FAILURE_WORDS: &[&str] = &[
     "Kernel panic",
     "Freezing execution",
     "sysext-test-sshd.service",
+    // Ignition's own last word when a stage fails (`CRITICAL : Ignition failed: ...`).
+    "Ignition failed",
 ];
 
 /// What the Flatcar guest's own boot looks like, without any extension: measured

@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 
 use sysext_builder::Arch;
+use sysext_builder::flatcar_release::MergeModel;
 use sysext_builder::guest;
 use sysext_builder::ignition::{self as config, Request, UpdateDropIn};
 use sysext_harness::vm::BootOptions;
@@ -47,9 +48,10 @@ pub fn reach(
     subject: &Subject,
     arch: Arch,
     variant: Variant,
+    model: MergeModel,
     progress: &dyn Fn(&str),
 ) -> Result<Provisioned, NotReached> {
-    let (base, baseline) = flatcar_guest(arch, progress)?;
+    let (base, baseline) = flatcar_guest(arch, model, progress)?;
     let work = tempfile::tempdir().map_err(|e| NotReached::harness("temp dir", e))?;
     let (mirror, config_file) = serve(work.path(), subject, variant)
         .map_err(|e| NotReached::harness("mirror and config", e))?;
@@ -63,7 +65,8 @@ pub fn reach(
         payload_disk: false,
     };
     progress(&format!(
-        "cold-booting the Flatcar guest with an Ignition config for {} (mirror {})",
+        "cold-booting the {} guest with an Ignition config for {} (mirror {})",
+        base.profile,
         subject.file_name,
         mirror.url()
     ));

@@ -72,7 +72,7 @@ const ALIASES: &[(&str, &str)] = &[("flatcar-shaped", "flatcar")];
 pub const ARCHES: &[&str] = &["x86-64", "arm64"];
 /// The guest profiles (`sysext_builder::guest::Profile`; `flatcar-shaped` is the old name of
 /// `flatcar`).
-pub const PROFILES: &[&str] = &["debian", "flatcar"];
+pub const PROFILES: &[&str] = &["debian", "flatcar", "flatcar-initrd"];
 
 /// A duration with its unit: `90s`, `10m`, `1h` (a bare number is seconds).
 pub fn duration(s: &str) -> Result<Duration, String> {

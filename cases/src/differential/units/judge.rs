@@ -4,7 +4,7 @@
 use crate::lint::Finding;
 use crate::lint::Severity;
 use crate::lint::effects::{Fate, first_met, unit_fate};
-use crate::lint::rules::units::UNIT_DIRS;
+use crate::lint::rules::units::{self, UNIT_DIRS};
 
 /// What lint predicts for one unit, and the findings that say so.
 #[derive(Debug, Clone)]
@@ -53,7 +53,9 @@ pub fn predict(units: &[String], findings: &[Finding], enabled: &[String]) -> Ve
                 let Some(predicted) = unit_fate(f) else {
                     continue;
                 };
-                let about = if predicted == Fate::NotStarted {
+                // The missing reload is the image's, so every unit it enables; any other
+                // finding names its unit (a link's names the unit it starts).
+                let about = if f.rule == units::NO_RELOAD.id {
                     enabled.contains(u)
                 } else {
                     unit_of(f).as_deref() == Some(u.as_str())

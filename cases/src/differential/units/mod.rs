@@ -18,6 +18,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use rayon::prelude::*;
+use sysext_builder::flatcar_release::MergeModel;
 use sysext_harness::Vm;
 
 use super::report::{Disagreement, FamilyReport, Run};
@@ -102,8 +103,10 @@ fn prepare(
 
 /// Batches of at most [`observe::BATCH`], each all with or all without
 /// `EXTENSION_RELOAD_MANAGER=1` (one image that has it reloads the manager for all), and
-/// all or none shipping usr/sbin.
-fn batches(cases: &[Case], naive: bool) -> Vec<Batch> {
+/// all or none shipping usr/sbin. `starts_wants`: after the merge something starts
+/// `multi-user.target` again for the images' `.wants` links, as Flatcar's ensure-sysext
+/// does (and as nothing does on a release that merges from the initrd).
+fn batches(cases: &[Case], naive: bool, starts_wants: bool) -> Vec<Batch> {
     let size = if naive { 1 } else { observe::BATCH };
     let mut out = Vec::new();
     // An image that ships usr/sbin replaces a /usr/sbin that is a symlink to bin for
@@ -135,7 +138,7 @@ fn batches(cases: &[Case], naive: bool) -> Vec<Batch> {
                 }
                 match c.variant.activation {
                     Activation::Direct => b.direct.push(c.service()),
-                    Activation::Wants => b.start_target = true,
+                    Activation::Wants => b.start_target = starts_wants,
                     Activation::Upholds => {}
                 }
                 b.read.extend(c.units());
@@ -144,6 +147,12 @@ fn batches(cases: &[Case], naive: bool) -> Vec<Batch> {
         }
     }
     out
+}
+
+/// Whether the target's hosts start `multi-user.target` again after a live merge (Flatcar's
+/// ensure-sysext): not where extensions merge from the initrd.
+fn starts_wants(linter: &Linter) -> bool {
+    linter.target().merge_model != Some(MergeModel::Initrd)
 }
 
 /// Uploads a pool of unit images.
@@ -165,9 +174,10 @@ fn observe_and_judge<'c>(
     vm: &Vm,
     cases: &'c [Case],
     naive: bool,
+    starts_wants: bool,
     progress: &dyn Fn(&str),
 ) -> Result<(usize, Vec<Differs<'c>>), String> {
-    let plan = batches(cases, naive);
+    let plan = batches(cases, naive, starts_wants);
     let total = plan.len();
     let mut seen: BTreeMap<String, Observed> = BTreeMap::new();
     for (i, b) in plan.iter().enumerate() {
@@ -250,7 +260,7 @@ pub fn run(
     let build_seconds = started.elapsed().as_secs_f64();
     let guest_started = Instant::now();
     upload(vm, &tar)?;
-    let (agreed, found) = observe_and_judge(vm, &cases, r.naive, progress)?;
+    let (agreed, found) = observe_and_judge(vm, &cases, r.naive, starts_wants(&linter), progress)?;
     let guest_seconds = guest_started.elapsed().as_secs_f64();
     let checked: usize = cases.iter().map(|c| c.predicted.len()).sum();
 
@@ -353,7 +363,7 @@ fn shrink(
         let tar = work.join("units-shrink.tar");
         super::stage::pack_tar(&pool, &[".".into()], &tar)?;
         upload(vm, &tar)?;
-        let (_, found) = observe_and_judge(vm, &cases, false, &|_| {})?;
+        let (_, found) = observe_and_judge(vm, &cases, false, starts_wants(linter), &|_| {})?;
         let _ = std::fs::remove_dir_all(&pool);
         match found
             .into_iter()

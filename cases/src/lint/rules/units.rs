@@ -2,6 +2,7 @@
 //! links and drop-ins do what the author thinks, and systemd will notice them after a merge
 //! (rule book D5, G7; bakery bugs: keepalived's /usr/sbin ExecStart, bird's `.service` drop-in).
 
+use sysext_builder::flatcar_release::MergeModel;
 use sysext_builder::image::{Image, Kind};
 use sysext_builder::osrelease::parse_bool;
 use sysext_builder::unitfile::IniFile;
@@ -51,6 +52,12 @@ pub const NO_RELOAD: Rule = Rule {
     severity: Severity::Warning,
     summary: "units ship but EXTENSION_RELOAD_MANAGER=1 is not set: after a merge their .wants links and Upholds= take no effect until a daemon-reload",
     reference: "G7",
+};
+pub const WANTS_AT_BOOT_ONLY: Rule = Rule {
+    id: "unit/wants-only-at-boot",
+    severity: Severity::Warning,
+    summary: "a unit started only by a .wants/.requires link, on a target that merges from the initrd (no ensure-sysext): it starts at boot, but a live refresh (an update applied without reboot) does not start it; Upholds= does",
+    reference: "flatcar.md (how extensions merge at boot)",
 };
 pub const EARLY: Rule = Rule {
     id: "unit/default-dependencies-no",
@@ -109,6 +116,7 @@ pub const RULES: &[&Rule] = &[
     &DANGLING_LINK,
     &MISSING_DEP,
     &NO_RELOAD,
+    &WANTS_AT_BOOT_ONLY,
     &EARLY,
     &IN_ETC,
 ];
@@ -190,6 +198,19 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         }
     }
 
+    if ctx.target.merge_model == Some(MergeModel::Initrd) {
+        for (link, unit) in wanted_not_upheld(image) {
+            out.push(Finding::new(
+                &WANTS_AT_BOOT_ONLY,
+                link.as_str(),
+                format!(
+                    "{unit} is started only by this link: {} merges extensions in the initrd and has no ensure-sysext, so it starts at boot, but after a live 'systemd-sysext refresh' (a sysupdate applied without a reboot) nothing starts it. Uphold it from its target instead (a multi-user.target.d/*.conf drop-in with Upholds={unit}, as the bakery's images do), or reboot after updates",
+                    ctx.target.describe()
+                ),
+            ));
+        }
+    }
+
     if !units.is_empty() {
         let reload = ctx
             .release
@@ -214,6 +235,47 @@ pub fn check(ctx: &Context) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// `*.wants/` and `*.requires/` links of the image, with the unit each starts, for units
+/// nothing in the image upholds (an `*.upholds/` link or `Upholds=` in a drop-in): what
+/// starts only when its target starts.
+fn wanted_not_upheld(image: &Image) -> Vec<(String, String)> {
+    let mut wanted = Vec::new();
+    let mut upheld = Vec::new();
+    for e in image.entries() {
+        for dir in UNIT_DIRS {
+            let Some((sub, name)) = e
+                .path
+                .strip_prefix(dir)
+                .and_then(|r| r.strip_prefix('/'))
+                .and_then(|r| r.split_once('/'))
+            else {
+                continue;
+            };
+            if name.contains('/') {
+                continue;
+            }
+            if matches!(e.kind, Kind::Symlink(_)) && is_unit_name(name) {
+                if sub.ends_with(".wants") || sub.ends_with(".requires") {
+                    wanted.push((e.path.clone(), name.to_string()));
+                } else if sub.ends_with(".upholds") {
+                    upheld.push(name.to_string());
+                }
+            }
+            if sub.ends_with(".d")
+                && name.ends_with(".conf")
+                && let Ok(bytes) = image.read(&e.path, 1 << 20)
+            {
+                let ini = IniFile::parse(&String::from_utf8_lossy(&bytes));
+                for a in ini.all("Unit", "Upholds") {
+                    upheld.extend(a.value.split_whitespace().map(str::to_string));
+                }
+            }
+        }
+    }
+    wanted.retain(|(_, unit)| !upheld.contains(unit));
+    wanted
 }
 
 fn check_unit_text(ctx: &Context, path: &str, out: &mut Vec<Finding>) {

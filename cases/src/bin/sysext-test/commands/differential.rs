@@ -84,7 +84,7 @@ enum FamilyChoice {
     All,
 }
 
-const PROFILE_CHOICES: &[&str] = &["debian", "flatcar", "all"];
+const PROFILE_CHOICES: &[&str] = &["debian", "flatcar", "flatcar-initrd", "all"];
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct ProfileChoice(Option<Profile>);

@@ -41,8 +41,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if args.baseline && args.profile != Profile::Flatcar {
-        return usage("--baseline is for --profile flatcar (the boot cases' guest)");
+    if args.baseline && args.profile.merge_model().is_none() {
+        return usage(
+            "--baseline is for --profile flatcar or flatcar-initrd (the boot cases' guests)",
+        );
     }
     let mut built = Vec::new();
     for arch in args.arch.arches() {
