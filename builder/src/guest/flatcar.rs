@@ -397,6 +397,19 @@ mod tests {
     }
 
     #[test]
+    fn profiles_name_their_model_and_the_old_name_still_parses() {
+        use super::super::Profile;
+        assert_eq!("flatcar-shaped".parse::<Profile>(), Ok(Profile::Flatcar));
+        for p in Profile::ALL {
+            assert_eq!(p.name().parse::<Profile>(), Ok(p));
+            if let Some(model) = p.merge_model() {
+                assert_eq!(Profile::flatcar(model), p);
+            }
+        }
+        assert!("flatcar-beta".parse::<Profile>().is_err());
+    }
+
+    #[test]
     fn only_the_real_root_model_has_ensure_sysext() {
         let has = |model| {
             customizations(Arch::X86_64, model)
