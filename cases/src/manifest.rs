@@ -2,6 +2,7 @@
 //! the guest and what the VM cases should expect beyond their defaults.
 
 use serde::Deserialize;
+use sysext_builder::guest::Profile;
 
 use crate::outcome::{Case, ExpectedFailure};
 
@@ -42,6 +43,10 @@ pub struct Manifest {
     pub min_systemd: Option<u32>,
     /// The oldest Flatcar release it supports (semver, e.g. "4152.0.0").
     pub min_flatcar: Option<String>,
+    /// The guest its run-time cases run on: `flatcar` for an extension that needs what
+    /// only a Flatcar host has (baselayout's accounts: docker.socket's `SocketGroup=docker`,
+    /// a command run as `core`); the fast Debian guest when absent.
+    pub guest: Option<String>,
 }
 
 /// A port that must be listening: `{ port = 41641, proto = "udp" }` (tcp by default).
@@ -102,6 +107,21 @@ pub struct CommandCheck {
     /// The arches the check applies to (default: all).
     #[serde(default)]
     pub arches: Vec<sysext_builder::Arch>,
+    /// Run it as this account (with the groups the guest gives it) instead of root, as a
+    /// user logged in as `core` types it on Flatcar.
+    pub user: Option<String>,
+}
+
+impl CommandCheck {
+    /// The guest command: in bash, as a user types it (the harness's own commands run in
+    /// dash), through `runuser` for a [`CommandCheck::user`].
+    pub fn guest_command(&self) -> String {
+        let bash = format!("bash -c {}", crate::shell::quote(&self.run));
+        match &self.user {
+            Some(u) => format!("runuser -u {} -- {bash}", crate::shell::quote(u)),
+            None => bash,
+        }
+    }
 }
 
 impl Manifest {
@@ -142,6 +162,14 @@ impl Manifest {
             .map(|min| format!("needs systemd >= {min}, the guest has {guest_systemd}"))
     }
 
+    /// The guest profile the run-time cases restore ([`Manifest::guest`]).
+    pub fn runtime_profile(&self) -> Profile {
+        self.guest
+            .as_deref()
+            .and_then(|g| g.parse().ok())
+            .unwrap_or(Profile::Debian)
+    }
+
     pub fn load(path: &std::path::Path) -> Result<Manifest, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
         let m: Manifest = toml::from_str(&text)
@@ -172,6 +200,21 @@ impl Manifest {
         {
             return Err(format!(
                 "min-flatcar = \"{v}\" is not a Flatcar release number (MAJOR.MINOR.PATCH, e.g. \"4152.0.0\")"
+            ));
+        }
+        if let Some(g) = &self.guest {
+            g.parse::<Profile>()
+                .map_err(|e| format!("guest = {g:?}: {e}"))?;
+        }
+        if let Some(c) = self.commands.iter().find(|c| {
+            c.user
+                .as_deref()
+                .is_some_and(|u| u.is_empty() || u.contains(['/', ':', ' ']))
+        }) {
+            return Err(format!(
+                "commands: {{ run = {:?}, user = {:?} }}: user must be an account name such as \"core\"",
+                c.run,
+                c.user.as_deref().unwrap_or_default()
             ));
         }
         for p in &self.ports {

@@ -25,8 +25,12 @@ use sysext_builder::flatcar_release::MergeModel;
 /// A way of reaching the guest ([`Via`]) with what it needs.
 #[derive(Clone, Copy)]
 pub enum Setup<'a> {
-    /// A restored guest with `carrying` on its payload disk (the case installs it).
-    Runtime { carrying: Option<&'a Path> },
+    /// A restored guest of `profile` with `carrying` on its payload disk (the case
+    /// installs it).
+    Runtime {
+        carrying: Option<&'a Path>,
+        profile: Profile,
+    },
     /// `subject` (and `conf`, its sysupdate config) baked into the disk of the Flatcar
     /// guest of merge `model`, cold-booted.
     Baked {
@@ -49,6 +53,7 @@ impl<'a> Setup<'a> {
         match case.via() {
             Via::Runtime => Setup::Runtime {
                 carrying: Some(&subject.image),
+                profile: subject.manifest.runtime_profile(),
             },
             Via::Baked => Setup::Baked {
                 subject,
@@ -111,8 +116,8 @@ fn reach(
     progress: &dyn Fn(&str),
 ) -> Result<Reached, NotReached> {
     match *setup {
-        Setup::Runtime { carrying } => {
-            let (vm, notes) = runtime::restore(arch, Profile::Debian, place, carrying, progress)?;
+        Setup::Runtime { carrying, profile } => {
+            let (vm, notes) = runtime::restore(arch, profile, place, carrying, progress)?;
             Ok(Reached::Runtime { vm, notes })
         }
         Setup::Baked {

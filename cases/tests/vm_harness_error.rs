@@ -19,7 +19,10 @@ mod vm {
         let outcome = run_with(
             name,
             Arch::X86_64,
-            Setup::Runtime { carrying: None },
+            Setup::Runtime {
+                carrying: None,
+                profile: sysext_builder::guest::Profile::Debian,
+            },
             Some(&expected),
             &Place::from_env(),
             &|l| eprintln!("{name}: {l}"),

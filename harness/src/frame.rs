@@ -19,6 +19,14 @@ pub fn script(mark: &str, cmds: &[&str], first: u64) -> String {
     s
 }
 
+/// `script` as one compound command: a shell parses all of it before it runs any of it,
+/// so nothing comes back while the script is still being written to the shell's stdin.
+/// Output that arrived during a long blocking write lost a frame's first line (a 60 KB
+/// batch of 200 commands timed out with all of its output in hand).
+pub fn whole(script: &str) -> String {
+    format!("{{\n{script}}}\n")
+}
+
 /// Splits what [`script`] printed back into one [`Output`] per command `first..first+n`;
 /// `None` until every frame is complete on both streams.
 pub fn parse(mark: &str, stdout: &str, stderr: &str, first: u64, n: usize) -> Option<Vec<Output>> {
@@ -93,6 +101,17 @@ mod tests {
         assert_eq!(parsed[0].stdout, "in\n");
         assert_eq!(parsed[0].stderr, "e\n");
         assert_eq!(parsed[1].status, 4);
+    }
+
+    #[test]
+    fn a_whole_script_runs_nothing_until_all_of_it_is_read() {
+        let cmds = ["echo early", "echo late"];
+        let (out, err) = run(&whole(&script("M", &cmds, 0)));
+        assert_eq!(parse("M", &out, &err, 0, 2).unwrap()[1].stdout, "late\n");
+        // Cut before its end, nothing of it runs: no output can race the writer.
+        let full = whole(&script("M", &cmds, 0));
+        let (out, _) = run(&full[..full.len() - 3]);
+        assert!(!out.contains("early"), "{out}");
     }
 
     #[test]

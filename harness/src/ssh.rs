@@ -145,7 +145,7 @@ impl Ssh {
     ) -> Result<Output> {
         let s = &self.session;
         s.set_blocking(true);
-        let script = crate::frame::script(SHELL_MARK, &[cmd], id);
+        let script = crate::frame::whole(&crate::frame::script(SHELL_MARK, &[cmd], id));
         shell
             .ch
             .write_all(script.as_bytes())

@@ -127,6 +127,9 @@ pub const PACKAGES: &[&str] = &[
     "kmod",
     "zstd",
     "xz-utils",
+    // In Flatcar's base: the bakery's dockerd sets up its bridge's NAT with it and does not
+    // start without it.
+    "iptables",
 ];
 
 /// What a guest is made of; its hash names the cache entry.

@@ -11,20 +11,25 @@ use crate::subject::Subject;
 
 /// The checks once the image is merged (at run time, or at boot in the boot case).
 pub fn check(vm: &Vm, s: &Subject) -> CaseResult {
-    // In bash, as a user types them on Flatcar (the harness's own commands run in dash).
     let commands: Vec<String> = s
         .manifest
         .commands
         .iter()
-        .map(|c| format!("bash -c {}", quote(&c.run)))
+        .map(|c| c.guest_command())
         .collect();
     if !commands.is_empty() {
         let outs = vm.batch(&commands.iter().map(String::as_str).collect::<Vec<_>>())?;
         for (c, out) in s.manifest.commands.iter().zip(&outs) {
             if out.status != 0 || !out.stdout.contains(&c.expect) {
                 return Err(Assertion::new(format!(
-                    "expected `{}` to exit 0 and print {:?}; it exited {}",
-                    c.run, c.expect, out.status
+                    "expected `{}`{} to exit 0 and print {:?}; it exited {}",
+                    c.run,
+                    c.user
+                        .as_deref()
+                        .map(|u| format!(" (as {u})"))
+                        .unwrap_or_default(),
+                    c.expect,
+                    out.status
                 ))
                 .with_evidence(&out.combined())
                 .into());

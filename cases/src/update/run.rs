@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use sysext_builder::Arch;
+use sysext_builder::guest::Profile;
 use sysext_harness::Mirror;
 
 use crate::manifest::{Manifest, UpdatePlan};
@@ -262,6 +263,7 @@ fn run_prepared(
     let first = versions.first().and_then(|v| releases.get(v)).cloned();
     let setup = Setup::Runtime {
         carrying: first.as_deref(),
+        profile: Profile::Debian,
     };
     let outcome = runner::run_with(name, arch, setup, None, place, progress, |reached| {
         let ctx = Ctx {
