@@ -8,7 +8,8 @@
 //!   root`) or at `/oem/extensions/NAME/...` on OEM (`--install-to oem`), where sysupdate's
 //!   `Target Path=/opt/extensions/NAME` finds it as the installed version (the bakery's
 //!   own script puts it flat in `/opt/extensions/`, where sysupdate never looks);
-//! - the symlink `/etc/extensions/NAME.raw` and, when there is one, the sysupdate config
+//! - the symlink `/etc/extensions/NAME.raw` (and `/dev/null` masks of the Flatcar built-ins
+//!   the image replaces, as the bakery's docs write them) and, when there is one, the sysupdate config
 //!   `/etc/sysupdate.NAME.d/NAME.conf` on ROOT, as `bake_flatcar_image.sh` writes them.
 
 use std::io::{Read, Seek, SeekFrom};
@@ -202,6 +203,23 @@ pub fn bake(
             path: link,
             what: format!("symlink to {seen}"),
         });
+        // The bakery's docs mask the Flatcar built-ins an image replaces.
+        let masks = crate::guest::builtins::replaced_by_image(&e.image).map_err(|err| {
+            BakeError::Input {
+                path: e.image.clone(),
+                problem: err.to_string(),
+                fix: "give a squashfs or erofs extension image".into(),
+            }
+        })?;
+        for b in masks {
+            let mask = format!("/etc/extensions/{b}.raw");
+            root_script.symlink(&mask, "/dev/null");
+            written.push(Written {
+                partition: "ROOT".into(),
+                path: mask,
+                what: format!("mask of the built-in {b} (symlink to /dev/null)"),
+            });
+        }
         if let Some(conf) = &e.conf {
             let at = format!("/etc/sysupdate.{n}.d/{n}.conf", n = e.name);
             root_script.file(conf, &at, 0o644);

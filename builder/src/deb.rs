@@ -15,6 +15,11 @@ use crate::errors::BuildError;
 /// The suite packages come from: trixie, the same generation as our guests.
 pub const SUITE: &str = "trixie";
 
+/// The suites a spec may take a package from: trixie, and bookworm for a program one
+/// generation older (the stand-ins for Flatcar's built-in extensions, whose versions must
+/// differ from the bakery-style images built from trixie's).
+pub const SUITES: &[&str] = &["trixie", "bookworm"];
+
 /// The Debian mirror; `SYSEXT_TEST_DEBIAN_MIRROR` overrides it.
 pub fn mirror() -> String {
     std::env::var("SYSEXT_TEST_DEBIAN_MIRROR")
@@ -24,16 +29,18 @@ pub fn mirror() -> String {
 /// apt-get/apt-cache with a private state directory for one architecture.
 struct Apt {
     arch: Arch,
+    suite: &'static str,
     base: PathBuf,
 }
 
 impl Apt {
-    fn new(arch: Arch) -> Apt {
+    fn new(arch: Arch, suite: &'static str) -> Apt {
         Apt {
             arch,
+            suite,
             base: cache::root()
                 .join("debs")
-                .join(SUITE)
+                .join(suite)
                 .join(arch.debian_name()),
         }
     }
@@ -89,8 +96,9 @@ impl Apt {
         std::fs::write(
             &sources,
             format!(
-                "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {} {SUITE} main\n",
-                mirror()
+                "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] {} {} main\n",
+                mirror(),
+                self.suite
             ),
         )
         .map_err(|e| BuildError::io(&sources, e))?;
@@ -114,8 +122,23 @@ impl Apt {
 /// Returns a directory holding the unpacked contents of `package` for `arch`, downloading
 /// it on first use.
 pub fn unpacked(package: &str, arch: Arch) -> Result<PathBuf, BuildError> {
+    unpacked_from(package, arch, SUITE)
+}
+
+/// [`unpacked`] from another of [`SUITES`].
+pub fn unpacked_from(package: &str, arch: Arch, suite: &str) -> Result<PathBuf, BuildError> {
     check_name(package)?;
-    let apt = Apt::new(arch);
+    let suite = SUITES
+        .iter()
+        .copied()
+        .find(|s| *s == suite)
+        .ok_or_else(|| {
+            BuildError::Spec(format!(
+                "suite '{suite}' is not one packages come from: use one of {}",
+                SUITES.join(", ")
+            ))
+        })?;
+    let apt = Apt::new(arch, suite);
     let dest = apt.base.join(package);
     let _lock = cache::Lock::acquire(&apt.base).map_err(|e| BuildError::io(&apt.base, e))?;
     if dest.join(".complete").exists() {
@@ -165,7 +188,7 @@ pub fn unpacked(package: &str, arch: Arch) -> Result<PathBuf, BuildError> {
 /// `linux-image-6.12.48+deb13-amd64`: the first dependency starting with `prefix`.
 pub fn resolve_dependency(meta: &str, arch: Arch, prefix: &str) -> Result<String, BuildError> {
     check_name(meta)?;
-    let apt = Apt::new(arch);
+    let apt = Apt::new(arch, SUITE);
     let _lock = cache::Lock::acquire(&apt.base).map_err(|e| BuildError::io(&apt.base, e))?;
     apt.prepare()?;
     let out = apt

@@ -178,6 +178,9 @@ pub struct Request<'a> {
     /// trailing slash (the bakery hub: `https://extensions.flatcar.org/extensions`).
     pub base_url: &'a str,
     pub drop_in: UpdateDropIn,
+    /// Flatcar built-ins the image replaces, masked with `/dev/null` links as the bakery's
+    /// docs do ([`crate::guest::builtins::replaced_by`]).
+    pub masks: &'a [&'a str],
 }
 
 /// The bakery's Butane example for one extension, as the Ignition JSON it transpiles to:
@@ -220,12 +223,19 @@ pub fn for_extension(r: &Request) -> Config {
                     None,
                 ),
             ],
-            links: vec![Link {
+            links: std::iter::once(Link {
                 path: format!("/etc/extensions/{name}.raw"),
                 target: installed,
                 hard: Some(false),
                 overwrite: Some(true),
-            }],
+            })
+            .chain(r.masks.iter().map(|b| Link {
+                path: format!("/etc/extensions/{b}.raw"),
+                target: "/dev/null".into(),
+                hard: None,
+                overwrite: Some(true),
+            }))
+            .collect(),
         },
         systemd: Systemd {
             units: vec![
@@ -260,7 +270,29 @@ mod tests {
             sha256: "ab12",
             base_url: "http://10.0.2.2:8080/extensions",
             drop_in,
+            masks: &["docker-flatcar", "containerd-flatcar"],
         })
+    }
+
+    #[test]
+    fn the_builtins_the_image_replaces_are_masked_as_the_bakery_docs_do() {
+        let c = request(UpdateDropIn::Reboot);
+        let masks: Vec<(&str, &str)> = c.storage.links[1..]
+            .iter()
+            .map(|l| (l.path.as_str(), l.target.as_str()))
+            .collect();
+        assert_eq!(
+            masks,
+            [
+                ("/etc/extensions/docker-flatcar.raw", "/dev/null"),
+                ("/etc/extensions/containerd-flatcar.raw", "/dev/null")
+            ]
+        );
+        assert!(
+            c.storage.links[1..]
+                .iter()
+                .all(|l| l.overwrite == Some(true))
+        );
     }
 
     #[test]

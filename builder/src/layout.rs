@@ -133,7 +133,8 @@ impl Layout {
                 Content::Host(p)
             } else if let Some(deb) = &f.deb {
                 let deb_arch = deb.arch.unwrap_or(arch);
-                let root = crate::deb::unpacked(&deb.package, deb_arch)?;
+                let suite = deb.suite.as_deref().unwrap_or(crate::deb::SUITE);
+                let root = crate::deb::unpacked_from(&deb.package, deb_arch, suite)?;
                 let p = root.join(deb.path.trim_start_matches('/'));
                 if !p.is_file() {
                     return Err(BuildError::Spec(format!(
@@ -190,9 +191,10 @@ impl Layout {
                 )?;
             }
             for t in &u.upheld_by {
-                let stem = u.name.rsplit_once('.').map_or(u.name.as_str(), |(s, _)| s);
+                // The bakery's and Flatcar's name (10-containerd-service.conf): two
+                // images that uphold the same unit ship the same drop-in, as theirs do.
                 l.insert(
-                    &format!("{dir}/{t}.d/10-{stem}.conf"),
+                    &format!("{dir}/{t}.d/10-{}.conf", u.name.replace('.', "-")),
                     Node::File {
                         content: Content::Inline(
                             format!("[Unit]\nUpholds={}\n", u.name).into_bytes(),

@@ -101,6 +101,8 @@ pub struct DebSource {
     pub path: String,
     /// Take the package for this arch instead of the build arch (for wrong-arch fixtures).
     pub arch: Option<Arch>,
+    /// The Debian suite (one of [`crate::deb::SUITES`]; trixie when absent).
+    pub suite: Option<String>,
 }
 
 /// A host directory copied recursively to `path`, keeping modes and symlinks; every inode
@@ -139,7 +141,8 @@ pub struct UnitSpec {
     /// Adds `TARGET.wants/NAME` symlinks.
     #[serde(default)]
     pub wanted_by: Vec<String>,
-    /// Adds `TARGET.d/10-NAME.conf` drop-ins with `Upholds=NAME`.
+    /// Adds `TARGET.d/10-NAME.conf` drop-ins with `Upholds=NAME` (the dot in NAME a dash:
+    /// `10-containerd-service.conf`, as the bakery and Flatcar name them).
     #[serde(default)]
     pub upheld_by: Vec<String>,
 }
@@ -158,7 +161,12 @@ impl Spec {
     /// Reads and checks a spec; errors name the file and the fix.
     pub fn load(path: &Path) -> Result<Spec, BuildError> {
         let text = std::fs::read_to_string(path).map_err(|e| BuildError::io(path, e))?;
-        let spec: Spec = toml::from_str(&text).map_err(|e| BuildError::SpecFile {
+        Spec::parse(&text, path)
+    }
+
+    /// A spec from its text; `path` names it in errors.
+    pub fn parse(text: &str, path: &Path) -> Result<Spec, BuildError> {
+        let spec: Spec = toml::from_str(text).map_err(|e| BuildError::SpecFile {
             path: path.to_path_buf(),
             message: one_line(&e.to_string()),
         })?;
@@ -198,6 +206,15 @@ impl Spec {
                 ));
             }
             check_path(&f.path)?;
+            if let Some(suite) = f.deb.as_ref().and_then(|d| d.suite.as_deref())
+                && !crate::deb::SUITES.contains(&suite)
+            {
+                return Err(format!(
+                    "[[file]] {}: suite '{suite}' is not one packages come from: use one of {}",
+                    f.path,
+                    crate::deb::SUITES.join(", ")
+                ));
+            }
         }
         for s in &self.symlinks {
             check_path(&s.path)?;

@@ -93,21 +93,22 @@ fn main() {
                         MergeModel::RealRoot => String::new(),
                         MergeModel::Initrd => "::initrd".to_string(),
                     };
-                    if manifest.expect_failure.is_empty() && manifest.update.is_some() {
-                        for variant in [Variant::AsPrinted, Variant::WrongHash] {
-                            let (fxi, mi) = (fx.clone(), manifest.clone());
-                            let name = match variant {
-                                Variant::AsPrinted => {
-                                    format!("ignition::{arch}::{}{tail}", fx.name)
-                                }
-                                Variant::WrongHash => {
-                                    format!("ignition::{arch}::{}::wrong-hash{tail}", fx.name)
-                                }
-                            };
-                            trials.push(Trial::test(name.clone(), move || {
-                                ignition_fixture(&name, &fxi, &mi, arch, variant, model)
-                            }));
-                        }
+                    for variant in ignition_variants(&fx, &manifest, model) {
+                        let (fxi, mi) = (fx.clone(), manifest.clone());
+                        let name = match variant {
+                            Variant::AsPrinted => {
+                                format!("ignition::{arch}::{}{tail}", fx.name)
+                            }
+                            Variant::WrongHash => {
+                                format!("ignition::{arch}::{}::wrong-hash{tail}", fx.name)
+                            }
+                            Variant::Unmasked => {
+                                format!("ignition::{arch}::{}::unmasked{tail}", fx.name)
+                            }
+                        };
+                        trials.push(Trial::test(name.clone(), move || {
+                            ignition_fixture(&name, &fxi, &mi, arch, variant, model)
+                        }));
                     }
                     let (fxb, mb) = (fx.clone(), manifest.clone());
                     let name = format!("boot::{arch}::{}{tail}", fx.name);
@@ -416,6 +417,31 @@ fn fixture_subject(
 /// beta and alpha): the update and service fixtures, and the one whose units start only
 /// through `.wants` links; `SYSEXT_TEST_ALL_MODELS=1` (the pre-release matrix) runs every
 /// fixture on both.
+/// The Ignition configs a fixture's first boot is tried with. Those that should work and
+/// have an update plan: as printed and with a wrong image digest. Those whose image
+/// replaces a Flatcar built-in (docker, containerd): as printed (the masks written) and,
+/// on the real-root model, without the masks (the built-in must shadow the image).
+fn ignition_variants(fx: &Fixture, manifest: &Manifest, model: MergeModel) -> Vec<Variant> {
+    if !manifest.expect_failure.is_empty() {
+        return Vec::new();
+    }
+    let replaces = !sysext_builder::guest::builtins::replaced_by(
+        fx.spec.files.iter().map(|f| f.path.trim_start_matches('/')),
+    )
+    .is_empty();
+    let mut v = Vec::new();
+    if manifest.update.is_some() || replaces {
+        v.push(Variant::AsPrinted);
+    }
+    if manifest.update.is_some() {
+        v.push(Variant::WrongHash);
+    }
+    if replaces && model == MergeModel::RealRoot {
+        v.push(Variant::Unmasked);
+    }
+    v
+}
+
 const INITRD_MODEL_FIXTURES: &[&str] = &["hello-update", "containerd", "wants-service"];
 
 /// The merge models `fx`'s boot-time trials run on.

@@ -192,6 +192,10 @@ pub fn recipe_text(arch: Arch, model: MergeModel) -> String {
         t.push_str(path);
         t.push_str(&content);
     }
+    for (name, spec) in super::builtins::SPECS {
+        t.push_str(name);
+        t.push_str(spec);
+    }
     t
 }
 

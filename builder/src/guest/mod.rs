@@ -9,6 +9,7 @@
 //! partitions, read-only `/usr`, and a Flatcar release's os-release, `/usr/sbin` layout,
 //! accounts and merge model: the boot cases' guest).
 
+pub mod builtins;
 mod cpio;
 mod debian;
 mod flatcar;
@@ -127,6 +128,8 @@ pub const PACKAGES: &[&str] = &[
     "kmod",
     "zstd",
     "xz-utils",
+    // In Flatcar's base (lvm2): the built-in docker-flatcar's dockerd links it.
+    "libdevmapper1.02.1",
     // In Flatcar's base: the bakery's dockerd sets up its bridge's NAT with it and does not
     // start without it.
     "iptables",
@@ -318,6 +321,11 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
                 let model = recipe.profile.merge_model().unwrap_or(MergeModel::RealRoot);
                 flatcar::install_ignition(recipe.arch, &root)?;
                 flatcar::shape(&root, recipe.arch, model)?;
+                progress(&format!(
+                    "guest {} ({}): building the built-in extensions' stand-ins",
+                    recipe.arch, recipe.profile
+                ));
+                builtins::install(&root, recipe.arch, &flatcar::release(model))?;
                 flatcar::make_disk(&root, &work.join("root.img"), &recipe.hash())?
             }
         }

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use sysext_harness::Vm;
 
-use crate::checks::{binaries, services};
+use crate::checks::{binaries, builtins, services};
 use crate::outcome::{Assertion, CaseError, CaseResult};
 use crate::subject::Subject;
 use crate::sysext_status::{merged_on, refusal_lines};
@@ -52,6 +52,8 @@ pub fn check(vm: &Vm, s: &Subject, baseline: &Baseline) -> CaseResult {
     // What a user runs once the baked host is up: the manifest's commands, and every
     // binary loadable.
     binaries::check(vm, s)?;
+    // With the Flatcar built-ins it replaces masked, its programs are its own.
+    builtins::image_wins(vm, s)?;
     let reads = [
         "systemctl --failed --no-legend --plain",
         BOOT_ERRORS,

@@ -7,7 +7,7 @@
 
 use sysext_harness::{Mirror, Vm};
 
-use crate::checks::boot;
+use crate::checks::{boot, builtins};
 use crate::outcome::{Assertion, CaseError, CaseResult};
 use crate::subject::Subject;
 use crate::via::cold_boot::Baseline;
@@ -32,6 +32,12 @@ pub fn check(
             provisioned(vm, s, mirror)?;
             boot::check(vm, s, baseline)?;
             sysupdate_configured(vm, s)
+        }
+        // Provisioned, and the built-in's programs are the ones that run (the image is
+        // merged, below it): the reason the masks exist.
+        Variant::Unmasked => {
+            provisioned(vm, s, mirror)?;
+            builtins::builtin_wins(vm, s)
         }
         // A login at all means Ignition did not stop the boot: returning here makes the
         // judge fail the case (it expected Ignition's words for the wrong digest).

@@ -4,6 +4,7 @@
 
 pub mod binaries;
 pub mod boot;
+pub mod builtins;
 pub mod ignition;
 pub mod merge;
 pub mod services;

@@ -29,6 +29,9 @@ pub enum Variant {
     AsPrinted,
     /// The same with the image's `verification.hash` wrong: provisioning must fail.
     WrongHash,
+    /// The same without the `/dev/null` masks of the Flatcar built-ins the image replaces:
+    /// the built-in stacks above the image and its programs are the ones that run.
+    Unmasked,
 }
 
 /// A first-booted guest, the mirror Ignition fetched from, and the plain boot.
@@ -113,9 +116,14 @@ fn serve(
     let sha = sysext_builder::sha256sums::digest_file(&subject.image)
         .map_err(|e| HarnessError::io(&subject.image, e))?;
     let sha = match variant {
-        Variant::AsPrinted => sha,
+        Variant::AsPrinted | Variant::Unmasked => sha,
         // Same length and alphabet, another digest: only the verification can tell.
         Variant::WrongHash => sha.chars().rev().collect(),
+    };
+    let masks = match variant {
+        Variant::Unmasked => Vec::new(),
+        _ => sysext_builder::guest::builtins::replaced_by_image(&subject.image)
+            .map_err(|e| HarnessError::Ssh(e.to_string()))?,
     };
     let c = config::for_extension(&Request {
         name: &subject.name,
@@ -123,6 +131,7 @@ fn serve(
         sha256: &sha,
         base_url: &mirror.guest_url(),
         drop_in: UpdateDropIn::Reboot,
+        masks: &masks,
     });
     let path = work.join("config.ign");
     let json = serde_json::to_vec_pretty(&c).map_err(|e| HarnessError::Ssh(e.to_string()))?;

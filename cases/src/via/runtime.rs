@@ -1,7 +1,8 @@
 //! The run-time way: the run's saved guest restored on its own overlay (cold-booted and
 //! saved first when no valid state is cached), the image on its payload disk, installed as
-//! bakery users do (the file under /opt/extensions/NAME/ and the symlink
-//! /etc/extensions/NAME.raw) and merged with `systemd-sysext merge`, all in one batch.
+//! bakery users do (the file under /opt/extensions/NAME/, the symlink
+//! /etc/extensions/NAME.raw, `/dev/null` masks for the Flatcar built-ins it replaces) and
+//! merged with `systemd-sysext merge`, all in one batch.
 
 use std::path::Path;
 
@@ -89,8 +90,16 @@ pub struct Merged {
 /// says nothing (0 also when every image was ignored).
 pub fn install_and_merge(vm: &Vm, s: &Subject) -> Result<Merged, CaseError> {
     let dir = format!("/opt/extensions/{}", s.name);
+    // The bakery's docs mask the Flatcar built-ins an image replaces; the one unmerge
+    // before the merge takes those merged at boot off, so `/usr` is the base system's
+    // when it is fingerprinted (a no-op on a guest with nothing merged).
+    let masks: String = sysext_builder::guest::builtins::replaced_by_image(&s.image)
+        .map_err(|e| CaseError::Harness(HarnessError::Ssh(e.to_string())))?
+        .iter()
+        .map(|b| format!(" && ln -sfn /dev/null /etc/extensions/{b}.raw"))
+        .collect();
     let link = format!(
-        "mkdir -p /etc/extensions && ln -sfn {dir}/{} /etc/extensions/{}.raw",
+        "mkdir -p /etc/extensions && ln -sfn {dir}/{} /etc/extensions/{}.raw{masks} && systemd-sysext unmerge >/dev/null",
         s.file_name, s.name
     );
     let samples: Vec<String> = s

@@ -59,12 +59,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let sha = sysext_builder::sha256sums::digest_file(image)
         .with_context(|| format!("reading {}", image.display()))?;
+    let masks = sysext_builder::guest::builtins::replaced_by_image(image)
+        .with_context(|| format!("reading {}", image.display()))?;
     let config = config::for_extension(&Request {
         name: &ext.name,
         file_name: &ext.file_name,
         sha256: &sha,
         base_url: mirror.trim_end_matches('/'),
         drop_in: args.update_drop_in,
+        masks: &masks,
     });
     let json = serde_json::to_string_pretty(&config)? + "\n";
     match &args.output {
