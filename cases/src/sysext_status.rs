@@ -57,9 +57,15 @@ pub fn refusal_lines(output: &str, name: &str) -> String {
         "extension-release",
         "Extension",
     ];
-    output
+    // The lines naming the image first: on a Flatcar guest the built-ins' own lines
+    // (debug level) would otherwise crowd systemd's reason out of the first forty.
+    let (named, other): (Vec<&str>, Vec<&str>) = output
         .lines()
         .filter(|l| l.contains(name) || WORDS.iter().any(|w| l.contains(w)))
+        .partition(|l| l.contains(name));
+    named
+        .into_iter()
+        .chain(other)
         .take(40)
         .collect::<Vec<_>>()
         .join("\n")
@@ -68,6 +74,20 @@ pub fn refusal_lines(output: &str, name: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_refused_images_lines_come_before_the_others() {
+        let mut journal = "Checking for extension-release.docker-flatcar: Success\n".repeat(60);
+        journal.push_str(
+            "Extension 'archname' is for architecture 'x86_64', but deployed on top of 'x86-64'.\n",
+        );
+        let lines = refusal_lines(&journal, "archname");
+        assert!(
+            lines.starts_with("Extension 'archname' is for architecture"),
+            "{lines}"
+        );
+        assert_eq!(lines.lines().count(), 40);
+    }
 
     #[test]
     fn status_json_none_and_arrays() {

@@ -65,6 +65,8 @@ pub struct Launch {
     pub fw_cfg: Vec<(String, PathBuf)>,
     /// The payload disk ([`crate::payload`]) of guests that are saved and restored.
     pub payload: Option<PathBuf>,
+    /// Who the harness logs in as (the guest profile's user; not root goes through sudo).
+    pub user: &'static str,
 }
 
 /// Kernel arguments that keep an x86-64 guest clear of a multi-threaded TCG bug.
@@ -111,6 +113,7 @@ impl Launch {
             incoming: None,
             fw_cfg: Vec::new(),
             payload: None,
+            user: guest.profile.login_user(),
         }
     }
 

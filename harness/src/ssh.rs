@@ -16,6 +16,9 @@ use crate::errors::{HarnessError, Result};
 
 pub struct Ssh {
     session: ssh2::Session,
+    /// Logged in as someone else than root: every command goes through `sudo -n`, as a
+    /// Flatcar user's does.
+    sudo: bool,
     /// The long-lived shell, opened on first use; dropped after a timeout or a broken
     /// frame, so the next command starts a fresh one.
     shell: std::sync::Mutex<Option<Shell>>,
@@ -55,9 +58,9 @@ fn ssh_err(stage: &str, e: impl std::fmt::Display) -> HarnessError {
 }
 
 impl Ssh {
-    /// One connection attempt: TCP, banner, key exchange, public-key login as root, each
-    /// step bounded by `attempt`; commands later get their own deadlines.
-    pub fn connect(addr: SocketAddr, key_pem: &str, attempt: Duration) -> Result<Ssh> {
+    /// One connection attempt: TCP, banner, key exchange, public-key login as `user`,
+    /// each step bounded by `attempt`; commands later get their own deadlines.
+    pub fn connect(addr: SocketAddr, user: &str, key_pem: &str, attempt: Duration) -> Result<Ssh> {
         let tcp = TcpStream::connect_timeout(&addr, attempt).map_err(|e| ssh_err("connect", e))?;
         let mut session = ssh2::Session::new().map_err(|e| ssh_err("session", e))?;
         session.set_timeout(u32::try_from(attempt.as_millis()).unwrap_or(u32::MAX));
@@ -80,7 +83,7 @@ impl Ssh {
         session.handshake().map_err(|e| ssh_err("handshake", e))?;
         let hs = t.elapsed();
         session
-            .userauth_pubkey_memory("root", None, key_pem, None)
+            .userauth_pubkey_memory(user, None, key_pem, None)
             .map_err(|e| ssh_err("login", e))?;
         if std::env::var_os("SYSEXT_TEST_TRACE").is_some() {
             eprintln!(
@@ -98,6 +101,7 @@ impl Ssh {
         session.set_timeout(15_000);
         Ok(Ssh {
             session,
+            sudo: user != "root",
             shell: std::sync::Mutex::new(None),
         })
     }
@@ -116,8 +120,13 @@ impl Ssh {
             let mut ch = s
                 .channel_session()
                 .map_err(|e| ssh_err("open channel", e))?;
-            ch.exec("exec \"${SHELL:-/bin/sh}\"")
-                .map_err(|e| ssh_err("exec shell", e))?;
+            let shell = if self.sudo {
+                // root's shell, through sudo once for the session.
+                "exec sudo -n /bin/sh"
+            } else {
+                "exec \"${SHELL:-/bin/sh}\""
+            };
+            ch.exec(shell).map_err(|e| ssh_err("exec shell", e))?;
             *slot = Some(Shell { ch, next: 0 });
         }
         let Some(shell) = slot.as_mut() else {
@@ -198,7 +207,12 @@ impl Ssh {
         let mut ch = s
             .channel_session()
             .map_err(|e| ssh_err("open channel", e))?;
-        ch.exec(cmd).map_err(|e| ssh_err("exec", e))?;
+        let line = if self.sudo {
+            format!("sudo -n sh -c {}", quote(cmd))
+        } else {
+            cmd.to_string()
+        };
+        ch.exec(&line).map_err(|e| ssh_err("exec", e))?;
         if let Some(data) = input {
             ch.write_all(data)
                 .map_err(|e| ssh_err("writing stdin", e))?;

@@ -304,7 +304,7 @@ impl Vm {
         // One attempt may wait this long for a banner; a busy TCG guest answers in < 2 s.
         let attempt = Duration::from_secs(2 * u64::from(self.accel.slowdown(self.arch)));
         loop {
-            let result = Ssh::connect(addr, &self.key_pem, attempt);
+            let result = Ssh::connect(addr, self.launch.user, &self.key_pem, attempt);
             match result {
                 Ok(s) => return Ok(s),
                 Err(e) => {

@@ -70,6 +70,9 @@ pub const MASKED: &[&str] = &[
     // here sets sysctls. 2.3 s each of a TCG boot, on the same two vCPUs as the rest.
     "systemd-remount-fs.service",
     "systemd-sysctl.service",
+    // Debian's OpenSSH units (the Flatcar guests run Flatcar's sshd.socket instead).
+    "ssh.service",
+    "ssh.socket",
 ];
 
 pub const MASKED_GENERATORS: &[&str] = &[

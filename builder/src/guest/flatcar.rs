@@ -22,6 +22,8 @@ use crate::flatcar_release::{self, Channel, Facts, MergeModel};
 use crate::gpt::{self, Planned, types};
 use crate::host_tool;
 
+use super::READY_BEACON;
+
 /// The Flatcar release a guest of `model` answers as: for the real-root merge Stable's
 /// current release (systemd 257, the guest's own); for the initrd merge Beta's (which
 /// runs systemd 260: the guest keeps Debian's 257, the one fact it cannot match).
@@ -109,11 +111,41 @@ pub fn customizations(arch: Arch, model: MergeModel) -> Vec<(&'static str, Strin
         ("usr/lib/os-release", release(model).os_release(arch, BUILD_ID)),
         // The root; /usr and /oem are mounted by the initramfs, as Flatcar's initrd does.
         ("etc/fstab", "/dev/vda9 / ext4 rw,relatime 0 1\n".into()),
-        // Flatcar's sshd is an ordinary service, started after the boot's merge: an image
-        // that hides /usr/sbin takes logins down here as it does there.
+        // Flatcar's logins: OpenSSH socket-activated (portage-stable net-misc/openssh
+        // `sshd.socket`, `sshd_at.service.1`), each connection an `sshd -i` from the merged
+        // /usr, so an image that hides /usr/sbin takes logins down here as it does there;
+        // coreos-overlay's `50-flatcar-sshd.conf` (PAM on); baselayout's sudoers.
         (
-            "etc/systemd/system/sysext-test-sshd.service.d/10-after-sysext.conf",
-            "[Unit]\nAfter=systemd-sysext.service\n".into(),
+            "etc/systemd/system/sshd.socket",
+            "[Unit]\nDescription=OpenSSH Server Socket\nConflicts=sshd.service\n\n[Socket]\nListenStream=22\nAccept=yes\n\n[Install]\nWantedBy=sockets.target\n".into(),
+        ),
+        (
+            "etc/systemd/system/sshd@.service",
+            "[Unit]\nDescription=OpenSSH per-connection server daemon\nAfter=auditd.service\n\n[Service]\nExecStart=-/usr/sbin/sshd -i -e\nStandardInput=socket\nStandardError=journal\n".into(),
+        ),
+        (
+            "etc/ssh/sshd_config.d/50-flatcar-sshd.conf",
+            "Subsystem sftp internal-sftp\nClientAliveInterval 180\nUseDNS no\nUsePAM yes\nPrintLastLog no\nPrintMotd no\nHostkeyAlgorithms +ssh-rsa\nPubkeyAcceptedAlgorithms +ssh-rsa\n".into(),
+        ),
+        ("etc/sudoers.d/baselayout", flatcar_release::SUDOERS.into()),
+        // Debian's sshd PAM stack reads /etc/default/locale (pam_env), a link to this;
+        // minbase has none, and its absence is an error line in every login's journal.
+        ("etc/locale.conf", "LANG=C.UTF-8\n".into()),
+        // Flatcar's `core` gets its key from Ignition; the harness hands it over as the
+        // credential it gives every guest, written where sshd looks before any login.
+        (
+            "etc/systemd/system/sysext-test-core-key.service",
+            "[Unit]\nDescription=The harness's key for core (Ignition's job on Flatcar)\nDefaultDependencies=no\nAfter=local-fs.target\nBefore=sshd.socket\n\n[Service]\nType=oneshot\nRemainAfterExit=yes\nLoadCredential=key:ssh.authorized_keys.root\nExecStart=/bin/sh -c 'install -d -m 0700 -o core -g core /home/core/.ssh && install -m 0600 -o core -g core \"$CREDENTIALS_DIRECTORY/key\" /home/core/.ssh/authorized_keys'\n\n[Install]\nWantedBy=sockets.target\n".into(),
+        ),
+        (
+            "etc/systemd/system/sysext-test-ready.service",
+            format!(
+                "[Unit]\nDescription=Tell the sysext-test harness the guest is ready\nDefaultDependencies=no\nAfter=sshd.socket sysext-test-core-key.service\nWants=sshd.socket\n\n[Service]\nType=oneshot\nExecStart=/bin/echo {READY_BEACON}\nStandardOutput=tty\nTTYPath=/dev/{}\n\n[Install]\nWantedBy=multi-user.target\n",
+                match arch {
+                    Arch::X86_64 => "ttyS0",
+                    Arch::Arm64 => "ttyAMA0",
+                }
+            ),
         ),
         // What the initramfs logged (Ignition at first boot), into the real root's journal
         // under Ignition's name, where Flatcar's initrd journal puts it.
@@ -162,7 +194,7 @@ pub fn customizations(arch: Arch, model: MergeModel) -> Vec<(&'static str, Strin
 }
 
 /// Bump when [`shape`] or [`make_disk`] change in a way the recipe text does not capture.
-const SHAPE_VERSION: u32 = 5;
+const SHAPE_VERSION: u32 = 7;
 
 /// The kernel argument that makes the guest run Ignition on this boot (the harness adds it
 /// when it passes a config through fw_cfg): a plain boot of the same disk stays plain.
@@ -221,6 +253,7 @@ pub fn shape(root: &Path, arch: Arch, model: MergeModel) -> Result<(), BuildErro
         symlink("bin", &sbin).map_err(|e| io(&sbin, e))?;
     }
     add_accounts(root)?;
+    logins(root, &release(model))?;
     for (path, content) in customizations(arch, model) {
         let p = root.join(path);
         if let Some(parent) = p.parent() {
@@ -228,9 +261,16 @@ pub fn shape(root: &Path, arch: Arch, model: MergeModel) -> Result<(), BuildErro
         }
         let _ = std::fs::remove_file(&p);
         std::fs::write(&p, content).map_err(|e| io(&p, e))?;
-        if path.starts_with("usr/bin/") {
+        let mode = if path.starts_with("usr/bin/") {
+            Some(0o755)
+        } else if path.starts_with("etc/sudoers.d/") {
+            Some(0o440)
+        } else {
+            None
+        };
+        if let Some(mode) = mode {
             use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
                 .map_err(|e| io(&p, e))?;
         }
     }
@@ -238,6 +278,46 @@ pub fn shape(root: &Path, arch: Arch, model: MergeModel) -> Result<(), BuildErro
     let _ = std::fs::remove_file(&etc_release);
     symlink("../usr/lib/os-release", &etc_release).map_err(|e| io(&etc_release, e))?;
     super::debian::mark_updated(root)
+}
+
+/// Units Flatcar runs for its logins that the Debian guest masks (pam_systemd's session
+/// needs logind and the bus).
+const UNMASKED: &[&str] = &["systemd-logind.service", "dbus.service", "dbus.socket"];
+
+/// Flatcar's way in: dropbear (the Debian guest's) off, `sshd.socket` and the key for
+/// `core` on, logind and dbus unmasked; and `systemd-sysupdate.timer` on where the release
+/// enables it (4515+).
+fn logins(root: &Path, facts: &Facts) -> Result<(), BuildError> {
+    let io = |p: &Path, e| BuildError::io(p, e);
+    let units = root.join("etc/systemd/system");
+    for u in UNMASKED {
+        let p = units.join(u);
+        if std::fs::read_link(&p).is_ok_and(|t| t == Path::new("/dev/null")) {
+            std::fs::remove_file(&p).map_err(|e| io(&p, e))?;
+        }
+    }
+    let dropbear = units.join("multi-user.target.wants/sysext-test-sshd.service");
+    let _ = std::fs::remove_file(&dropbear);
+    let mut enable = vec![
+        ("sockets.target.wants", "/etc/systemd/system/sshd.socket"),
+        (
+            "sockets.target.wants",
+            "/etc/systemd/system/sysext-test-core-key.service",
+        ),
+    ];
+    let timer = "/usr/lib/systemd/system/systemd-sysupdate.timer";
+    if facts.sysupdate_timer && root.join(timer.trim_start_matches('/')).is_file() {
+        enable.push(("timers.target.wants", timer));
+    }
+    for (target, unit) in enable {
+        let dir = units.join(target);
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let name = Path::new(unit).file_name().unwrap_or_default();
+        let link = dir.join(name);
+        let _ = std::fs::remove_file(&link);
+        symlink(unit, &link).map_err(|e| io(&link, e))?;
+    }
+    Ok(())
 }
 
 /// Adds baselayout's users and groups that the Debian root lacks by name, with Flatcar's

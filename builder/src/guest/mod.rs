@@ -95,6 +95,15 @@ impl Profile {
     pub fn flatcar_release(self) -> Option<Facts> {
         self.merge_model().map(flatcar::release)
     }
+
+    /// Who the harness logs in as: root on the Debian guest (dropbear, no PAM); `core` on
+    /// the Flatcar guests, as on Flatcar, with sudo for everything it runs.
+    pub fn login_user(self) -> &'static str {
+        match self {
+            Profile::Debian => "root",
+            Profile::Flatcar | Profile::FlatcarInitrd => "core",
+        }
+    }
 }
 
 impl std::fmt::Display for Profile {
@@ -130,6 +139,13 @@ pub const PACKAGES: &[&str] = &[
     "xz-utils",
     // In Flatcar's base (lvm2): the built-in docker-flatcar's dockerd links it.
     "libdevmapper1.02.1",
+    // The Flatcar guests' logins: OpenSSH socket-activated with PAM (and the logind
+    // session and bus PAM's pam_systemd asks for), `core` and sudo. The Debian guest keeps
+    // dropbear and masks these.
+    "openssh-server",
+    "sudo",
+    "dbus",
+    "libpam-systemd",
     // In Flatcar's base: the bakery's dockerd sets up its bridge's NAT with it and does not
     // start without it.
     "iptables",

@@ -31,6 +31,14 @@ pub const BOOT_ERRORS: &str = "journalctl -b -p err -o cat --no-pager";
 /// Console lines that mean the SSH server will not come (journald forwards errors there).
 pub const GIVE_UP_ON: &[&str] = &[
     "sysext-test-sshd.service",
+    // The Flatcar guests' per-connection sshd (socket-activated): an error of one is a
+    // login that cannot work.
+    "sshd@",
+    // A base program under sbin is gone (an image hid `/usr/sbin`): sshd lives there too,
+    // and its per-connection instances fail below the console's level (`ExecStart=-`
+    // logs "Unable to locate executable" as a notice), so no login will come.
+    "Failed at step EXEC spawning /sbin/",
+    "Failed at step EXEC spawning /usr/sbin/",
     "emergency mode",
     "Kernel panic",
     "Ignition failed",
