@@ -184,21 +184,17 @@ impl Layout {
             )?;
             for t in &u.wanted_by {
                 l.insert(
-                    &format!("{dir}/{t}.wants/{}", u.name),
+                    &wants_link(dir, t, &u.name),
                     Node::Symlink {
                         target: format!("../{}", u.name),
                     },
                 )?;
             }
             for t in &u.upheld_by {
-                // The bakery's and Flatcar's name (10-containerd-service.conf): two
-                // images that uphold the same unit ship the same drop-in, as theirs do.
                 l.insert(
-                    &format!("{dir}/{t}.d/10-{}.conf", u.name.replace('.', "-")),
+                    &upholds_dropin(dir, t, &u.name),
                     Node::File {
-                        content: Content::Inline(
-                            format!("[Unit]\nUpholds={}\n", u.name).into_bytes(),
-                        ),
+                        content: Content::Inline(upholds_dropin_text(&u.name).into_bytes()),
                         mode: 0o644,
                     },
                 )?;
@@ -219,6 +215,27 @@ impl Layout {
         )?;
         Ok(l)
     }
+}
+
+/// Where a spec's `wanted-by` target links its unit: `DIR/TARGET.wants/UNIT`.
+pub fn wants_link(dir: &str, target: &str, unit: &str) -> String {
+    format!("{}/{target}.wants/{unit}", dir.trim_end_matches('/'))
+}
+
+/// The drop-in a spec's `upheld-by` target gets: the bakery's and Flatcar's name
+/// (`10-containerd-service.conf`), so two images that uphold the same unit ship the same
+/// drop-in, as theirs do.
+pub fn upholds_dropin(dir: &str, target: &str, unit: &str) -> String {
+    format!(
+        "{}/{target}.d/10-{}.conf",
+        dir.trim_end_matches('/'),
+        unit.replace('.', "-")
+    )
+}
+
+/// What that drop-in says.
+pub fn upholds_dropin_text(unit: &str) -> String {
+    format!("[Unit]\nUpholds={unit}\n")
 }
 
 /// Renders extension-release the way the bakery's `_create_metadata` does, plus any extra

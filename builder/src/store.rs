@@ -125,6 +125,15 @@ impl Extension {
         in_use(&self.confs, &format!("{}.conf", self.name))
     }
 
+    /// The transfer files published with release `version` (those in its tag's folder).
+    pub fn confs_of(&self, version: &str) -> Vec<&Path> {
+        self.confs
+            .iter()
+            .filter(|p| tag_version(p, &self.name) == version)
+            .map(PathBuf::as_path)
+            .collect()
+    }
+
     /// Pairs of consecutive versions (older, newer) that both have an image for `arch`.
     pub fn updates(&self, arch: Arch) -> Vec<(&Release, &Release)> {
         let with_arch: Vec<&Release> = self

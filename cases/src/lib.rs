@@ -11,6 +11,8 @@ pub mod fuzz;
 pub mod lint;
 pub mod manifest;
 pub mod outcome;
+pub mod release_diff;
+pub mod replay;
 pub mod report;
 pub mod run_record;
 pub mod runner;

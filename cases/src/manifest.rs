@@ -47,6 +47,11 @@ pub struct Manifest {
     /// only a Flatcar host has (baselayout's accounts: docker.socket's `SocketGroup=docker`,
     /// a command run as `core`); the fast Debian guest when absent.
     pub guest: Option<String>,
+    /// Regressions a release diff may show without failing (`diff/limit-lowered` with the
+    /// subject `containerd.service:LimitNOFILE`, and why): a release that means to take
+    /// something away says so here.
+    #[serde(default)]
+    pub accept_regressions: Vec<crate::release_diff::Acceptance>,
 }
 
 /// A port that must be listening: `{ port = 41641, proto = "udp" }` (tcp by default).

@@ -68,6 +68,7 @@ pub fn human(
     for r in reports {
         let what = match (r.kind, &r.name, r.format) {
             (ReportKind::ReleaseDir, _, _) => "release directory".to_string(),
+            (ReportKind::Together, _, _) => "merged together".to_string(),
             (_, Some(n), Some(f)) => format!("{f} image '{n}'"),
             _ => "image".to_string(),
         };
@@ -155,4 +156,60 @@ pub fn vm_human(out: &mut dyn Write, rows: &[crate::runner::Row]) -> io::Result<
         count("not run"),
         count("ERROR")
     )
+}
+
+/// `sysext-test diff` for people: each pair of releases, regressions first, accepted ones
+/// with the manifest's reason.
+pub fn diff_human(
+    out: &mut dyn Write,
+    reports: &[crate::release_diff::DiffReport],
+    color: bool,
+) -> io::Result<()> {
+    let red = |t: &str| {
+        if color {
+            format!("\x1b[31;1m{t}\x1b[0m")
+        } else {
+            t.to_string()
+        }
+    };
+    for r in reports {
+        writeln!(out, "{} {} -> {} ({})", r.extension, r.old, r.new, r.arch)?;
+        if r.changes.is_empty() {
+            writeln!(out, "  ok: no change")?;
+        }
+        let mut changes: Vec<&crate::release_diff::Change> = r.changes.iter().collect();
+        changes.sort_by_key(|c| (!c.is_regression(), std::cmp::Reverse(c.severity)));
+        let width = changes.iter().map(|c| c.rule.len()).max().unwrap_or(0);
+        for c in changes {
+            let word = match (&c.accepted, c.severity) {
+                (Some(_), _) => "accepted".to_string(),
+                (None, Severity::Error) => red("REGRESSION"),
+                (None, s) => s.as_str().to_string(),
+            };
+            let why = c
+                .accepted
+                .as_ref()
+                .map(|w| format!(" (accepted: {w})"))
+                .unwrap_or_default();
+            writeln!(out, "  {word:<10} {:<width$}  {}{why}", c.rule, c.message)?;
+        }
+    }
+    let regressions: usize = reports.iter().map(|r| r.regressions().count()).sum();
+    let shown: usize = reports.iter().map(|r| r.changes.len()).sum();
+    writeln!(
+        out,
+        "{} comparison(s): {regressions} regression(s), {shown} change(s) in all",
+        reports.len()
+    )
+}
+
+/// `sysext-test diff` for machines.
+pub fn diff_json(
+    out: &mut dyn Write,
+    reports: &[crate::release_diff::DiffReport],
+) -> io::Result<()> {
+    let regressions: usize = reports.iter().map(|r| r.regressions().count()).sum();
+    let v = serde_json::json!({ "comparisons": reports, "regressions": regressions });
+    serde_json::to_writer_pretty(&mut *out, &v)?;
+    writeln!(out)
 }

@@ -46,6 +46,8 @@ pub enum VerdictError {
 pub enum Family {
     Store,
     Lint,
+    /// A release against the one before it (`release_diff`).
+    Diff,
     Vm,
     Boot,
     Ignition,
@@ -53,9 +55,10 @@ pub enum Family {
 }
 
 impl Family {
-    pub const ALL: [Family; 6] = [
+    pub const ALL: [Family; 7] = [
         Family::Store,
         Family::Lint,
+        Family::Diff,
         Family::Vm,
         Family::Boot,
         Family::Ignition,
@@ -66,6 +69,7 @@ impl Family {
         match self {
             Family::Store => "store",
             Family::Lint => "lint",
+            Family::Diff => "diff",
             Family::Vm => "vm",
             Family::Boot => "boot",
             Family::Ignition => "ignition",
@@ -732,6 +736,13 @@ mod tests {
         Family::Update
     )]
     #[case("store::digests", "(store)", "-", "all", Family::Store)]
+    #[case(
+        "diff::arm64::containerd@1.7.29",
+        "containerd",
+        "1.7.29",
+        "arm64",
+        Family::Diff
+    )]
     fn test_names_find_their_cell(
         #[case] name: &str,
         #[case] extension: &str,

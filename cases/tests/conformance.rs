@@ -33,6 +33,8 @@ use sysext_cases::fixtures::{self, Fixture};
 use sysext_cases::lint::{Linter, Options, Severity};
 use sysext_cases::manifest::{Manifest, UpdatePlan};
 use sysext_cases::outcome::{Case, ExpectedFailure, Outcome};
+use sysext_cases::release_diff;
+use sysext_cases::replay;
 use sysext_cases::runner::{self, Setup};
 use sysext_cases::subject::Subject;
 use sysext_cases::update;
@@ -52,6 +54,24 @@ fn main() {
         }
         Err(e) => trials.push(Trial::test("lint::fixtures", move || {
             Err(Failed::from(format!("cannot load fixtures: {e}")))
+        })),
+    }
+    // The bakery's cross-release and cross-extension bugs: `diff::<replay>` for releases,
+    // `lint::<replay>` for extensions together.
+    match replay::all() {
+        Ok(list) => {
+            for r in list {
+                let family = match r.check {
+                    replay::Check::Diff => "diff",
+                    replay::Check::Together => "lint",
+                };
+                trials.push(Trial::test(format!("{family}::{}", r.name), move || {
+                    replay_trial(&r)
+                }));
+            }
+        }
+        Err(e) => trials.push(Trial::test("diff::replays", move || {
+            Err(Failed::from(format!("cannot load replays: {e}")))
         })),
     }
     if let Ok(list) = fixtures::extensions() {
@@ -230,6 +250,11 @@ fn store_trials(trials: &mut Vec<Trial>, store: sysext_builder::store::Store) {
         store.extensions.len(),
         store.manifests.len()
     );
+    let pairs = release_diff::store_pairs(&store);
+    let newest: Vec<PathBuf> = store.images().map(|(_, _, _, p)| p.to_path_buf()).collect();
+    trials.push(Trial::test("store::collisions", move || {
+        collisions(&newest)
+    }));
     let root = store.root.clone();
     trials.push(Trial::test("store::digests", move || {
         // Verified again now, not by the listing's word: the files may have changed since.
@@ -260,6 +285,16 @@ fn store_trials(trials: &mut Vec<Trial>, store: sysext_builder::store::Store) {
         let plain = manifest.clone().unwrap_or_default();
         let unsupported = plain.unsupported_on(sysext_builder::guest::SYSTEMD_MAJOR);
         let first = trials.len();
+        for (old, new) in pairs.iter().filter(|(_, n)| n.extension == ext.name) {
+            for &arch in old.images.keys() {
+                let (o, n) = (old.clone(), new.clone());
+                let accept = plain.accept_regressions.clone();
+                let name = format!("diff::{arch}::{}@{}", ext.name, new.version);
+                trials.push(Trial::test(name, move || {
+                    diff_release(&o, &n, arch, &accept)
+                }));
+            }
+        }
         for release in &ext.releases {
             for (&arch, image) in &release.images {
                 let id = format!("{arch}::{}@{}", ext.name, release.version);
@@ -343,12 +378,99 @@ fn skip_unsupported(trials: &mut [Trial], why: &Option<String>) {
     };
     for t in trials
         .iter_mut()
-        .filter(|t| !t.name().starts_with("lint::"))
+        .filter(|t| !t.name().starts_with("lint::") && !t.name().starts_with("diff::"))
     {
         eprintln!("skipping {}: {why}", t.name());
         let taken = std::mem::replace(t, Trial::test("", || Ok(())));
         *t = taken.with_ignored_flag(true);
     }
+}
+
+/// A replayed bakery bug: the check finds exactly what the replay expects, no more.
+fn replay_trial(r: &replay::Replay) -> Result<(), Failed> {
+    let tmp = tempfile::tempdir().map_err(|e| Failed::from(e.to_string()))?;
+    let (found, lines) = r.run(tmp.path()).map_err(Failed::from)?;
+    for l in &lines {
+        eprintln!("{}: {l}", r.name);
+    }
+    let want: std::collections::BTreeSet<String> = r.expect.iter().cloned().collect();
+    if found == want {
+        return Ok(());
+    }
+    let missing: Vec<&String> = want.difference(&found).collect();
+    let extra: Vec<&String> = found.difference(&want).collect();
+    Err(format!(
+        "{} ({}): expected {want:?}; missing {missing:?}, unexpected {extra:?}",
+        r.name, r.bug
+    )
+    .into())
+}
+
+/// The store's extensions merged together (each one's newest release, per arch, with
+/// Flatcar's built-ins): red on a path two of them ship with different contents.
+fn collisions(images: &[PathBuf]) -> Result<(), Failed> {
+    let linter = Linter::new(Options::default());
+    let reports = linter
+        .lint_together(images)
+        .map_err(|e| Failed::from(e.to_string()))?;
+    let mut errors = Vec::new();
+    for r in &reports {
+        for f in &r.findings {
+            eprintln!(
+                "{} {} {}: {}",
+                r.path,
+                f.severity.as_str(),
+                f.rule,
+                f.message
+            );
+            if f.severity == Severity::Error {
+                errors.push(format!("{}: {}", f.rule, f.message));
+            }
+        }
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(errors.join("\n").into())
+}
+
+/// One arch of a store's release against the release before it: red on a regression the
+/// extension's manifest does not accept, each named with both values; every change shown.
+fn diff_release(
+    old: &release_diff::Side,
+    new: &release_diff::Side,
+    arch: Arch,
+    accept: &[release_diff::Acceptance],
+) -> Result<(), Failed> {
+    let Some(mut report) =
+        release_diff::release_arch(old, new, arch).map_err(|e| Failed::from(e.to_string()))?
+    else {
+        return Ok(());
+    };
+    report.accept(accept);
+    for c in &report.changes {
+        let word = match (&c.accepted, c.is_regression()) {
+            (Some(_), _) => "accepted",
+            (None, true) => "REGRESSION",
+            (None, false) => c.severity.as_str(),
+        };
+        eprintln!("{word} {}: {}", c.rule, c.message);
+    }
+    let regressions: Vec<String> = report
+        .regressions()
+        .map(|c| format!("{}: {}", c.rule, c.message))
+        .collect();
+    if regressions.is_empty() {
+        return Ok(());
+    }
+    Err(format!(
+        "{} {} -> {} on {arch}: {} (accept one in the manifest's accept-regressions if it is meant)",
+        new.extension,
+        old.version,
+        new.version,
+        regressions.join("; ")
+    )
+    .into())
 }
 
 /// A store's image baked into the Flatcar guest's disk and cold-booted.

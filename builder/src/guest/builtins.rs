@@ -50,6 +50,39 @@ pub fn programs(name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Every path built-in `name` ships (no leading slash), with the text of those the spec
+/// writes inline (units, drop-ins) and None for packaged files: what a collision check
+/// compares an image with, without fetching a package.
+pub fn paths(name: &str) -> Vec<(String, Option<String>)> {
+    let Some(spec) = SPECS
+        .iter()
+        .filter(|(n, _)| *n == name)
+        .find_map(|(n, text)| Spec::parse(text, Path::new(n)).ok())
+    else {
+        return Vec::new();
+    };
+    let rel = |p: &str| p.trim_start_matches('/').to_string();
+    let mut out: Vec<(String, Option<String>)> = Vec::new();
+    out.extend(spec.files.iter().map(|f| (rel(&f.path), f.text.clone())));
+    out.extend(spec.symlinks.iter().map(|s| (rel(&s.path), None)));
+    for u in &spec.units {
+        out.push((
+            rel(&format!("{}/{}", u.dir.trim_end_matches('/'), u.name)),
+            Some(u.text.clone()),
+        ));
+        for t in &u.wanted_by {
+            out.push((rel(&crate::layout::wants_link(&u.dir, t, &u.name)), None));
+        }
+        for t in &u.upheld_by {
+            out.push((
+                rel(&crate::layout::upholds_dropin(&u.dir, t, &u.name)),
+                Some(crate::layout::upholds_dropin_text(&u.name)),
+            ));
+        }
+    }
+    out
+}
+
 /// The built-ins an image with these entries (paths without a leading slash) replaces:
 /// those it ships a program of. The bakery's docs mask exactly these (docker: both;
 /// containerd: containerd-flatcar), or the built-in stacks above the image and its

@@ -11,6 +11,7 @@ pub mod finding;
 pub mod gates;
 pub mod rules;
 pub mod target;
+pub mod together;
 
 use std::path::{Path, PathBuf};
 
@@ -54,6 +55,8 @@ pub enum LintError {
 pub enum ReportKind {
     Image,
     ReleaseDir,
+    /// Several extensions as one host merges them (collisions between them).
+    Together,
 }
 
 #[derive(Debug, Clone, Serialize)]

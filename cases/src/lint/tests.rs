@@ -1141,3 +1141,102 @@ fn unit_wants_only_at_boot_fires_where_the_target_merges_from_the_initrd() {
     assert!(rules("flatcar", false).is_empty());
     assert!(rules("flatcar:beta", true).is_empty());
 }
+
+/// Findings of `lint_together` over images written side by side (target Flatcar: the
+/// built-ins take part).
+fn together(images: &[Fx]) -> Vec<Finding> {
+    let tmp = tempfile::tempdir().unwrap();
+    let paths: Vec<PathBuf> = images.iter().map(|fx| fx.write(tmp.path())).collect();
+    let linter = Linter::new(Options::default());
+    linter
+        .lint_together(&paths)
+        .unwrap()
+        .into_iter()
+        .flat_map(|r| r.findings)
+        .collect()
+}
+
+const PLUGIN: &str = "usr/libexec/docker/cli-plugins/docker-compose";
+
+/// sysext-bakery#183: docker-buildx installed as `docker-compose`.
+#[test]
+fn collision_same_path_names_both_extensions_and_the_winner() {
+    let f = together(&[
+        Fx::raw("docker-compose-2.34.0-x86-64.raw").file(PLUGIN, "compose v2.34.0\n"),
+        Fx::raw("docker-buildx-0.22.0-x86-64.raw").file(PLUGIN, "buildx v0.22.0\n"),
+    ]);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].rule, "collision/same-path");
+    assert_eq!(f[0].path, PLUGIN);
+    let m = &f[0].message;
+    assert!(m.contains("docker-compose-2.34.0-x86-64.raw wins"), "{m}");
+    assert!(m.contains("over docker-buildx-0.22.0-x86-64.raw"), "{m}");
+    assert!(m.starts_with(&format!("/{PLUGIN}: ")), "{m}");
+    // The same bytes in both, other arches, or one extension's releases: nothing.
+    let same = together(&[
+        Fx::raw("docker-compose-2.34.0-x86-64.raw").file(PLUGIN, "same\n"),
+        Fx::raw("docker-buildx-0.22.0-x86-64.raw").file(PLUGIN, "same\n"),
+    ]);
+    assert!(same.is_empty(), "{same:?}");
+    let apart = together(&[
+        Fx::raw("docker-compose-2.34.0-x86-64.raw").file(PLUGIN, "compose\n"),
+        Fx::raw("docker-buildx-0.22.0-arm64.raw")
+            .release("ID=_any\nARCHITECTURE=arm64\n")
+            .file(PLUGIN, "buildx\n"),
+    ]);
+    assert!(apart.is_empty(), "{apart:?}");
+    let releases = together(&[
+        Fx::raw("docker-compose-2.33.0-x86-64.raw").file(PLUGIN, "compose v2.33.0\n"),
+        Fx::raw("docker-compose-2.34.0-x86-64.raw").file(PLUGIN, "compose v2.34.0\n"),
+    ]);
+    assert!(releases.is_empty(), "{releases:?}");
+}
+
+/// sysext-bakery#50: an OEM extension's drop-in of the same name hid kubernetes' Upholds=.
+#[test]
+fn collision_same_dropin_says_whose_settings_are_lost() {
+    let d = "usr/lib/systemd/system/multi-user.target.d/10-services.conf";
+    let f = together(&[
+        Fx::raw("kubernetes-v1.32.2-x86-64.raw").file(d, "[Unit]\nUpholds=kubelet.service\n"),
+        Fx::raw("oem-azure-4230.2.0-x86-64.raw").file(d, "[Unit]\nUpholds=waagent.service\n"),
+    ]);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].rule, "collision/same-dropin");
+    assert!(
+        f[0].message.contains("oem-azure-4230.2.0-x86-64.raw wins"),
+        "{}",
+        f[0].message
+    );
+    // The bakery's docker and containerd ship the same Upholds= drop-in, byte for byte.
+    let d = "usr/lib/systemd/system/multi-user.target.d/10-containerd-service.conf";
+    let same = together(&[
+        Fx::raw("docker-28.0.4-x86-64.raw").file(d, "[Unit]\nUpholds=containerd.service\n"),
+        Fx::raw("containerd-2.0.4-x86-64.raw").file(d, "[Unit]\nUpholds=containerd.service\n"),
+    ]);
+    assert!(same.is_empty(), "{same:?}");
+}
+
+/// Flatcar's docker-flatcar stacks above the bakery's docker unless masked.
+#[test]
+fn collision_builtin_above_asks_for_the_mask() {
+    let f = together(&[
+        Fx::raw("docker-28.0.4-x86-64.raw").file("usr/bin/docker", "bakery docker\n"),
+        Fx::raw("wasmtime-v30.0.0-x86-64.raw").file("usr/bin/wasmtime", "wasmtime\n"),
+    ]);
+    let above: Vec<&Finding> = f
+        .iter()
+        .filter(|x| x.rule == "collision/builtin-above")
+        .collect();
+    assert_eq!(above.len(), 1, "{f:?}");
+    assert!(
+        above[0]
+            .message
+            .contains("/etc/extensions/docker-flatcar.raw")
+    );
+    // An extension whose name sorts after the built-in's wins over it: no mask needed.
+    let f = together(&[
+        Fx::raw("zz-docker-28.0.4-x86-64.raw").file("usr/bin/docker", "bakery docker\n"),
+        Fx::raw("wasmtime-v30.0.0-x86-64.raw").file("usr/bin/wasmtime", "wasmtime\n"),
+    ]);
+    assert!(f.is_empty(), "{f:?}");
+}

@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use commands::{
-    bake, bench, build, check, differential, fuzz, guest, ignition, lint, mirror, report, run,
+    bake, bench, build, check, diff, differential, fuzz, guest, ignition, lint, mirror, report, run,
 };
 
 #[derive(Parser)]
@@ -43,6 +43,8 @@ enum Command {
     Lint(lint::Args),
     /// Boot guests and run the VM cases on your images: at run time, baked, or by Ignition.
     Run(run::Args),
+    /// Compare a release with the one before it: units' limits and properties, binaries, arches, transfer files.
+    Diff(diff::Args),
     /// Build fixtures (specs with an [expect] verdict) and check each gets the lint verdict it expects.
     Check(check::Args),
     /// Merge test results (nextest JUnit from any number of partitions, or run's JSON) into one verdict.
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Lint(a) => lint::run(a),
         Command::Run(a) => run::run(a),
         Command::Check(a) => check::run(a),
+        Command::Diff(a) => diff::run(a),
         Command::Report(a) => report::run(a),
         Command::Bake(a) => bake::run(a),
         Command::Ignition(a) => ignition::run(a),

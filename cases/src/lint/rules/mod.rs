@@ -1,6 +1,7 @@
 //! The rule families, one module each, in the order lint applies them.
 
 pub mod binaries;
+pub mod collisions;
 pub mod content;
 pub mod image;
 pub mod matching;
@@ -26,5 +27,6 @@ pub fn all() -> Vec<&'static Rule> {
     v.extend_from_slice(served::RULES);
     v.extend_from_slice(store::RULES);
     v.extend_from_slice(image::RULES);
+    v.extend_from_slice(collisions::RULES);
     v
 }

@@ -16,7 +16,9 @@ use crate::args::{ARCHES, Format, closed};
 #[command(
     after_help = "A release directory (holding *.raw and SHA256SUMS) is checked as a whole: each \
 image, SHA256SUMS against the files, and each transfer file against the published names. A release \
-store has its digests verified first. Exit status: 0 no errors, 1 findings of severity error, 2 bad \
+store has its digests verified first. Images of two extensions or more (one arch; each extension's \
+newest release) are also checked together as one host merges them: a path two of them ship with \
+different contents (collision/*), and on Flatcar the built-in extensions that stack above one. Exit status: 0 no errors, 1 findings of severity error, 2 bad \
 input.
 
 Examples:
@@ -115,6 +117,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(e) => return Err(e.into()),
         }
     }
+    // Several extensions (of one arch) are also checked as a host merges them together.
+    let images: Vec<PathBuf> = reports
+        .iter()
+        .filter(|r| r.kind == lint::ReportKind::Image)
+        .map(|r| PathBuf::from(&r.path))
+        .collect();
+    reports.extend(linter.lint_together(&images)?);
     let mut out = std::io::stdout().lock();
     let target = linter.target().describe();
     match args.format {

@@ -5,6 +5,7 @@ pub mod bake;
 pub mod bench;
 pub mod build;
 pub mod check;
+pub mod diff;
 pub mod differential;
 pub mod fuzz;
 pub mod guest;
