@@ -143,6 +143,8 @@ impl Layout {
                     )));
                 }
                 Content::Host(p)
+            } else if let Some(program) = f.program {
+                Content::Inline(program.elf(arch))
             } else {
                 unreachable!("Spec::validate guarantees one source per file")
             };

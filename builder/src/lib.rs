@@ -28,6 +28,7 @@ pub mod sha256sums;
 pub mod spec;
 pub mod squashfs_tools;
 pub mod store;
+pub mod tiny_program;
 pub mod transfer;
 pub mod unitfile;
 pub mod version;

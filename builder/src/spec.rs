@@ -90,6 +90,8 @@ pub struct FileSpec {
     pub from: Option<PathBuf>,
     /// A file out of a Debian package for the build arch.
     pub deb: Option<DebSource>,
+    /// A tiny static program built for the image's arch (`exit-zero`, `segfault`).
+    pub program: Option<crate::tiny_program::TinyProgram>,
     #[serde(default = "default_file_mode")]
     pub mode: u16,
 }
@@ -195,13 +197,18 @@ impl Spec {
             crate::osrelease::render_assignment(k, v).map_err(|e| format!("[release] {e}"))?;
         }
         for f in &self.files {
-            let sources = [f.text.is_some(), f.from.is_some(), f.deb.is_some()]
-                .iter()
-                .filter(|b| **b)
-                .count();
+            let sources = [
+                f.text.is_some(),
+                f.from.is_some(),
+                f.deb.is_some(),
+                f.program.is_some(),
+            ]
+            .iter()
+            .filter(|b| **b)
+            .count();
             if sources != 1 {
                 return Err(format!(
-                    "[[file]] {}: give exactly one of text, from or deb",
+                    "[[file]] {}: give exactly one of text, from, deb or program",
                     f.path
                 ));
             }

@@ -51,6 +51,18 @@ impl<'a> Setup<'a> {
     /// The plain setup of `case`'s way for `subject`.
     pub fn for_case(case: Case, subject: &'a Subject) -> Setup<'a> {
         match case.via() {
+            // A reboot is only worth the boot on the host the image is for: the Flatcar
+            // guest (its merge at boot, ensure-sysext's reload), unless the manifest
+            // names another.
+            Via::Runtime if case == Case::Reboot => Setup::Runtime {
+                carrying: Some(&subject.image),
+                profile: subject
+                    .manifest
+                    .guest
+                    .as_deref()
+                    .and_then(|g| g.parse().ok())
+                    .unwrap_or(Profile::Flatcar),
+            },
             Via::Runtime => Setup::Runtime {
                 carrying: Some(&subject.image),
                 profile: subject.manifest.runtime_profile(),
@@ -90,6 +102,15 @@ impl Reached {
             Reached::Runtime { vm, .. } => vm,
             Reached::Baked(b) => &b.vm,
             Reached::Ignition(p) => &p.vm,
+        }
+    }
+
+    /// The guest, to reboot it.
+    pub fn vm_mut(&mut self) -> &mut Vm {
+        match self {
+            Reached::Runtime { vm, .. } => vm,
+            Reached::Baked(b) => &mut b.vm,
+            Reached::Ignition(p) => &mut p.vm,
         }
     }
 
@@ -142,11 +163,11 @@ pub fn run_with(
     expected: Option<&ExpectedFailure>,
     place: &Place,
     progress: &dyn Fn(&str),
-    body: impl FnOnce(&Reached) -> CaseResult,
+    body: impl FnOnce(&mut Reached) -> CaseResult,
 ) -> Outcome {
     let start = Instant::now();
     let artifacts = place.artifacts(name);
-    let reached = match reach(arch, &setup, place, progress) {
+    let mut reached = match reach(arch, &setup, place, progress) {
         Ok(r) => r,
         Err(NotReached::Harness { stage, message }) => {
             return Outcome::harness_error(&stage, message, start.elapsed());
@@ -171,7 +192,7 @@ pub fn run_with(
         start.elapsed().as_secs_f64()
     ));
     let body_start = Instant::now();
-    let result = body(&reached);
+    let result = body(&mut reached);
     progress(&format!(
         "case body took {:.1}s",
         body_start.elapsed().as_secs_f64()
@@ -227,23 +248,50 @@ impl<'a> Trial<'a> {
             self.expected,
             place,
             progress,
-            |reached| check(self.case, reached, self.subject),
+            |reached| check(self.case, reached, self.subject, progress),
         )
     }
 }
 
 /// What `case` checks in the guest its way reached.
-fn check(case: Case, reached: &Reached, s: &Subject) -> CaseResult {
+fn check(case: Case, reached: &mut Reached, s: &Subject, progress: &dyn Fn(&str)) -> CaseResult {
     match (case, reached) {
         (
-            Case::Merge | Case::Binaries | Case::Services | Case::Unmerge,
+            Case::Merge | Case::Binaries | Case::Services | Case::Unmerge | Case::Reboot,
             Reached::Runtime { vm, .. },
         ) => {
+            // Everything the journal says from here on is the case's; what it said before
+            // is the guest's own boot.
+            let outs = vm.batch(&[
+                checks::journal::CURSOR,
+                &checks::journal::scan_command(None),
+            ])?;
+            let cursor = outs
+                .first()
+                .and_then(|o| checks::journal::parse_cursor(&o.stdout));
+            let before: Vec<String> = outs
+                .get(1)
+                .map(|o| checks::journal::bad_lines(&o.stdout))
+                .unwrap_or_default()
+                .iter()
+                .map(|l| checks::journal::fold(l))
+                .collect();
             let merged = runtime::install_and_merge(vm, s)?;
             match case {
                 Case::Merge => checks::merge::check(s, &merged),
                 Case::Binaries => checks::binaries::check(vm, s),
-                Case::Services => checks::services::check(vm, s),
+                Case::Services => {
+                    checks::services::check(vm, s)?;
+                    // The units have started and been watched: a crash on the way is in
+                    // the journal now, whatever state they ended in.
+                    checks::journal::check(
+                        vm,
+                        cursor.as_deref(),
+                        &[],
+                        &format!("the services case with {}", s.file_name),
+                    )
+                }
+                Case::Reboot => checks::reboot::check(vm, s, &before, progress),
                 _ => checks::unmerge::check(vm, s, &merged),
             }
         }

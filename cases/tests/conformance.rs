@@ -61,13 +61,29 @@ fn main() {
     match replay::all() {
         Ok(list) => {
             for r in list {
-                let family = match r.check {
-                    replay::Check::Diff => "diff",
-                    replay::Check::Together => "lint",
+                let name = match r.check {
+                    replay::Check::Diff => format!("diff::{}", r.name),
+                    replay::Check::Together => {
+                        // In a guest too: the commands show which copy each reached.
+                        let (rv, name) = (r.clone(), format!("vm::x86-64::{}::together", r.name));
+                        trials.push(Trial::test(name.clone(), move || {
+                            let progress = |l: &str| eprintln!("{name}: {l}");
+                            let outcome = rv
+                                .run_together(&name, Arch::X86_64, &Place::from_env(), &progress)
+                                .map_err(Failed::from)?;
+                            finish(&name, outcome)
+                        }));
+                        format!("lint::{}", r.name)
+                    }
+                    replay::Check::UpdateReboot => {
+                        let name = format!("update::x86-64::{}::reboot", r.name);
+                        trials.push(Trial::test(name.clone(), move || {
+                            replay_update_reboot(&name, &r)
+                        }));
+                        continue;
+                    }
                 };
-                trials.push(Trial::test(format!("{family}::{}", r.name), move || {
-                    replay_trial(&r)
-                }));
+                trials.push(Trial::test(name, move || replay_trial(&r)));
             }
         }
         Err(e) => trials.push(Trial::test("diff::replays", move || {
@@ -141,7 +157,8 @@ fn main() {
                         boot_fixture(&name, &fxb, &mb, arch, model)
                     }));
                 }
-                for &case in &cases {
+                let reboot = reboots_on(&fx, &manifest, arch).then_some(Case::Reboot);
+                for &case in cases.iter().chain(reboot.iter()) {
                     let (fx, manifest) = (fx.clone(), manifest.clone());
                     let name = format!("vm::{arch}::{}::{case}", fx.name);
                     trials.push(Trial::test(name.clone(), move || {
@@ -339,7 +356,12 @@ fn store_trials(trials: &mut Vec<Trial>, store: sysext_builder::store::Store) {
                     (older.version.clone(), older.images[&arch].clone()),
                     (newer.version.clone(), newer.images[&arch].clone()),
                 ];
-                for cycle in [update::Cycle::Update, update::Cycle::Rollback] {
+                let reboot =
+                    (arch == Arch::X86_64 || every_arch()).then_some(update::Cycle::Reboot);
+                for cycle in [update::Cycle::Update, update::Cycle::Rollback]
+                    .into_iter()
+                    .chain(reboot)
+                {
                     let name = format!(
                         "update::{arch}::{}@{}::{cycle}-from-{}",
                         ext.name, newer.version, older.version
@@ -352,6 +374,7 @@ fn store_trials(trials: &mut Vec<Trial>, store: sysext_builder::store::Store) {
                             releases,
                             conf: conf.as_deref(),
                             plan: &plan,
+                            expected: None,
                         };
                         let outcome = update::run_given_cycle(
                             &name,
@@ -404,6 +427,39 @@ fn replay_trial(r: &replay::Replay) -> Result<(), Failed> {
         r.name, r.bug
     )
     .into())
+}
+
+/// A replayed update-and-reboot bug: the first release installed the docs' way, the
+/// replay's transfer file, the update and a real reboot on x86-64; it fails with the
+/// replay's words of systemd, or passes when it has none.
+fn replay_update_reboot(name: &str, r: &replay::Replay) -> Result<(), Failed> {
+    let tmp = tempfile::tempdir().map_err(|e| Failed::from(e.to_string()))?;
+    let built = r.build(Arch::X86_64, tmp.path()).map_err(Failed::from)?;
+    let ext = built.first().map(|(n, _, _)| n.clone()).unwrap_or_default();
+    let releases = built.into_iter().map(|(_, v, p)| (v, p)).collect();
+    let plan = UpdatePlan::by_attached_image(&ext, Arch::X86_64);
+    let expected = (!r.expect.is_empty()).then(|| ExpectedFailure {
+        case: Case::Reboot,
+        systemd: r.expect.clone(),
+    });
+    let conf = r.conf_path();
+    let given = update::Given {
+        name: &ext,
+        releases,
+        conf: conf.as_deref(),
+        plan: &plan,
+        expected: expected.as_ref(),
+    };
+    let progress = |l: &str| eprintln!("{name}: {l}");
+    let outcome = update::run_given_cycle(
+        name,
+        &given,
+        update::Cycle::Reboot,
+        Arch::X86_64,
+        &Place::from_env(),
+        &progress,
+    );
+    finish(name, outcome)
 }
 
 /// The store's extensions merged together (each one's newest release, per arch, with
@@ -598,6 +654,18 @@ fn boots_on(fx: &Fixture, manifest: &Manifest, arch: Arch) -> bool {
         || arch_bound
         || arch == Arch::X86_64
         || every_arch()
+}
+
+/// Whether `fx` gets the run-time reboot case on `arch`: fixtures that should work and
+/// start units at boot (what a reboot can lose), on x86-64; on arm64 with [`every_arch`]
+/// only, since each reboot is a second cold boot there (about 2.5 times x86-64's).
+fn reboots_on(fx: &Fixture, manifest: &Manifest, arch: Arch) -> bool {
+    let starts_units = fx
+        .spec
+        .units
+        .iter()
+        .any(|u| !u.upheld_by.is_empty() || !u.wanted_by.is_empty());
+    manifest.expect_failure.is_empty() && starts_units && (arch == Arch::X86_64 || every_arch())
 }
 
 /// The fixtures whose boot and Ignition trials also run on the initrd merge model (Flatcar

@@ -38,6 +38,9 @@ pub struct Vm {
     give_up_on: Vec<String>,
     /// The file the payload disk carries ([`Vm::restore_carrying`]).
     carried: Option<crate::payload::Carried>,
+    /// How many times this guest has booted (or been restored) in this Vm: 1, then one
+    /// more per [`Vm::reboot`].
+    pub boots: u32,
 }
 
 /// What a cold boot adds to the guest's own command line.
@@ -211,19 +214,9 @@ impl Vm {
         give_up_on: &[&str],
         carried: Option<crate::payload::Carried>,
     ) -> Result<Vm> {
-        let start = Instant::now();
-        let rt = runtime()?;
-        let stderr_log = run_dir.path().join("qemu.stderr");
-        let child = {
-            let _guard = rt.enter();
-            launch.spawn(&stderr_log)?
-        };
-        if let Some(pid) = child.id() {
-            crate::cleanup::register_pid(pid);
-        }
         let mut vm = Vm {
-            rt,
-            child: Some(child),
+            rt: runtime()?,
+            child: None,
             qmp: None,
             ssh: None,
             arch: launch.arch,
@@ -235,66 +228,154 @@ impl Vm {
             beacon: None,
             give_up_on: give_up_on.iter().map(|s| s.to_string()).collect(),
             carried,
+            boots: 1,
         };
-        let slow = vm.accel.slowdown(vm.arch);
+        vm.spawn_and_log_in(restoring)?;
+        Ok(vm)
+    }
+
+    /// Starts QEMU with `self.launch` and waits for a login: restoring a saved state
+    /// (`restoring`) or booting the disk cold.
+    fn spawn_and_log_in(&mut self, restoring: bool) -> Result<()> {
+        let start = Instant::now();
+        let stderr_log = self
+            .run_dir
+            .path()
+            .join(format!("qemu.stderr{}", self.boot_suffix()));
+        let child = {
+            let _guard = self.rt.enter();
+            self.launch.spawn(&stderr_log)?
+        };
+        if let Some(pid) = child.id() {
+            crate::cleanup::register_pid(pid);
+        }
+        self.child = Some(child);
+        let slow = self.accel.slowdown(self.arch);
         let qmp_deadline = Instant::now() + Duration::from_secs(10 * u64::from(slow));
-        let socket = vm.launch.qmp_socket.clone();
+        let socket = self.launch.qmp_socket.clone();
         let qmp = {
-            let child = &mut vm.child;
+            let child = &mut self.child;
             let alive = || {
                 child
                     .as_mut()
                     .is_some_and(|c| c.try_wait().ok().flatten().is_none())
             };
-            vm.rt.block_on(Qmp::connect(&socket, qmp_deadline, alive))
+            self.rt.block_on(Qmp::connect(&socket, qmp_deadline, alive))
         };
         let qmp = match qmp {
             Ok(q) => q,
-            Err(e) => return Err(vm.exited_or("QMP connect", e)),
+            Err(e) => return Err(self.exited_or("QMP connect", e)),
         };
         stage_trace("QMP connected", start);
         if restoring {
             let deadline = Instant::now() + Duration::from_secs(15 * u64::from(slow));
             loop {
-                let status = vm.rt.block_on(qmp.status())?;
+                let status = self.rt.block_on(qmp.status())?;
                 if status != "inmigrate" {
                     break;
                 }
-                if let Some(e) = vm.check_exit("restore") {
+                if let Some(e) = self.check_exit("restore") {
                     return Err(e);
                 }
                 if Instant::now() > deadline {
                     return Err(HarnessError::Timeout {
                         stage: "restore",
                         timeout: deadline - start,
-                        console: vm.console_tail(20),
+                        console: self.console_tail(20),
                     });
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
             stage_trace("state loaded", start);
-            vm.rt.block_on(qmp.cont())?;
+            self.rt.block_on(qmp.cont())?;
         }
-        vm.qmp = Some(qmp);
+        self.qmp = Some(qmp);
         let login_timeout = if restoring {
             Duration::from_secs(15 * u64::from(slow))
         } else {
             // Logins are tried as soon as the guest's NIC has its address (a refused
             // connection comes back at once), not after the ready line: the SSH server
             // starts early, and the first login is what counts.
-            vm.wait_for_console(
+            self.wait_for_console(
                 NETWORK_BEACON,
                 Duration::from_secs(30 * u64::from(slow)),
                 "boot",
             )?;
             stage_trace("network up", start);
-            vm.beacon = Some(start.elapsed());
+            self.beacon = Some(start.elapsed());
             Duration::from_secs(45 * u64::from(slow))
         };
-        vm.ssh = Some(vm.connect_ssh(login_timeout, start)?);
+        self.ssh = Some(self.connect_ssh(login_timeout, start)?);
         stage_trace("SSH login", start);
-        vm.startup = start.elapsed();
-        Ok(vm)
+        self.startup = start.elapsed();
+        Ok(())
+    }
+
+    /// `""` for the first boot of this Vm, `-2`, `-3` ... after reboots: the names of the
+    /// console log and QEMU's stderr for each boot, so a reboot keeps the earlier ones.
+    fn boot_suffix(&self) -> String {
+        if self.boots <= 1 {
+            String::new()
+        } else {
+            format!("-{}", self.boots)
+        }
+    }
+
+    /// Reboots the guest for real: its own `systemctl reboot` (every unit stopped, the
+    /// file systems synced and unmounted), then the machine reset, which QEMU's
+    /// `-no-reboot` turns into its exit; the same disks boot again cold, as a reset boots
+    /// them (RAM, `/run` and the kernel start over; the disk keeps what the guest wrote).
+    /// Returns how long it took from the request to the new login.
+    pub fn reboot(&mut self) -> Result<Duration> {
+        let start = Instant::now();
+        let slow = u64::from(self.accel.slowdown(self.arch));
+        // `--no-block`: the command returns before the session is torn down.
+        let asked = self.execute_for(
+            "systemctl reboot --no-block",
+            Duration::from_secs(10 * slow),
+        );
+        if let Err(e) = &asked {
+            stage_trace(
+                &format!("reboot request: {e} (the session may already be gone)"),
+                start,
+            );
+        }
+        self.ssh = None;
+        self.qmp = None;
+        let deadline = Instant::now() + Duration::from_secs(60 * slow);
+        loop {
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                if !status.success() {
+                    return Err(self.check_exit("reboot").unwrap_or_else(|| {
+                        HarnessError::Ssh(format!("QEMU exited {status} on the guest's reboot"))
+                    }));
+                }
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(HarnessError::Timeout {
+                    stage: "reboot (guest shutdown)",
+                    timeout: deadline - start,
+                    console: self.console_tail(30),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        stage_trace("guest reset (QEMU exited)", start);
+        self.child = None;
+        self.boots += 1;
+        let suffix = self.boot_suffix();
+        let dir = self.run_dir.path().to_path_buf();
+        self.launch.incoming = None;
+        self.launch.console_log = dir.join(format!("console{suffix}.log"));
+        self.launch.qmp_socket = dir.join(format!("qmp{suffix}.sock"));
+        self.launch.ssh_port = qemu::free_port()?;
+        self.spawn_and_log_in(false)?;
+        Ok(start.elapsed())
     }
 
     /// Tries logins until one works.
@@ -350,8 +431,12 @@ impl Vm {
             stage,
             status: status.to_string(),
             console: self.console_tail(30),
-            stderr: std::fs::read_to_string(self.run_dir.path().join("qemu.stderr"))
-                .unwrap_or_default(),
+            stderr: std::fs::read_to_string(
+                self.run_dir
+                    .path()
+                    .join(format!("qemu.stderr{}", self.boot_suffix())),
+            )
+            .unwrap_or_default(),
         })
     }
 
@@ -647,10 +732,28 @@ impl Vm {
         let _ = std::fs::create_dir_all(dir);
         // Through temp files, like every file we leave behind: a run killed half way leaves
         // no truncated log that looks like the whole story.
-        for (src, name) in [
-            (self.launch.console_log.clone(), "console.log"),
-            (self.run_dir.path().join("qemu.stderr"), "qemu-stderr.log"),
-        ] {
+        // Every boot's console and stderr: after a reboot the earlier boots are evidence
+        // too (`console.log` is always the current boot's).
+        let mut logs = vec![
+            (self.launch.console_log.clone(), "console.log".to_string()),
+            (
+                self.run_dir.path().join("qemu.stderr"),
+                "qemu-stderr.log".to_string(),
+            ),
+        ];
+        for boot in 2..=self.boots {
+            logs.push((
+                self.run_dir.path().join(format!("qemu.stderr-{boot}")),
+                format!("qemu-stderr-{boot}.log"),
+            ));
+        }
+        if self.boots > 1 {
+            logs.push((
+                self.run_dir.path().join("console.log"),
+                "console-1.log".to_string(),
+            ));
+        }
+        for (src, name) in logs {
             let _ = sysext_builder::atomic::write_with(&dir.join(name), |f| {
                 std::io::copy(&mut std::fs::File::open(&src)?, f)
             });

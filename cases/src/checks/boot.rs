@@ -10,12 +10,13 @@ use std::collections::BTreeMap;
 
 use sysext_harness::Vm;
 
+use crate::checks::journal::{self, fold};
 use crate::checks::{binaries, builtins, services};
 use crate::outcome::{Assertion, CaseError, CaseResult};
 use crate::subject::Subject;
 use crate::sysext_status::{merged_on, refusal_lines};
 use crate::via::baked::kind_word;
-use crate::via::cold_boot::{BOOT_ERRORS, Baseline, USR_LISTING, fold, journal_lines, listing};
+use crate::via::cold_boot::{BOOT_ERRORS, Baseline, USR_LISTING, journal_lines, listing};
 
 /// The checks after a login, in the order a failure is most telling: merged at all, its
 /// units up, nothing failed, no new errors, nothing of the base hidden.
@@ -121,6 +122,13 @@ pub fn check(vm: &Vm, s: &Subject, baseline: &Baseline) -> CaseResult {
         ))
         .into());
     }
+    // Crashes and failures below the error level, or healed by a restart: kola's words.
+    journal::check(
+        vm,
+        None,
+        &baseline.badness,
+        &format!("the boot with {}", s.file_name),
+    )?;
     Ok(())
 }
 

@@ -21,25 +21,7 @@ const GRACE: Duration = Duration::from_secs(3);
 
 /// The checks once the image is merged at run time.
 pub fn check(vm: &Vm, s: &Subject) -> CaseResult {
-    if !s.units.is_empty() || !s.enabled_services.is_empty() {
-        // Without EXTENSION_RELOAD_MANAGER=1 systemd does not see the units until this.
-        let mut setup = Vec::new();
-        if !s.reload_manager && !s.units.is_empty() {
-            setup.push("systemctl daemon-reload");
-        }
-        // Boot would start what the active targets now want (.wants links); Upholds= needs
-        // nothing. A failing wanted unit does not fail the target's job.
-        setup.push("systemctl start multi-user.target sockets.target timers.target");
-        for out in vm.batch(&setup)? {
-            if out.status != 0 {
-                return Err(
-                    Assertion::new("expected the boot targets to start after the merge")
-                        .with_evidence(&out.combined())
-                        .into(),
-                );
-            }
-        }
-    }
+    start_as_boot_does(vm, s)?;
     let invocations = wait_active(vm, &s.enabled_services)?;
     stay_up(vm, &invocations)?;
     start_others(vm, &s.other_services)?;
@@ -111,6 +93,31 @@ pub fn evidence(vm: &Vm, unit: &str) -> Result<String, CaseError> {
         return Ok(format!("LoadState=not-found\n{}", outs[2].stdout));
     }
     Ok(format!("{}\n{}", outs[0].stdout, outs[1].stdout))
+}
+
+/// After a run-time merge, what a boot would do for the image's units: a `daemon-reload`
+/// when the image ships units without `EXTENSION_RELOAD_MANAGER=1`, then the boot targets
+/// started (what `.wants` links pull in; `Upholds=` needs nothing).
+pub fn start_as_boot_does(vm: &Vm, s: &Subject) -> CaseResult {
+    if s.units.is_empty() && s.enabled_services.is_empty() {
+        return Ok(());
+    }
+    let mut setup = Vec::new();
+    if !s.reload_manager && !s.units.is_empty() {
+        setup.push("systemctl daemon-reload");
+    }
+    // A failing wanted unit does not fail the target's job.
+    setup.push("systemctl start multi-user.target sockets.target timers.target");
+    for out in vm.batch(&setup)? {
+        if out.status != 0 {
+            return Err(
+                Assertion::new("expected the boot targets to start after the merge")
+                    .with_evidence(&out.combined())
+                    .into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Polls until every unit is active; returns each one's `InvocationID`. Fails as soon as

@@ -116,6 +116,12 @@ rule!(
     "a transfer file's field changed"
 );
 rule!(
+    CURRENT_SYMLINK_MOVED,
+    "diff/current-symlink-moved",
+    Error,
+    "a transfer file's CurrentSymlink= names another link than the previous release's: hosts end with two"
+);
+rule!(
     TRANSFER_LOST,
     "diff/transfer-lost",
     Warning,
@@ -137,6 +143,7 @@ pub const RULES: &[&Rule] = &[
     &PATHS_REMOVED,
     &RELEASE_FIELD,
     &TRANSFER_FIELD,
+    &CURRENT_SYMLINK_MOVED,
     &TRANSFER_LOST,
 ];
 
@@ -541,6 +548,39 @@ fn release_fields(old: &Inventory, new: &Inventory, out: &mut Vec<Change>) {
     }
 }
 
+/// A running unit's limits before and after an update (`systemctl show` of each): every
+/// one that allows less is a regression, named with both values.
+pub fn live_limits(unit: &str, before: &str, after: &str) -> Vec<Change> {
+    let (b, a) = (units::shown_limits(before), units::shown_limits(after));
+    let show = |l: &Limit| {
+        let one = |v: u128| {
+            if v == u128::MAX {
+                "infinity".to_string()
+            } else {
+                v.to_string()
+            }
+        };
+        format!("{}:{}", one(l.soft), one(l.hard))
+    };
+    b.iter()
+        .filter_map(|(k, was)| {
+            let now = a.get(k)?;
+            now.lower_than(was).then(|| {
+                Change::new(
+                    &LIMIT_LOWERED,
+                    format!("{unit}:{k}"),
+                    format!(
+                        "{unit} runs with {k}={} after the update, {} before (soft:hard, as systemctl show reports them)",
+                        show(now),
+                        show(was)
+                    ),
+                )
+                .values(Some(&show(was)), Some(&show(now)))
+            })
+        })
+        .collect()
+}
+
 /// Compares two transfer files field by field (`Section.Key`).
 pub fn transfer(name: &str, old: &Path, new: &Path) -> Result<Vec<Change>, DiffError> {
     let read = |p: &Path| {
@@ -570,6 +610,21 @@ pub fn transfer(name: &str, old: &Path, new: &Path) -> Result<Vec<Change>, DiffE
             continue;
         }
         let show = |v: Option<&String>| v.map_or("unset".to_string(), |v| v.clone());
+        if key == "Target.CurrentSymlink"
+            && let (Some(was), Some(now)) = (x, y)
+        {
+            out.push(
+                Change::new(
+                    &CURRENT_SYMLINK_MOVED,
+                    format!("{name}:{key}"),
+                    format!(
+                        "{name}: CurrentSymlink={was} became {now}: a host set up with the previous release links {was}, the update adds {now} beside it, and at the next boot systemd-sysext finds two images of one extension and refuses the merge (sysext-bakery#140)"
+                    ),
+                )
+                .values(Some(was), Some(now)),
+            );
+            continue;
+        }
         out.push(
             Change::new(
                 &TRANSFER_FIELD,

@@ -159,3 +159,39 @@ fn an_arch_missing_from_the_newer_release_is_a_regression() {
     assert_eq!(lost[0].rule, ARCH_LOST.id);
     assert_eq!(lost[0].subject, "arm64");
 }
+
+#[test]
+fn a_current_symlink_the_next_release_moves_is_a_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = |file: &str, link: &str| {
+        let p = dir.path().join(file);
+        std::fs::write(
+            &p,
+            format!("[Target]\nPath=/opt/extensions/k3s\nCurrentSymlink={link}\n"),
+        )
+        .unwrap();
+        p
+    };
+    let (a, b) = (
+        conf("a.conf", "/etc/extensions/k3s.raw"),
+        conf("b.conf", "/etc/extensions/k3s-v1.32.raw"),
+    );
+    let changes = transfer("k3s.conf", &a, &b).unwrap();
+    assert_eq!(changes.len(), 1, "{changes:#?}");
+    assert_eq!(changes[0].rule, CURRENT_SYMLINK_MOVED.id);
+    assert!(changes[0].is_regression());
+    assert!(transfer("k3s.conf", &a, &a).unwrap().is_empty());
+}
+
+#[test]
+fn a_live_limit_that_drops_after_the_update_is_named_with_both_values() {
+    let before = "LimitNOFILE=1048576\nLimitNOFILESoft=1048576\nLimitNPROC=infinity\nLimitNPROCSoft=infinity\n";
+    let after =
+        "LimitNOFILE=524288\nLimitNOFILESoft=1024\nLimitNPROC=infinity\nLimitNPROCSoft=infinity\n";
+    let c = live_limits("containerd.service", before, after);
+    assert_eq!(c.len(), 1, "{c:#?}");
+    assert_eq!(c[0].subject, "containerd.service:LimitNOFILE");
+    assert!(c[0].message.contains("1024:524288"), "{}", c[0].message);
+    assert!(c[0].message.contains("1048576:1048576"), "{}", c[0].message);
+    assert!(live_limits("x.service", before, before).is_empty());
+}

@@ -126,6 +126,37 @@ impl Limit {
     }
 }
 
+/// The limits in `systemctl show` output (`LimitNOFILE=524288`, `LimitNOFILESoft=1024`),
+/// by key, soft and hard together.
+pub fn shown_limits(show: &str) -> BTreeMap<String, Limit> {
+    let props: BTreeMap<&str, &str> = show
+        .lines()
+        .filter_map(|l| l.trim().split_once('='))
+        .collect();
+    props
+        .iter()
+        .filter(|(k, _)| k.starts_with("Limit") && !k.ends_with("Soft"))
+        .filter_map(|(k, hard)| {
+            let soft = props.get(format!("{k}Soft").as_str()).unwrap_or(hard);
+            // systemctl prints plain numbers in the unit's base (bytes, seconds, µs).
+            let n = |v: &str| -> Option<u128> {
+                if v == "infinity" {
+                    Some(INFINITY)
+                } else {
+                    v.parse().ok()
+                }
+            };
+            Some((
+                k.to_string(),
+                Limit {
+                    soft: n(soft)?,
+                    hard: n(hard)?,
+                },
+            ))
+        })
+        .collect()
+}
+
 fn parse_one(key: &str, v: &str) -> Option<u128> {
     if v == "infinity" {
         return Some(INFINITY);

@@ -16,7 +16,8 @@ pub(crate) const SYSUPDATE: &str = "/usr/lib/systemd/systemd-sysupdate";
 
 /// What a cycle works with.
 pub struct Ctx<'a> {
-    pub vm: &'a Vm,
+    /// Mutable only to reboot it ([`Vm::reboot`]).
+    pub vm: &'a mut Vm,
     pub mirror: &'a Mirror,
     pub name: String,
     pub arch: Arch,

@@ -36,6 +36,7 @@ fn update_to(ctx: &Ctx, next: &str, live: &str) -> CaseResult {
 /// live and its service running v2.
 pub fn update(ctx: &Ctx) -> CaseResult {
     let (v1, v2) = (nth(ctx, 0)?, nth(ctx, 1)?);
+    let limits_before = live_limits(ctx)?;
     ctx.publish(v2)?;
     let (_, all) = ctx.list()?;
     if !all.iter().any(|v| v == v2) {
@@ -62,7 +63,37 @@ pub fn update(ctx: &Ctx) -> CaseResult {
         )));
     }
     ctx.refresh_expect_live(v2, "after `systemd-sysext refresh`")?;
-    ctx.expect_service_runs(v2)
+    ctx.expect_service_runs(v2)?;
+    // The live unit, as the static diff compares the files: a limit the new release
+    // lowers (flatcar/Flatcar#1956) is a regression here too.
+    if let (Some((service, before)), Some((_, after))) = (limits_before, live_limits(ctx)?) {
+        let lowered = crate::release_diff::live_limits(&service, &before, &after);
+        if !lowered.is_empty() {
+            return Err(CaseError::from(
+                lowered
+                    .iter()
+                    .map(|c| format!("{}: {}", c.rule, c.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The plan's service and its `systemctl show` limits, when the plan names one.
+fn live_limits(ctx: &Ctx) -> Result<Option<(String, String)>, CaseError> {
+    let Some(service) = &ctx.plan.service else {
+        return Ok(None);
+    };
+    ctx.vm
+        .wait_for_unit(service, std::time::Duration::from_secs(30))
+        .map_err(h)?;
+    let shown = ctx
+        .vm
+        .succeed(&format!("systemctl show {service} | grep '^Limit'"))
+        .map_err(h)?;
+    Ok(Some((service.clone(), shown)))
 }
 
 /// v1 -> v2, then back: first as an operator re-links the `CurrentSymlink`, then with
@@ -232,6 +263,69 @@ pub fn timer(ctx: &Ctx) -> CaseResult {
         .map_err(|e| format!("the service staged {v2} but did not flag a reboot: {e}"))?;
     ctx.expect_live(v1, "after the service staged the update (no refresh yet)")?;
     ctx.refresh_expect_live(v2, "after the refresh a reboot would do")
+}
+
+/// The docs' drop-in again (`touch /run/reboot-required`), and the reboot it asks for done
+/// for real (`Vm::reboot`: the guest's shutdown, a cold boot of its disk): after it the new
+/// release is live, merged at boot by systemd-sysext.service, which did not fail. A
+/// transfer file whose `CurrentSymlink=` is not the link the release was installed under
+/// (sysext-bakery#140, k3s) leaves two links behind, and systemd refuses the merge here,
+/// in its own words.
+pub fn reboot(ctx: &mut Ctx) -> CaseResult {
+    let (v1, v2) = (nth(ctx, 0)?.to_string(), nth(ctx, 1)?.to_string());
+    install_dropin(ctx, "touch /run/reboot-required", false)?;
+    ctx.publish(&v2)?;
+    run_service(ctx)?;
+    if ctx
+        .vm
+        .execute("test -e /run/reboot-required")
+        .map_err(h)?
+        .status
+        != 0
+    {
+        // The drop-in flags a reboot when the link it watches moves; a transfer file with
+        // another CurrentSymlink moves a link it does not watch. The host reboots anyway,
+        // at its next OS update.
+        eprintln!(
+            "note: the service ran with {v2} published and flagged no reboot ({} did not move); rebooting anyway, as the host will at its next OS update",
+            ctx.link()
+        );
+    }
+    let took = ctx.vm.reboot().map_err(h)?;
+    if ctx
+        .vm
+        .execute("test -e /run/reboot-required")
+        .map_err(h)?
+        .status
+        == 0
+    {
+        return Err(CaseError::from(
+            "/run/reboot-required is still there after the reboot: /run did not start over, so the guest did not really reboot",
+        ));
+    }
+    let outs = ctx
+        .vm
+        .batch(&[
+            "systemctl is-system-running --wait >/dev/null 2>&1; systemctl is-failed systemd-sysext.service",
+            "journalctl -b -o cat --no-pager -u systemd-sysext.service",
+            "for f in /etc/extensions/*; do echo \"${f##*/} -> $(readlink \"$f\")\"; done",
+        ])
+        .map_err(h)?;
+    let when = format!(
+        "after {v1} -> {v2} and a real reboot ({:.1}s)",
+        took.as_secs_f64()
+    );
+    if outs[0].stdout.trim() == "failed" {
+        return Err(CaseError::Fail(
+            crate::outcome::Assertion::new(format!(
+                "expected systemd-sysext.service to merge the extensions at boot {when}; it failed (/etc/extensions: {})",
+                outs[2].stdout.lines().map(str::trim).collect::<Vec<_>>().join(", ")
+            ))
+            .with_evidence(&outs[1].stdout),
+        ));
+    }
+    ctx.expect_live(&v2, &when)?;
+    ctx.expect_service_runs(&v2)
 }
 
 /// The form some docs give (wasmtime, tilde): `systemd-sysext refresh` on change. Inside

@@ -19,7 +19,7 @@ use crate::update::cycle::Cycle;
 use crate::update::{cycles, faults, release, seed};
 
 /// Seeds the guest with the first release, then runs `cycle`.
-pub fn run(cycle: Cycle, ctx: &Ctx) -> CaseResult {
+pub fn run(cycle: Cycle, ctx: &mut Ctx) -> CaseResult {
     seed::install_first_release(ctx)?;
     match cycle {
         Cycle::Update => cycles::update(ctx),
@@ -28,6 +28,7 @@ pub fn run(cycle: Cycle, ctx: &Ctx) -> CaseResult {
         Cycle::Timer => cycles::timer(ctx),
         Cycle::TimerRefresh => cycles::timer_refresh(ctx),
         Cycle::VersionRules => cycles::version_rules(ctx),
+        Cycle::Reboot => cycles::reboot(ctx),
         Cycle::Fault(fault) => faults::run(ctx, fault),
     }
 }
@@ -120,6 +121,8 @@ pub struct Given<'a> {
     pub releases: Vec<(String, PathBuf)>,
     pub conf: Option<&'a std::path::Path>,
     pub plan: &'a UpdatePlan,
+    /// The failure the cycle exists for (a replayed bug), in systemd's words.
+    pub expected: Option<&'a crate::outcome::ExpectedFailure>,
 }
 
 /// Runs one cycle on a store's own images, through a mirror serving them and the store's
@@ -142,7 +145,15 @@ pub fn run_given_cycle(
         });
     match prepared {
         Ok(p) => run_prepared(
-            name, p, given.name, given.plan, cycle, arch, place, progress,
+            name,
+            p,
+            given.name,
+            given.plan,
+            cycle,
+            arch,
+            given.expected,
+            place,
+            progress,
         ),
         Err(e) => not_prepared(e, started),
     }
@@ -201,7 +212,7 @@ pub fn run_boot(
         crate::checks::boot::check(&baked.vm, &first, &baked.baseline)?;
         p.mirror.clear_requests();
         let ctx = Ctx {
-            vm: &baked.vm,
+            vm: &mut baked.vm,
             mirror: &p.mirror,
             name: subject.spec.name.clone(),
             arch,
@@ -232,6 +243,7 @@ pub fn run_cycle(
             subject.plan,
             cycle,
             arch,
+            None,
             place,
             progress,
         ),
@@ -249,6 +261,7 @@ fn run_prepared(
     plan: &UpdatePlan,
     cycle: Cycle,
     arch: Arch,
+    expected: Option<&crate::outcome::ExpectedFailure>,
     place: &sysext_harness::Place,
     progress: &dyn Fn(&str),
 ) -> Outcome {
@@ -265,9 +278,9 @@ fn run_prepared(
         carrying: first.as_deref(),
         profile: Profile::Debian,
     };
-    let outcome = runner::run_with(name, arch, setup, None, place, progress, |reached| {
-        let ctx = Ctx {
-            vm: reached.vm(),
+    let outcome = runner::run_with(name, arch, setup, expected, place, progress, |reached| {
+        let mut ctx = Ctx {
+            vm: reached.vm_mut(),
             mirror: &mirror,
             name: extension.to_string(),
             arch,
@@ -275,7 +288,7 @@ fn run_prepared(
             releases: &releases,
             versions,
         };
-        run(cycle, &ctx)
+        run(cycle, &mut ctx)
     });
     if !outcome.verdict.is_pass() {
         // The guest's side is in the artifacts already; the server's side goes next to it.

@@ -24,7 +24,7 @@ pub fn install_first_release(ctx: &Ctx) -> CaseResult {
         .releases
         .get(first)
         .ok_or_else(|| format!("no release {first} was built"))?;
-    let vm = ctx.vm;
+    let vm = &*ctx.vm;
     let installed = format!("{}/{}", ctx.target_dir(), ctx.file(first));
     let conf_dir = format!("/etc/sysupdate.{}.d", ctx.name);
     let steps = [

@@ -19,6 +19,7 @@ use sysext_builder::guest::Guest;
 use sysext_harness::vm::BootOptions;
 use sysext_harness::{HarnessError, Vm};
 
+use crate::checks::journal::{self, fold};
 use crate::outcome::Assertion;
 
 /// Every path under `/usr` with its type (`find -printf %y`: f, d, l, ...).
@@ -63,6 +64,9 @@ const FAILURE_WORDS: &[&str] = &[
 pub struct Baseline {
     /// Error-level journal lines of a plain boot, digits folded (see [`fold`]).
     pub boot_errors: Vec<String>,
+    /// Lines of a plain boot's journal and console with a word kola fails a boot on
+    /// (`checks::journal`), digits folded: what the guest says without any image.
+    pub badness: Vec<String>,
     /// `/usr` by path, with its type letter.
     pub usr: BTreeMap<String, char>,
     /// Seconds from QEMU start to a working login.
@@ -110,16 +114,19 @@ pub fn baseline(guest: &Guest, progress: &dyn Fn(&str)) -> Result<Baseline, Harn
 }
 
 fn measure(vm: &Vm) -> Result<Baseline, HarnessError> {
+    let scan = journal::scan_command(None);
     let outs = vm.batch(&[
         "systemctl is-system-running --wait",
         BOOT_ERRORS,
         BASE_USR_LISTING,
+        &scan,
     ])?;
     let failed = |i: usize, what: &str| HarnessError::Command {
         cmd: [
             "systemctl is-system-running --wait",
             BOOT_ERRORS,
             BASE_USR_LISTING,
+            &scan,
         ][i]
             .into(),
         what: what.into(),
@@ -130,13 +137,18 @@ fn measure(vm: &Vm) -> Result<Baseline, HarnessError> {
     if !matches!(state, "running" | "degraded") {
         return Err(failed(0, "did not report a settled boot"));
     }
-    for i in 1..3 {
+    for i in 1..4 {
         if outs.get(i).is_none_or(|o| o.status != 0) {
             return Err(failed(i, "failed while measuring the baseline"));
         }
     }
     let b = Baseline {
         boot_errors: error_lines(&outs[1].stdout),
+        badness: journal::bad_lines(&outs[3].stdout)
+            .into_iter()
+            .chain(journal::bad_lines(&vm.console()))
+            .map(|l| fold(&l))
+            .collect(),
         usr: listing(&outs[2].stdout),
         login_seconds: vm.startup.as_secs_f64(),
     };
@@ -244,25 +256,6 @@ fn failure_lines(console: &str) -> String {
         .join("\n")
 }
 
-/// Error lines with digits folded to `#`, so PIDs, addresses and timings do not make the
-/// same message differ between boots.
-pub fn fold(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut in_digits = false;
-    for c in line.chars() {
-        if c.is_ascii_digit() {
-            if !in_digits {
-                out.push('#');
-            }
-            in_digits = true;
-        } else {
-            out.push(c);
-            in_digits = false;
-        }
-    }
-    out
-}
-
 /// A journal's error lines, each folded.
 pub fn error_lines(journal: &str) -> Vec<String> {
     journal_lines(journal).map(fold).collect()
@@ -362,6 +355,7 @@ mod tests {
     fn an_empty_listing_is_not_a_baseline() {
         let empty = Baseline {
             boot_errors: Vec::new(),
+            badness: Vec::new(),
             usr: listing(""),
             login_seconds: 1.0,
         };

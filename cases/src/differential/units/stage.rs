@@ -31,46 +31,9 @@ fn link(path: &Path, target: &str) -> Result<(), String> {
     std::os::unix::fs::symlink(target, path).map_err(|e| io(path, e))
 }
 
-/// The smallest static program that exits 0: one ELF64 header, one loadable segment, and
-/// the `exit(0)` system call for `arch`. Enough for execve and for lint's ELF reader.
+/// The smallest static program that exits 0, for `arch`.
 pub fn exit_zero_elf(arch: Arch) -> Vec<u8> {
-    let (machine, code): (u16, &[u8]) = match arch {
-        // mov eax, 60; xor edi, edi; syscall
-        Arch::X86_64 => (62, &[0xb8, 0x3c, 0, 0, 0, 0x31, 0xff, 0x0f, 0x05]),
-        // mov x0, #0; mov x8, #93; svc #0
-        Arch::Arm64 => (
-            183,
-            &[
-                0x00, 0x00, 0x80, 0xd2, 0xa8, 0x0b, 0x80, 0xd2, 0x01, 0x00, 0x00, 0xd4,
-            ],
-        ),
-    };
-    const BASE: u64 = 0x40_0000;
-    const HEADERS: u64 = 64 + 56;
-    let total = HEADERS + code.len() as u64;
-    let mut b = Vec::with_capacity(total as usize);
-    b.extend_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
-    b.extend_from_slice(&[0; 8]);
-    b.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
-    b.extend_from_slice(&machine.to_le_bytes());
-    b.extend_from_slice(&1u32.to_le_bytes());
-    b.extend_from_slice(&(BASE + HEADERS).to_le_bytes()); // entry
-    b.extend_from_slice(&64u64.to_le_bytes()); // program headers
-    b.extend_from_slice(&0u64.to_le_bytes()); // no section headers
-    b.extend_from_slice(&0u32.to_le_bytes());
-    for half in [64u16, 56, 1, 64, 0, 0] {
-        b.extend_from_slice(&half.to_le_bytes());
-    }
-    b.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
-    b.extend_from_slice(&5u32.to_le_bytes()); // R+X
-    b.extend_from_slice(&0u64.to_le_bytes()); // offset
-    b.extend_from_slice(&BASE.to_le_bytes());
-    b.extend_from_slice(&BASE.to_le_bytes());
-    b.extend_from_slice(&total.to_le_bytes());
-    b.extend_from_slice(&total.to_le_bytes());
-    b.extend_from_slice(&0x1000u64.to_le_bytes());
-    b.extend_from_slice(code);
-    b
+    sysext_builder::tiny_program::TinyProgram::ExitZero.elf(arch)
 }
 
 /// The name an account knob stands for in variant `index`.
@@ -239,19 +202,4 @@ pub fn build(
     pack(&tree, v.format, &dest)?;
     let _ = std::fs::remove_dir_all(&tree);
     Ok(dest)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_exit_zero_program_is_an_elf_for_its_arch() {
-        for arch in Arch::ALL {
-            let b = exit_zero_elf(arch);
-            let info = sysext_builder::elf::inspect(&b).unwrap_or_else(|e| panic!("{arch}: {e}"));
-            assert_eq!(info.arch(), Some(arch.systemd_name()), "{arch}");
-            assert!(info.interpreter.is_none());
-        }
-    }
 }

@@ -1,0 +1,118 @@
+//! together: several extensions installed the bakery way on one guest and merged at once,
+//! as a host that takes several from the bakery has them. Each one's manifest commands must
+//! print what they should, and the case says which image's copy of its program each
+//! command reached: where two images ship one path, every command reaches the copy
+//! stacked last (sysext-bakery#183: docker-buildx installed as docker-compose).
+
+use sysext_builder::image::Image;
+use sysext_harness::Vm;
+
+use crate::outcome::{Assertion, CaseError, CaseResult};
+use crate::shell::quote;
+use crate::subject::Subject;
+use crate::sysext_status::{merged_on, refusal_lines};
+
+/// Which subject's copy of `path` has these bytes (hex SHA-256), read from the images.
+fn owner_of(subjects: &[Subject], path: &str, digest: &str) -> Option<String> {
+    use sha2::Digest;
+    let rel = path.trim_start_matches('/');
+    subjects.iter().find_map(|s| {
+        let image = Image::open(&s.image).ok()?;
+        let resolved = image.resolve(rel)?;
+        let bytes = image.read(&resolved, 1 << 30).ok()?;
+        let hex: String = sha2::Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        (hex == digest).then(|| s.file_name.clone())
+    })
+}
+
+/// The program a command runs: its first word, found on the guest's `PATH` when it has no
+/// slash.
+fn program(cmd: &str) -> Option<&str> {
+    cmd.split_whitespace().next()
+}
+
+pub fn check(vm: &Vm, subjects: &[Subject]) -> CaseResult {
+    let mut install = vec!["mkdir -p /etc/extensions".to_string()];
+    for s in subjects {
+        let dir = format!("/opt/extensions/{}", s.name);
+        vm.succeed(&format!("mkdir -p {dir}"))?;
+        vm.upload(&s.image, &format!("{dir}/{}", s.file_name))?;
+        install.push(format!(
+            "ln -sfn {dir}/{} /etc/extensions/{}.raw",
+            s.file_name, s.name
+        ));
+    }
+    install.push("systemd-sysext unmerge >/dev/null".into());
+    let mut cmds: Vec<&str> = install.iter().map(String::as_str).collect();
+    cmds.extend([
+        "SYSTEMD_LOG_LEVEL=debug systemd-sysext merge",
+        "systemd-sysext status --json=short",
+    ]);
+    let outs = vm.batch(&cmds)?;
+    let n = install.len();
+    if let Some((cmd, out)) = install.iter().zip(&outs).find(|(_, o)| o.status != 0) {
+        return Err(CaseError::Harness(sysext_harness::HarnessError::Command {
+            cmd: cmd.clone(),
+            what: format!("exited {}", out.status),
+            output: out.combined(),
+        }));
+    }
+    let (merge, status) = (&outs[n], &outs[n + 1]);
+    let on_usr = merged_on(&status.stdout, "/usr").map_err(CaseError::MergeRefused)?;
+    if let Some(s) = subjects.iter().find(|s| !on_usr.contains(&s.name)) {
+        return Err(CaseError::MergeRefused(
+            Assertion::new(format!(
+                "expected `systemd-sysext merge` to merge all {} extensions together; '{}' is not on /usr ({on_usr:?})",
+                subjects.len(),
+                s.name
+            ))
+            .with_evidence(&refusal_lines(&merge.combined(), &s.name)),
+        ));
+    }
+    for s in subjects {
+        for c in &s.manifest.commands {
+            let Some(prog) = program(&c.run) else {
+                continue;
+            };
+            let reach = format!(
+                "p=$(command -v {}) && r=$(readlink -f \"$p\") && sha256sum \"$r\"",
+                quote(prog)
+            );
+            let run = c.guest_command();
+            let outs = vm.batch(&[run.as_str(), reach.as_str()])?;
+            let (out, reached) = (&outs[0], &outs[1]);
+            let mut fields = reached.stdout.split_whitespace();
+            let (digest, path) = (fields.next(), fields.next());
+            let whose = match (digest, path) {
+                (Some(d), Some(p)) => {
+                    let owner = owner_of(subjects, p, d).unwrap_or_else(|| {
+                        "the base system (no merged image has these bytes)".into()
+                    });
+                    format!("{p} from {owner}")
+                }
+                _ => format!("nothing: `{prog}` is not found"),
+            };
+            eprintln!("{}: `{}` reached {whose}", s.file_name, c.run);
+            if out.status != 0 || !out.stdout.contains(&c.expect) {
+                return Err(Assertion::new(format!(
+                    "expected `{}` ({}'s command) to exit 0 and print {:?} with {} merged together; it exited {} and reached {whose}",
+                    c.run,
+                    s.file_name,
+                    c.expect,
+                    subjects
+                        .iter()
+                        .map(|x| x.file_name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    out.status
+                ))
+                .with_evidence(&out.combined())
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
