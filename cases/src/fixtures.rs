@@ -50,15 +50,22 @@ pub fn root() -> PathBuf {
 
 /// Loads every `fixtures/extensions/*.toml`, sorted by name.
 pub fn extensions() -> Result<Vec<Fixture>, String> {
-    let dir = root().join("extensions");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+    toml_files(&root().join("extensions"))?
+        .iter()
+        .map(|p| load(p))
+        .collect()
+}
+
+/// The `*.toml` files of `dir`, sorted.
+pub fn toml_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .map_err(|e| format!("{}: {e}", dir.display()))?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .collect();
     paths.sort();
-    paths.iter().map(|p| load(p)).collect()
+    Ok(paths)
 }
 
 pub fn load(path: &Path) -> Result<Fixture, String> {

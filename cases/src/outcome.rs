@@ -317,6 +317,16 @@ impl Verdict {
         matches!(self, Verdict::Pass { .. })
     }
 
+    /// The exit status of a verb that ran this one case: 0 passed, 1 failed or not run,
+    /// 2 the harness broke.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Verdict::Pass { .. } => 0,
+            Verdict::Error { .. } => 2,
+            _ => 1,
+        }
+    }
+
     /// Where the artifacts of a case that did not pass went, from its notes.
     pub fn artifacts(&self) -> Option<&str> {
         let notes = match self {

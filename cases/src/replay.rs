@@ -15,7 +15,7 @@ use crate::lint::{Linter, Options, Severity};
 use crate::manifest::Manifest;
 use crate::outcome::{Case, ExpectedFailure, Outcome};
 use crate::release_diff::{self, Side};
-use crate::runner::{self, Setup};
+use crate::runner;
 use crate::subject::Subject;
 
 /// What a replay checks.
@@ -59,15 +59,10 @@ pub struct Replay {
 
 /// Every `fixtures/replays/*.toml`, by name.
 pub fn all() -> Result<Vec<Replay>, String> {
-    let dir = crate::fixtures::root().join("replays");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        .collect();
-    paths.sort();
-    paths.iter().map(|p| load(p)).collect()
+    crate::fixtures::toml_files(&crate::fixtures::root().join("replays"))?
+        .iter()
+        .map(|p| load(p))
+        .collect()
 }
 
 pub fn load(path: &Path) -> Result<Replay, String> {
@@ -124,8 +119,9 @@ impl Replay {
     }
 
     /// A `together` replay in a guest (`vm::<arch>::<replay>::together`): the specs built
-    /// for `arch`, installed and merged together, each spec's `[test]` commands run; it
-    /// must fail with `vm-expect`'s words, or pass when there are none.
+    /// for `arch`, installed and merged together, each spec's `[test]` commands run
+    /// ([`runner::run_together`]); it must fail with `vm-expect`'s words, or pass when there
+    /// are none.
     pub fn run_together(
         &self,
         name: &str,
@@ -156,18 +152,13 @@ impl Replay {
             case: Case::Merge,
             systemd: self.vm_expect.clone(),
         });
-        let setup = Setup::Runtime {
-            carrying: None,
-            profile: sysext_builder::guest::Profile::Debian,
-        };
-        Ok(runner::run_with(
+        Ok(runner::run_together(
             name,
+            &subjects,
             arch,
-            setup,
             expected.as_ref(),
             place,
             progress,
-            |reached| crate::checks::together::check(reached.vm(), &subjects),
         ))
     }
 

@@ -213,3 +213,46 @@ pub fn diff_json(
     serde_json::to_writer_pretty(&mut *out, &v)?;
     writeln!(out)
 }
+
+/// `sysext-test run --together`: the images, the verdict, and for one that did not pass our
+/// explanation apart from the guest's evidence (the JSON is the verdict as `run` writes it).
+pub fn together(
+    out: &mut dyn Write,
+    images: &[String],
+    arch: sysext_builder::Arch,
+    outcome: &crate::outcome::Outcome,
+    json: bool,
+) -> io::Result<()> {
+    use crate::outcome::Verdict;
+    if json {
+        let v = serde_json::json!({
+            "images": images,
+            "arch": arch.systemd_name(),
+            "seconds": outcome.duration.as_secs_f64(),
+            "verdict": outcome.verdict,
+        });
+        serde_json::to_writer_pretty(&mut *out, &v)?;
+        return writeln!(out);
+    }
+    writeln!(
+        out,
+        "{} merged together on {arch}: {} in {:.1}s",
+        images.join(", "),
+        outcome.verdict.word(),
+        outcome.duration.as_secs_f64()
+    )?;
+    match &outcome.verdict {
+        Verdict::Fail { assertion, notes } => {
+            writeln!(out, "{assertion}")?;
+            for n in notes {
+                writeln!(out, "{n}")?;
+            }
+        }
+        Verdict::Error { stage, message } => writeln!(
+            out,
+            "harness error at {stage} (not a verdict on the images):\n{message}"
+        )?,
+        _ => {}
+    }
+    Ok(())
+}

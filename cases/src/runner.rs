@@ -212,6 +212,27 @@ pub fn run_with(
     }
 }
 
+/// Several subjects on one restored guest of `arch`, merged at once
+/// ([`checks::together`]): each one's manifest commands must work, and `progress` hears
+/// which image's copy of its program each command reached. The first subject rides on the
+/// payload disk, the others go through SSH.
+pub fn run_together(
+    name: &str,
+    subjects: &[Subject],
+    arch: Arch,
+    expected: Option<&ExpectedFailure>,
+    place: &Place,
+    progress: &dyn Fn(&str),
+) -> Outcome {
+    let setup = Setup::Runtime {
+        carrying: None,
+        profile: Profile::Debian,
+    };
+    run_with(name, arch, setup, expected, place, progress, |reached| {
+        checks::together::check(reached.vm(), subjects, progress)
+    })
+}
+
 /// One case of one subject on one arch: what nextest runs as a trial and a session runs
 /// as a row.
 #[derive(Clone, Copy)]

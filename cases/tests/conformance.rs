@@ -272,6 +272,33 @@ fn store_trials(trials: &mut Vec<Trial>, store: sysext_builder::store::Store) {
     trials.push(Trial::test("store::collisions", move || {
         collisions(&newest)
     }));
+    // The newest release of every extension merged on one guest, each manifest's commands
+    // reaching its own program.
+    if store.extensions.len() > 1 {
+        for arch in Arch::ALL {
+            if arch != Arch::X86_64 && !every_arch() {
+                continue;
+            }
+            let images: Vec<(String, PathBuf)> = store
+                .extensions
+                .iter()
+                .filter_map(|e| {
+                    e.releases
+                        .iter()
+                        .rev()
+                        .find_map(|r| r.images.get(&arch))
+                        .map(|p| (e.name.clone(), p.clone()))
+                })
+                .collect();
+            if images.len() < 2 {
+                continue;
+            }
+            let name = format!("vm::{arch}::together");
+            trials.push(Trial::test(name.clone(), move || {
+                store_together(&name, &images, arch)
+            }));
+        }
+    }
     let root = store.root.clone();
     trials.push(Trial::test("store::digests", move || {
         // Verified again now, not by the listing's word: the files may have changed since.
@@ -459,6 +486,21 @@ fn replay_update_reboot(name: &str, r: &replay::Replay) -> Result<(), Failed> {
         &Place::from_env(),
         &progress,
     );
+    finish(name, outcome)
+}
+
+/// A store's extensions merged on one guest, each with its manifest.
+fn store_together(name: &str, images: &[(String, PathBuf)], arch: Arch) -> Result<(), Failed> {
+    let mut subjects = Vec::new();
+    for (ext, image) in images {
+        let manifest = fixtures::manifest_for(ext)
+            .map_err(Failed::from)?
+            .unwrap_or_default()
+            .for_arch(arch);
+        subjects.push(Subject::from_image(image, manifest).map_err(Failed::from)?);
+    }
+    let progress = |l: &str| eprintln!("{name}: {l}");
+    let outcome = runner::run_together(name, &subjects, arch, None, &Place::from_env(), &progress);
     finish(name, outcome)
 }
 

@@ -77,19 +77,11 @@ pub fn check(vm: &Vm, s: &Subject, baseline: &Baseline) -> CaseResult {
         ))
         .into());
     }
-    let failed: Vec<&str> = outs2[0]
-        .stdout
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    if let Some(unit) = failed.first() {
-        return Err(Assertion::new(format!(
-            "expected no failed unit after booting with {}; failed: {failed:?}",
-            s.file_name
-        ))
-        .with_evidence(&services::evidence(vm, unit)?)
-        .into());
-    }
+    services::none_failed(
+        vm,
+        &outs2[0].stdout,
+        &format!("after booting with {}", s.file_name),
+    )?;
     if outs[3].stdout.trim() != "active" {
         return Err(Assertion::new(format!(
             "expected the boot to reach multi-user.target; it is {} (system: {})",

@@ -75,18 +75,7 @@ pub fn check(vm: &mut Vm, s: &Subject, before: &[String], progress: &dyn Fn(&str
     }
     let invocations = services::wait_active(vm, &s.enabled_services)?;
     services::stay_up(vm, &invocations)?;
-    let failed: Vec<&str> = outs[3]
-        .stdout
-        .lines()
-        .filter_map(|l| l.split_whitespace().next())
-        .collect();
-    if let Some(unit) = failed.first() {
-        return Err(Assertion::new(format!(
-            "expected no failed unit after the reboot; failed: {failed:?}"
-        ))
-        .with_evidence(&services::evidence(vm, unit)?)
-        .into());
-    }
+    services::none_failed(vm, &outs[3].stdout, "after the reboot")?;
     journal::check(
         vm,
         None,

@@ -95,6 +95,23 @@ pub fn evidence(vm: &Vm, unit: &str) -> Result<String, CaseError> {
     Ok(format!("{}\n{}", outs[0].stdout, outs[1].stdout))
 }
 
+/// Fails on the first unit `systemctl --failed --no-legend --plain` listed (`listed`), with
+/// its state and journal as evidence; `after` says when ("after booting with X").
+pub fn none_failed(vm: &Vm, listed: &str, after: &str) -> CaseResult {
+    let failed: Vec<&str> = listed
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    match failed.first() {
+        Some(unit) => Err(Assertion::new(format!(
+            "expected no failed unit {after}; failed: {failed:?}"
+        ))
+        .with_evidence(&evidence(vm, unit)?)
+        .into()),
+        None => Ok(()),
+    }
+}
+
 /// After a run-time merge, what a boot would do for the image's units: a `daemon-reload`
 /// when the image ships units without `EXTENSION_RELOAD_MANAGER=1`, then the boot targets
 /// started (what `.wants` links pull in; `Upholds=` needs nothing).

@@ -28,13 +28,51 @@ fn owner_of(subjects: &[Subject], path: &str, digest: &str) -> Option<String> {
     })
 }
 
+/// The regular files two subjects or more ship, each with every subject's copy (file
+/// name, hex SHA-256), read from the images.
+fn shared_files(subjects: &[Subject]) -> Vec<(String, Vec<(String, String)>)> {
+    use sha2::Digest;
+    let mut by_path: std::collections::BTreeMap<String, Vec<(String, String)>> =
+        std::collections::BTreeMap::new();
+    let opened: Vec<(&Subject, Image)> = subjects
+        .iter()
+        .filter_map(|s| Image::open(&s.image).ok().map(|i| (s, i)))
+        .collect();
+    let mut count: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    for (_, image) in &opened {
+        for e in image.entries().iter().filter(|e| e.is_file()) {
+            *count.entry(e.path.as_str()).or_default() += 1;
+        }
+    }
+    for (s, image) in &opened {
+        for e in image.entries().iter().filter(|e| e.is_file()) {
+            if count.get(e.path.as_str()).is_some_and(|n| *n > 1)
+                && !e
+                    .path
+                    .starts_with(sysext_builder::image::facts::RELEASE_DIR)
+                && let Ok(bytes) = image.read(&e.path, 1 << 30)
+            {
+                let hex: String = sha2::Sha256::digest(&bytes)
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                by_path
+                    .entry(format!("/{}", e.path))
+                    .or_default()
+                    .push((s.file_name.clone(), hex));
+            }
+        }
+    }
+    by_path.into_iter().collect()
+}
+
 /// The program a command runs: its first word, found on the guest's `PATH` when it has no
 /// slash.
 fn program(cmd: &str) -> Option<&str> {
     cmd.split_whitespace().next()
 }
 
-pub fn check(vm: &Vm, subjects: &[Subject]) -> CaseResult {
+pub fn check(vm: &Vm, subjects: &[Subject], say: &dyn Fn(&str)) -> CaseResult {
     let mut install = vec!["mkdir -p /etc/extensions".to_string()];
     for s in subjects {
         let dir = format!("/opt/extensions/{}", s.name);
@@ -72,7 +110,44 @@ pub fn check(vm: &Vm, subjects: &[Subject]) -> CaseResult {
             .with_evidence(&refusal_lines(&merge.combined(), &s.name)),
         ));
     }
+    // Where images share a path, which copy the merged /usr shows.
+    let shared = shared_files(subjects);
+    if !shared.is_empty() {
+        let cmd = format!(
+            "sha256sum {}",
+            shared
+                .iter()
+                .map(|(p, _)| quote(p))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let out = vm.execute(&cmd)?;
+        for line in out.stdout.lines() {
+            let mut f = line.split_whitespace();
+            let (Some(digest), Some(path)) = (f.next(), f.next()) else {
+                continue;
+            };
+            let Some((_, copies)) = shared.iter().find(|(p, _)| p == path) else {
+                continue;
+            };
+            let seen = copies
+                .iter()
+                .find(|(_, d)| d == digest)
+                .map_or("none of the images' copies", |(n, _)| n.as_str());
+            let all: Vec<&str> = copies.iter().map(|(n, _)| n.as_str()).collect();
+            say(&format!(
+                "{path}: shipped by {}; the merged copy is {seen}'s",
+                all.join(" and ")
+            ));
+        }
+    }
     for s in subjects {
+        if s.manifest.commands.is_empty() {
+            say(&format!(
+                "{}: its manifest has no commands, so only its merge was checked",
+                s.file_name
+            ));
+        }
         for c in &s.manifest.commands {
             let Some(prog) = program(&c.run) else {
                 continue;
@@ -95,7 +170,7 @@ pub fn check(vm: &Vm, subjects: &[Subject]) -> CaseResult {
                 }
                 _ => format!("nothing: `{prog}` is not found"),
             };
-            eprintln!("{}: `{}` reached {whose}", s.file_name, c.run);
+            say(&format!("{}: `{}` reached {whose}", s.file_name, c.run));
             if out.status != 0 || !out.stdout.contains(&c.expect) {
                 return Err(Assertion::new(format!(
                     "expected `{}` ({}'s command) to exit 0 and print {:?} with {} merged together; it exited {} and reached {whose}",

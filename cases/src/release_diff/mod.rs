@@ -749,30 +749,42 @@ pub fn releases(old: &Side, new: &Side) -> Result<Vec<DiffReport>, DiffError> {
     let mut spanning = Vec::new();
     if !single {
         for arch in old.images.keys().filter(|a| !new.images.contains_key(*a)) {
-            spanning.push(Change::new(
-                &ARCH_LOST,
-                arch.systemd_name(),
-                format!(
-                    "{} {} has no {arch} image ({} had one): {arch} hosts stay on the old release",
-                    new.extension, new.version, old.version
-                ),
-            ));
+            spanning.push(arch_lost(old, new, *arch));
         }
     }
+    spanning.extend(transfers(old, new)?);
+    if !spanning.is_empty() || reports.is_empty() {
+        reports.push(report("all", spanning));
+    }
+    Ok(reports)
+}
+
+/// `arch`'s image is in `old` and not in `new`.
+fn arch_lost(old: &Side, new: &Side, arch: Arch) -> Change {
+    Change::new(
+        &ARCH_LOST,
+        arch.systemd_name(),
+        format!(
+            "{} {} has no {arch} image ({} had one): {arch} hosts stay on the old release",
+            new.extension, new.version, old.version
+        ),
+    )
+}
+
+/// The transfer files of two releases, by file name: fields changed, files gone.
+fn transfers(old: &Side, new: &Side) -> Result<Vec<Change>, DiffError> {
+    let mut out = Vec::new();
     for (file, op) in &old.transfers {
         match new.transfers.get(file) {
-            Some(np) => spanning.extend(transfer(file, op, np)?),
-            None => spanning.push(Change::new(
+            Some(np) => out.extend(transfer(file, op, np)?),
+            None => out.push(Change::new(
                 &TRANSFER_LOST,
                 file.as_str(),
                 format!("{file} is gone: hosts that installed it keep the previous release's"),
             )),
         }
     }
-    if !spanning.is_empty() || reports.is_empty() {
-        reports.push(report("all", spanning));
-    }
-    Ok(reports)
+    Ok(out)
 }
 
 /// Each release of each extension of a store with the one before it, as (older, newer).
@@ -816,25 +828,9 @@ pub fn release_arch(old: &Side, new: &Side, arch: Arch) -> Result<Option<DiffRep
     };
     let mut changes = match new.images.get(&arch) {
         Some(np) => images(op, np)?,
-        None => vec![Change::new(
-            &ARCH_LOST,
-            arch.systemd_name(),
-            format!(
-                "{} {} has no {arch} image ({} had one): {arch} hosts stay on the old release",
-                new.extension, new.version, old.version
-            ),
-        )],
+        None => vec![arch_lost(old, new, arch)],
     };
-    for (file, op) in &old.transfers {
-        match new.transfers.get(file) {
-            Some(np) => changes.extend(transfer(file, op, np)?),
-            None => changes.push(Change::new(
-                &TRANSFER_LOST,
-                file.as_str(),
-                format!("{file} is gone: hosts that installed it keep the previous release's"),
-            )),
-        }
-    }
+    changes.extend(transfers(old, new)?);
     Ok(Some(DiffReport {
         extension: new.extension.clone(),
         old: old.version.clone(),

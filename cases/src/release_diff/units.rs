@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use sysext_builder::unitfile::IniFile;
 
+use crate::lint::rules::units::EXEC_KEYS;
+
 /// One unit of an image: its file (path, parsed) when the image ships it, and the drop-ins
 /// the image gives it (`UNIT.d/NAME.conf`, by `NAME.conf`).
 #[derive(Debug, Default)]
@@ -15,15 +17,9 @@ pub struct Unit {
 }
 
 /// Keys whose assignments add to a list (an empty assignment clears it), as systemd's
-/// parsers treat them; every other key takes its last assignment.
+/// parsers treat them, besides the `Exec*=` commands; every other key takes its last
+/// assignment.
 const LIST_KEYS: &[&str] = &[
-    "ExecStart",
-    "ExecStartPre",
-    "ExecStartPost",
-    "ExecStop",
-    "ExecStopPost",
-    "ExecReload",
-    "ExecCondition",
     "Environment",
     "EnvironmentFile",
     "After",
@@ -47,6 +43,10 @@ const LIST_KEYS: &[&str] = &[
     "DeviceAllow",
 ];
 
+fn is_list(key: &str) -> bool {
+    EXEC_KEYS.contains(&key) || LIST_KEYS.contains(&key)
+}
+
 impl Unit {
     /// `Section.Key` → the value systemd ends up with, file first and drop-ins after it in
     /// file-name order (lists joined with ` ; `).
@@ -61,7 +61,7 @@ impl Unit {
             for a in &ini.assignments {
                 let key = format!("{}.{}", a.section, a.key);
                 let values = lists.entry(key).or_default();
-                if LIST_KEYS.contains(&a.key.as_str()) {
+                if is_list(&a.key) {
                     if a.value.is_empty() {
                         values.clear();
                     } else {

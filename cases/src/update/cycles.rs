@@ -243,13 +243,7 @@ pub fn timer(ctx: &Ctx) -> CaseResult {
     install_dropin(ctx, "touch /run/reboot-required", false)?;
     run_service(ctx)?;
     ctx.expect_linked(v1, "after the service ran with nothing to update")?;
-    if ctx
-        .vm
-        .execute("test -e /run/reboot-required")
-        .map_err(h)?
-        .status
-        == 0
-    {
+    if reboot_flagged(ctx)? {
         return Err(CaseError::from(
             "the service flagged a reboot with nothing updated",
         ));
@@ -265,6 +259,16 @@ pub fn timer(ctx: &Ctx) -> CaseResult {
     ctx.refresh_expect_live(v2, "after the refresh a reboot would do")
 }
 
+/// Whether the docs' drop-in has flagged a reboot (`/run/reboot-required`).
+fn reboot_flagged(ctx: &Ctx) -> Result<bool, CaseError> {
+    Ok(ctx
+        .vm
+        .execute("test -e /run/reboot-required")
+        .map_err(h)?
+        .status
+        == 0)
+}
+
 /// The docs' drop-in again (`touch /run/reboot-required`), and the reboot it asks for done
 /// for real (`Vm::reboot`: the guest's shutdown, a cold boot of its disk): after it the new
 /// release is live, merged at boot by systemd-sysext.service, which did not fail. A
@@ -276,13 +280,7 @@ pub fn reboot(ctx: &mut Ctx) -> CaseResult {
     install_dropin(ctx, "touch /run/reboot-required", false)?;
     ctx.publish(&v2)?;
     run_service(ctx)?;
-    if ctx
-        .vm
-        .execute("test -e /run/reboot-required")
-        .map_err(h)?
-        .status
-        != 0
-    {
+    if !reboot_flagged(ctx)? {
         // The drop-in flags a reboot when the link it watches moves; a transfer file with
         // another CurrentSymlink moves a link it does not watch. The host reboots anyway,
         // at its next OS update.
@@ -292,13 +290,7 @@ pub fn reboot(ctx: &mut Ctx) -> CaseResult {
         );
     }
     let took = ctx.vm.reboot().map_err(h)?;
-    if ctx
-        .vm
-        .execute("test -e /run/reboot-required")
-        .map_err(h)?
-        .status
-        == 0
-    {
+    if reboot_flagged(ctx)? {
         return Err(CaseError::from(
             "/run/reboot-required is still there after the reboot: /run did not start over, so the guest did not really reboot",
         ));

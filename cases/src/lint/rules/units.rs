@@ -123,7 +123,7 @@ pub const RULES: &[&Rule] = &[
 
 /// Unit directories a sysext can populate (both under /usr, so merged).
 pub use sysext_builder::image::facts::UNIT_DIRS;
-const EXEC_KEYS: &[&str] = &[
+pub const EXEC_KEYS: &[&str] = &[
     "ExecStart",
     "ExecStartPre",
     "ExecStartPost",

@@ -55,6 +55,12 @@ pub struct Args {
     /// How the guest takes the image (comma-separated, or all).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "runtime")]
     via: Vec<ViaArg>,
+    /// Instead of the cases: install every image on one guest, merge them at once (as a
+    /// host that takes several extensions has them) and run each one's manifest commands,
+    /// printing which image's copy of its program each command reached. Fails when a
+    /// command does not print what its manifest expects (another image's copy won).
+    #[arg(long, conflicts_with_all = ["cases", "via"])]
+    together: bool,
     /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -99,6 +105,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         args.cases.clone()
     };
+    if args.together {
+        return together(&args, given.as_ref());
+    }
     let mut plan = Vec::new();
     for (image, manifest) in subjects(&args.images, given.as_ref())? {
         let subject = Subject::from_image(&image, manifest)
@@ -129,6 +138,58 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Format::Text => report::vm_human(&mut out, &rows)?,
     }
     Ok(ExitCode::from(runner::exit_status(&rows)))
+}
+
+/// `--together`: the images on one guest of the arch they share, each with its manifest.
+fn together(args: &Args, given: Option<&Manifest>) -> anyhow::Result<ExitCode> {
+    let mut subjects = Vec::new();
+    for (image, manifest) in self::subjects(&args.images, given)? {
+        subjects.push(
+            Subject::from_image(&image, manifest)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", image.display()))?,
+        );
+    }
+    if subjects.len() < 2 {
+        anyhow::bail!("--together needs two images or more (or a store with two extensions)");
+    }
+    let arches: Vec<Arch> = subjects
+        .iter()
+        .filter_map(|s| sysext_builder::naming::arch_of(&s.file_name))
+        .collect();
+    let arch = args
+        .arch
+        .or(arches.first().copied())
+        .unwrap_or(Arch::X86_64);
+    if let Some(other) = arches.iter().find(|a| **a != arch) {
+        anyhow::bail!(
+            "--together takes images of one arch (a host has one); got {arch} and {other}: pass --arch or the images of one arch"
+        );
+    }
+    let names: Vec<String> = subjects.iter().map(|s| s.file_name.clone()).collect();
+    let progress = crate::ui::Progress::start(&format!(
+        "merging {} extensions together on the {arch} guest",
+        subjects.len()
+    ));
+    let outcome = runner::run_together(
+        "together",
+        &subjects,
+        arch,
+        None,
+        &sysext_harness::Place::from_env(),
+        // Every line stays: which copy is merged and which each command reached are the
+        // point of --together.
+        &|l| progress.say(l),
+    );
+    progress.finish();
+    let mut out = std::io::stdout().lock();
+    report::together(
+        &mut out,
+        &names,
+        arch,
+        &outcome,
+        args.format == Format::Json,
+    )?;
+    Ok(ExitCode::from(outcome.verdict.exit_code()))
 }
 
 /// Every image to run with its manifest: a store is verified whole before any guest
