@@ -12,39 +12,37 @@ use crate::shell::quote;
 use crate::subject::Subject;
 use crate::sysext_status::{merged_on, refusal_lines};
 
-/// Which subject's copy of `path` has these bytes (hex SHA-256), read from the images.
-fn owner_of(subjects: &[Subject], path: &str, digest: &str) -> Option<String> {
-    use sha2::Digest;
+/// Which subject's copy of `path` has these bytes (hex SHA-256), read from the images
+/// opened once for the case.
+fn owner_of(images: &[(&Subject, Image)], path: &str, digest: &str) -> Option<String> {
     let rel = path.trim_start_matches('/');
-    subjects.iter().find_map(|s| {
-        let image = Image::open(&s.image).ok()?;
+    images.iter().find_map(|(s, image)| {
         let resolved = image.resolve(rel)?;
         let bytes = image.read(&resolved, 1 << 30).ok()?;
-        let hex: String = sha2::Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        (hex == digest).then(|| s.file_name.clone())
+        (sha256_hex(&bytes) == digest).then(|| s.file_name.clone())
     })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// The regular files two subjects or more ship, each with every subject's copy (file
 /// name, hex SHA-256), read from the images.
-fn shared_files(subjects: &[Subject]) -> Vec<(String, Vec<(String, String)>)> {
-    use sha2::Digest;
+fn shared_files(opened: &[(&Subject, Image)]) -> Vec<(String, Vec<(String, String)>)> {
     let mut by_path: std::collections::BTreeMap<String, Vec<(String, String)>> =
         std::collections::BTreeMap::new();
-    let opened: Vec<(&Subject, Image)> = subjects
-        .iter()
-        .filter_map(|s| Image::open(&s.image).ok().map(|i| (s, i)))
-        .collect();
     let mut count: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
-    for (_, image) in &opened {
+    for (_, image) in opened {
         for e in image.entries().iter().filter(|e| e.is_file()) {
             *count.entry(e.path.as_str()).or_default() += 1;
         }
     }
-    for (s, image) in &opened {
+    for (s, image) in opened {
         for e in image.entries().iter().filter(|e| e.is_file()) {
             if count.get(e.path.as_str()).is_some_and(|n| *n > 1)
                 && !e
@@ -52,14 +50,10 @@ fn shared_files(subjects: &[Subject]) -> Vec<(String, Vec<(String, String)>)> {
                     .starts_with(sysext_builder::image::facts::RELEASE_DIR)
                 && let Ok(bytes) = image.read(&e.path, 1 << 30)
             {
-                let hex: String = sha2::Sha256::digest(&bytes)
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect();
                 by_path
                     .entry(format!("/{}", e.path))
                     .or_default()
-                    .push((s.file_name.clone(), hex));
+                    .push((s.file_name.clone(), sha256_hex(&bytes)));
             }
         }
     }
@@ -110,8 +104,13 @@ pub fn check(vm: &Vm, subjects: &[Subject], say: &dyn Fn(&str)) -> CaseResult {
             .with_evidence(&refusal_lines(&merge.combined(), &s.name)),
         ));
     }
-    // Where images share a path, which copy the merged /usr shows.
-    let shared = shared_files(subjects);
+    // Each image opened once: which copy the merged /usr shows where images share a
+    // path, and whose copy each command reached.
+    let opened: Vec<(&Subject, Image)> = subjects
+        .iter()
+        .filter_map(|s| Image::open(&s.image).ok().map(|i| (s, i)))
+        .collect();
+    let shared = shared_files(&opened);
     if !shared.is_empty() {
         let cmd = format!(
             "sha256sum {}",
@@ -163,7 +162,7 @@ pub fn check(vm: &Vm, subjects: &[Subject], say: &dyn Fn(&str)) -> CaseResult {
             let (digest, path) = (fields.next(), fields.next());
             let whose = match (digest, path) {
                 (Some(d), Some(p)) => {
-                    let owner = owner_of(subjects, p, d).unwrap_or_else(|| {
+                    let owner = owner_of(&opened, p, d).unwrap_or_else(|| {
                         "the base system (no merged image has these bytes)".into()
                     });
                     format!("{p} from {owner}")
