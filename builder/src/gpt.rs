@@ -58,6 +58,11 @@ pub struct Partition {
     pub first_lba: u64,
     /// Inclusive, as GPT stores it.
     pub last_lba: u64,
+    /// The partition's own GUID: what `PARTUUID=` names (Flatcar's `verity.usr=`).
+    pub unique_guid: String,
+    /// The attribute bits; Flatcar's GRUB reads the USR slots' priority, tries and
+    /// successful flags from bits 48-56 ([`gptprio`]).
+    pub attributes: u64,
 }
 
 impl Partition {
@@ -77,6 +82,24 @@ pub struct Planned {
     pub label: &'static str,
     pub type_guid: &'static str,
     pub mib: u64,
+    pub attributes: u64,
+}
+
+/// ChromeOS' and Flatcar's A/B attribute bits (cgpt, Flatcar's GRUB `gptprio`): priority
+/// in bits 48-51, tries left in 52-55, successful in 56. The slot with the highest priority
+/// that is successful or has tries left boots.
+pub mod gptprio {
+    pub fn attributes(priority: u8, tries: u8, successful: bool) -> u64 {
+        ((priority as u64 & 0xF) << 48) | ((tries as u64 & 0xF) << 52) | ((successful as u64) << 56)
+    }
+
+    pub fn priority(attributes: u64) -> u8 {
+        ((attributes >> 48) & 0xF) as u8
+    }
+
+    pub fn successful(attributes: u64) -> bool {
+        attributes >> 56 & 1 == 1
+    }
 }
 
 /// The partitions of `disk`, by number.
@@ -142,6 +165,8 @@ pub fn read(disk: &Path) -> Result<Vec<Partition>, GptError> {
             type_guid: guid_to_string(&e[..16]),
             first_lba: u64_at(e, 32),
             last_lba: u64_at(e, 40),
+            unique_guid: guid_to_string(&e[16..32]),
+            attributes: u64_at(e, 48),
         });
     }
     Ok(parts)
@@ -186,6 +211,8 @@ pub fn write(disk: &Path, plan: &[Planned], seed: &str) -> Result<Vec<Partition>
             type_guid: p.type_guid.to_string(),
             first_lba: first,
             last_lba: last,
+            unique_guid: guid_to_string(&derived_guid(seed, &format!("part{}", p.number))),
+            attributes: p.attributes,
         });
     }
     // Room for the backup entries and header after the last partition.
@@ -195,9 +222,10 @@ pub fn write(disk: &Path, plan: &[Planned], seed: &str) -> Result<Vec<Partition>
     for p in &parts {
         let e = &mut table[((p.number as u64 - 1) * ENTRY_SIZE) as usize..][..ENTRY_SIZE as usize];
         e[..16].copy_from_slice(&guid_from_string(&p.type_guid));
-        e[16..32].copy_from_slice(&derived_guid(seed, &format!("part{}", p.number)));
+        e[16..32].copy_from_slice(&guid_from_string(&p.unique_guid));
         e[32..40].copy_from_slice(&p.first_lba.to_le_bytes());
         e[40..48].copy_from_slice(&p.last_lba.to_le_bytes());
+        e[48..56].copy_from_slice(&p.attributes.to_le_bytes());
         for (i, c) in p.label.encode_utf16().take(36).enumerate() {
             e[56 + 2 * i..58 + 2 * i].copy_from_slice(&c.to_le_bytes());
         }
@@ -318,12 +346,14 @@ mod tests {
                 label: "EFI-SYSTEM",
                 type_guid: types::EFI_SYSTEM,
                 mib: 2,
+                attributes: 0,
             },
             Planned {
                 number: 9,
                 label: "ROOT",
                 type_guid: types::COREOS_RESIZE,
                 mib: 3,
+                attributes: 0,
             },
         ]
     }

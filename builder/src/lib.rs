@@ -7,6 +7,7 @@
 pub mod arch;
 pub mod atomic;
 pub mod bake;
+pub mod btrfs;
 pub mod build;
 pub mod cache;
 pub mod deb;
@@ -31,6 +32,7 @@ pub mod store;
 pub mod tiny_program;
 pub mod transfer;
 pub mod unitfile;
+pub mod verity;
 pub mod version;
 pub mod write_erofs;
 pub mod write_squashfs;

@@ -67,18 +67,21 @@ impl Scratch {
                 label: "EFI-SYSTEM",
                 type_guid: types::EFI_SYSTEM,
                 mib: 1,
+                attributes: 0,
             },
             Planned {
                 number: 6,
                 label: "OEM",
                 type_guid: types::LINUX_DATA,
                 mib: 8,
+                attributes: 0,
             },
             Planned {
                 number: 9,
                 label: "ROOT",
                 type_guid: types::COREOS_RESIZE,
                 mib: 16,
+                attributes: 0,
             },
         ];
         let parts = gpt::write(&disk, &plan, "cli-bake").unwrap();
@@ -287,6 +290,7 @@ fn a_disk_without_a_root_partition_names_its_labels() {
             label: "DATA",
             type_guid: types::LINUX_DATA,
             mib: 1,
+            attributes: 0,
         }],
         "x",
     )

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use sysext_builder::Arch;
-use sysext_builder::guest::Guest;
+use sysext_builder::guest::{Boot, Guest};
 
 use crate::accel::Accel;
 use crate::errors::{HarnessError, Result};
@@ -67,7 +67,24 @@ pub struct Launch {
     pub payload: Option<PathBuf>,
     /// Who the harness logs in as (the guest profile's user; not root goes through sudo).
     pub user: &'static str,
+    /// A guest that boots from its disk through UEFI: its own copy of the firmware's
+    /// variable store (the code is the arch's, read-only). No `-kernel` then.
+    pub firmware_vars: Option<PathBuf>,
 }
+
+/// Where Ignition's config goes in fw_cfg: upstream Ignition reads `opt/com.coreos/config`,
+/// Flatcar's `opt/org.flatcar-linux/config`; both carry the same file.
+pub const IGNITION_FW_CFG: [&str; 2] = ["opt/com.coreos/config", "opt/org.flatcar-linux/config"];
+
+/// The fw_cfg entry the Flatcar-format initramfs holds on (`hold`) or runs past (`run!`):
+/// the same size either way, so a restored guest reads the new machine's word.
+pub const HOLD_FW_CFG: &str = "opt/sysext-test/initrd";
+pub const HOLD_FILE: &str = "initrd-hold";
+
+/// The file a firmware guest's Ignition config is written to, in its run (or saved) dir.
+pub const IGNITION_FILE: &str = "ignition.json";
+/// The firmware guest's variable store, in its run (or saved) dir.
+pub const VARS_FILE: &str = "vars.fd";
 
 /// Kernel arguments that keep an x86-64 guest clear of a multi-threaded TCG bug.
 ///
@@ -94,6 +111,7 @@ impl Launch {
     ) -> Launch {
         let p = Profile::for_arch(guest.arch);
         let workaround = tcg_workaround(guest.arch, accel);
+        let firmware = guest.boot() == Boot::Firmware;
         Launch {
             arch: guest.arch,
             accel,
@@ -111,9 +129,20 @@ impl Launch {
             memory_mib: 1024,
             cpus: 2,
             incoming: None,
-            fw_cfg: Vec::new(),
+            // A firmware guest's way in is Ignition (the harness's key for `core`), as on
+            // Flatcar: the kernel command line is the disk's own.
+            fw_cfg: if firmware {
+                IGNITION_FW_CFG
+                    .iter()
+                    .map(|n| (n.to_string(), run_dir.join(IGNITION_FILE)))
+                    .chain([(HOLD_FW_CFG.to_string(), run_dir.join(HOLD_FILE))])
+                    .collect()
+            } else {
+                Vec::new()
+            },
             payload: None,
             user: guest.profile.login_user(),
+            firmware_vars: firmware.then(|| run_dir.join(VARS_FILE)),
         }
     }
 
@@ -138,19 +167,41 @@ impl Launch {
             "-display".into(),
             "none".into(),
             "-no-reboot".into(),
-            "-kernel".into(),
-            self.kernel.display().to_string(),
-            "-initrd".into(),
-            self.initrd.display().to_string(),
-            "-append".into(),
-            self.cmdline.clone(),
+        ];
+        match &self.firmware_vars {
+            None => a.extend([
+                "-kernel".into(),
+                self.kernel.display().to_string(),
+                "-initrd".into(),
+                self.initrd.display().to_string(),
+                "-append".into(),
+                self.cmdline.clone(),
+            ]),
+            Some(vars) => {
+                let code = crate::firmware::code(self.arch)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|e| format!("MISSING-FIRMWARE({e})"));
+                a.extend([
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,unit=0,readonly=on,file={code}"),
+                    "-drive".into(),
+                    format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+                ]);
+            }
+        }
+        a.extend([
             "-drive".into(),
             format!(
                 "file={},if=none,id=root,format=qcow2,cache=unsafe",
                 self.disk.display()
             ),
             "-device".into(),
-            "virtio-blk-pci,drive=root".into(),
+            // The firmware boots the disk before trying the network.
+            if self.firmware_vars.is_some() {
+                "virtio-blk-pci,drive=root,bootindex=0".into()
+            } else {
+                "virtio-blk-pci,drive=root".into()
+            },
             "-netdev".into(),
             format!("user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22", self.ssh_port),
             "-device".into(),
@@ -161,7 +212,7 @@ impl Launch {
             format!("file:{}", self.console_log.display()),
             "-qmp".into(),
             format!("unix:{},server=on,wait=off", self.qmp_socket.display()),
-        ];
+        ]);
         if let Some(payload) = &self.payload {
             a.push("-drive".into());
             a.push(format!(
@@ -196,6 +247,12 @@ impl Launch {
         l.incoming = None;
         if l.payload.is_some() {
             l.payload = Some(PathBuf::from("PAYLOAD"));
+        }
+        if l.firmware_vars.is_some() {
+            l.firmware_vars = Some(PathBuf::from("VARS"));
+        }
+        for (_, file) in &mut l.fw_cfg {
+            *file = PathBuf::from("FWCFG");
         }
         let mut args = vec![Profile::for_arch(self.arch).binary.to_string()];
         args.extend(l.args());

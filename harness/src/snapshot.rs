@@ -51,6 +51,9 @@ pub struct Record {
     pub cold_boot_seconds: f64,
     /// QEMU start to the network beacon on the guest's console (printed by the initramfs).
     pub beacon_seconds: Option<f64>,
+    /// Saved in the initramfs's hold ([`initrd_held`]), not with the guest up.
+    #[serde(default)]
+    pub initrd_hold: bool,
 }
 
 impl Record {
@@ -66,7 +69,28 @@ impl Record {
             self.kernel_cmdline,
             self.key
         );
-        format!("{}-{}", self.guest, &sha256_hex(key.as_bytes())[..16])
+        let (key, suffix) = if self.initrd_hold {
+            (format!("{key}initrd hold\n"), "-initrd")
+        } else {
+            (key, "")
+        };
+        format!(
+            "{}-{}{suffix}",
+            self.guest,
+            &sha256_hex(key.as_bytes())[..16]
+        )
+    }
+
+    /// The guest's profile and arch without its recipe hash: states of the same kind
+    /// replace each other, states of other kinds (the Debian guest's, the Flatcar guest's,
+    /// a held one) live side by side.
+    fn kind(&self) -> (String, bool) {
+        let name = self
+            .guest
+            .rsplit_once('-')
+            .map(|(k, _)| k)
+            .unwrap_or(&self.guest);
+        (name.to_string(), self.initrd_hold)
     }
 }
 
@@ -136,6 +160,12 @@ pub fn qemu_version(arch: Arch) -> Result<String> {
 
 /// What a cold boot of `guest` would be: its record (without timings) and launch settings.
 fn expected(guest: &Guest, key: &GuestKey) -> Result<Record> {
+    expected_as(guest, key, false)
+}
+
+/// [`expected`], or for a state held in the initramfs (no payload disk: a held guest has
+/// no login to carry files to).
+fn expected_as(guest: &Guest, key: &GuestKey, initrd_hold: bool) -> Result<Record> {
     let accel = accel::choose(guest.arch, &guest.kernel);
     let mut launch = Launch::new(
         guest,
@@ -146,7 +176,9 @@ fn expected(guest: &Guest, key: &GuestKey) -> Result<Record> {
         &crate::vm::key_credential(&key.public),
     );
     // What `Vm::boot_with_key` attaches, and every restore must attach again.
-    launch.payload = Some(PathBuf::from("PAYLOAD"));
+    if !initrd_hold {
+        launch.payload = Some(PathBuf::from("PAYLOAD"));
+    }
     Ok(Record {
         arch: guest.arch,
         guest: guest
@@ -167,6 +199,7 @@ fn expected(guest: &Guest, key: &GuestKey) -> Result<Record> {
         saved_at: 0,
         cold_boot_seconds: 0.0,
         beacon_seconds: None,
+        initrd_hold,
     })
 }
 
@@ -242,6 +275,69 @@ pub fn shared(guest: &Guest, base: &Path, progress: &dyn Fn(&str)) -> Result<Sna
     load(&dir, guest, &key)
 }
 
+/// The state of a Flatcar-format `guest` held in its initramfs, booting to the hold and
+/// saving it first when none is valid: what boot cases resume with their own disk beneath
+/// ([`Vm::resume_held`]), skipping the firmware, GRUB and the kernel (seconds per boot
+/// under TCG).
+pub fn initrd_held(guest: &Guest, base: &Path, progress: &dyn Fn(&str)) -> Result<Snapshot> {
+    std::fs::create_dir_all(base).map_err(|e| HarnessError::io(base, e))?;
+    let lock_dir = base
+        .join(".locks")
+        .join(format!("{}-initrd", guest.arch.systemd_name()));
+    let _lock = sysext_builder::cache::Lock::acquire(&lock_dir)
+        .map_err(|e| HarnessError::io(&lock_dir, e))?;
+    let key = GuestKey::for_guest(guest)?;
+    let mut want = expected_as(guest, &key, true)?;
+    let dir = base.join(want.dir_name());
+    if dir.join(".complete").exists() {
+        if let Ok(snap) = load(&dir, guest, &key) {
+            return Ok(snap);
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    progress(&format!(
+        "booting the {} {} guest to its initramfs and saving it there (kept under {})",
+        guest.arch,
+        guest.profile,
+        base.display()
+    ));
+    let options = crate::vm::BootOptions {
+        hold_in_initrd: true,
+        ..Default::default()
+    };
+    let boot = || crate::vm::Vm::boot_with_key_and(guest, &key.private_pem, &key.public, &options);
+    let vm = match boot() {
+        Ok(vm) => vm,
+        Err(e) if e.is_boot_failure() => boot()?,
+        Err(e) => return Err(e),
+    };
+    want.cold_boot_seconds = vm.startup.as_secs_f64();
+    want.saved_at = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let tmp = base.join(format!(".{}.saving", want.dir_name()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let saved = (|| {
+        vm.save(&tmp)?;
+        let json = serde_json::to_string_pretty(&want)
+            .map_err(|e| HarnessError::io(&tmp, std::io::Error::other(e)))?;
+        std::fs::write(tmp.join("record.json"), json).map_err(|e| HarnessError::io(&tmp, e))?;
+        std::fs::write(tmp.join(".complete"), b"").map_err(|e| HarnessError::io(&tmp, e))?;
+        std::fs::rename(&tmp, &dir).map_err(|e| HarnessError::io(&dir, e))
+    })();
+    if let Err(e) = saved {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    progress(&format!(
+        "the {} guest held in its initramfs after {:.1}s; saved",
+        guest.arch, want.cold_boot_seconds
+    ));
+    remove_superseded(base, &want, &dir);
+    load(&dir, guest, &key)
+}
+
 /// Removes a saved state that failed to restore, so the next [`shared`] boots a new one.
 pub fn invalidate(snap: &Snapshot) {
     let base = snap.dir.parent().map(Path::to_path_buf);
@@ -258,7 +354,9 @@ fn load(dir: &Path, guest: &Guest, key: &GuestKey) -> Result<Snapshot> {
     let mut launch = Launch::new(guest, record.accel, dir, dir.join("disk.qcow2"), 0, "");
     launch.cmdline = record.kernel_cmdline.clone();
     // Each restore makes its own (`Vm::restore_carrying`).
-    launch.payload = Some(dir.join("payload.qcow2"));
+    if !record.initrd_hold {
+        launch.payload = Some(dir.join("payload.qcow2"));
+    }
     Ok(Snapshot {
         dir: dir.to_path_buf(),
         launch,
@@ -288,7 +386,7 @@ fn remove_superseded(base: &Path, current: &Record, keep: &Path) {
             continue;
         }
         let same_arch = match &entry.record {
-            Ok(r) => r.arch == current.arch,
+            Ok(r) => r.arch == current.arch && r.kind() == current.kind(),
             Err(_) => true,
         };
         let old = std::fs::metadata(&entry.dir)
@@ -421,7 +519,42 @@ mod tests {
             saved_at: 1,
             cold_boot_seconds: 10.0,
             beacon_seconds: Some(9.0),
+            initrd_hold: false,
         }
+    }
+
+    #[test]
+    fn a_state_held_in_the_initramfs_lives_beside_the_guests_running_state() {
+        let up = record();
+        let held = Record {
+            initrd_hold: true,
+            ..record()
+        };
+        assert_ne!(up.dir_name(), held.dir_name());
+        assert!(held.dir_name().ends_with("-initrd"));
+        assert_ne!(up.kind(), held.kind());
+        let other_recipe = Record {
+            guest: "debian-trixie-x86-64-4567".into(),
+            ..record()
+        };
+        assert_eq!(
+            up.kind(),
+            other_recipe.kind(),
+            "a new recipe replaces the old"
+        );
+        let flatcar = Record {
+            guest: "flatcar-trixie-x86-64-0123".into(),
+            ..record()
+        };
+        assert_ne!(up.kind(), flatcar.kind(), "another profile does not");
+    }
+
+    #[test]
+    fn a_record_saved_before_held_states_still_reads() {
+        let mut v = serde_json::to_value(record()).expect("json");
+        v.as_object_mut().expect("object").remove("initrd_hold");
+        let r: Record = serde_json::from_value(v).expect("an old record parses");
+        assert!(!r.initrd_hold);
     }
 
     #[test]

@@ -341,6 +341,17 @@ fn lossy(b: Vec<u8>) -> String {
 }
 
 /// A fresh ed25519 key pair: (private key in OpenSSH PEM, public key line).
+/// The OpenSSH public line of the private key `pem` (a saved state keeps only the private
+/// one; a resumed boot hands the public one to Ignition again).
+pub fn public_of(pem: &str) -> Result<String> {
+    let key = ssh_key::PrivateKey::from_openssh(pem).map_err(|e| ssh_err("key decoding", e))?;
+    let public = key
+        .public_key()
+        .to_openssh()
+        .map_err(|e| ssh_err("key encoding", e))?;
+    Ok(format!("{public} sysext-test\n"))
+}
+
 pub fn ephemeral_key() -> Result<(String, String)> {
     let key =
         ssh_key::PrivateKey::random(&mut ssh_key::rand_core::OsRng, ssh_key::Algorithm::Ed25519)

@@ -54,6 +54,22 @@ pub struct BootOptions<'a> {
     pub kernel_args: String,
     /// Attach the empty payload disk ([`crate::payload`]): guests booted to be saved.
     pub payload_disk: bool,
+    /// Boot only until the Flatcar-format initramfs holds (before it reads a filesystem),
+    /// to save that state ([`crate::snapshot::initrd_held`]); no login.
+    pub hold_in_initrd: bool,
+}
+
+/// How a QEMU start reaches its guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Start {
+    /// Boots the disk: wait for the network beacon, then a login.
+    Cold,
+    /// Loads a state saved with the guest up: a login at once.
+    Restore,
+    /// Loads a state saved in the initramfs's hold: the rest of a boot, then a login.
+    Resume,
+    /// Boots until the initramfs holds; no login.
+    UntilHeld,
 }
 
 /// A guest's saved state: boot once, restore per case on its own overlay.
@@ -94,6 +110,98 @@ fn trace(cmd: &str, start: Instant, out: &Result<Output>) {
 pub fn key_credential(public: &str) -> String {
     let cred = base64::engine::general_purpose::STANDARD.encode(public.as_bytes());
     format!("systemd.set_credential_binary=ssh.authorized_keys.root:{cred}")
+}
+
+/// The initramfs-held state `guest`'s disk can resume from, if any: a firmware guest, not
+/// being booted to be saved, whose disk has the same partition table as the built guest's
+/// own disk (a baked copy does: `bake` writes inside partitions).
+fn held_state_for(guest: &Guest, options: &BootOptions) -> Option<Snapshot> {
+    if guest.boot() != sysext_builder::guest::Boot::Firmware
+        || options.hold_in_initrd
+        || options.payload_disk
+        || std::env::var("SYSEXT_TEST_COLD_BOOT").as_deref() == Ok("1")
+    {
+        return None;
+    }
+    let mut built = guest.clone();
+    built.disk = guest.dir.join("root.img");
+    if built.disk != guest.disk && !same_partition_table(&built.disk, &guest.disk) {
+        return None;
+    }
+    let base = crate::place::Place::from_env().snapshots();
+    match crate::snapshot::initrd_held(&built, &base, &|l| eprintln!("{l}")) {
+        Ok(snap) => Some(snap),
+        Err(e) => {
+            eprintln!(
+                "note: no state held in the {} guest's initramfs ({e}); booting from the firmware",
+                guest.arch
+            );
+            None
+        }
+    }
+}
+
+/// Whether two disks have the same GPT (both copies): the first and last 34 sectors.
+fn same_partition_table(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::FileExt;
+    let ends = |p: &Path| -> std::io::Result<Vec<u8>> {
+        let f = std::fs::File::open(p)?;
+        let len = f.metadata()?.len();
+        let span = 34 * 512;
+        if len < 2 * span {
+            return Err(std::io::Error::other("too small"));
+        }
+        let mut buf = vec![0u8; 2 * span as usize];
+        f.read_exact_at(&mut buf[..span as usize], 0)?;
+        f.read_exact_at(&mut buf[span as usize..], len - span)?;
+        Ok(buf)
+    };
+    matches!((ends(a), ends(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+/// A firmware guest's own files in its run dir: a fresh variable store, and the Ignition
+/// config (the case's, from `fw_cfg`, or none) with the harness's key for `core` under
+/// both of Ignition's fw_cfg names. Other fw_cfg items pass through.
+fn firmware_guest_files(
+    launch: &mut Launch,
+    fw_cfg: &[(String, PathBuf)],
+    public: &str,
+    hold: bool,
+) -> Result<()> {
+    if let Some(vars) = &launch.firmware_vars
+        && !vars.exists()
+    {
+        crate::firmware::fresh_vars(launch.arch, vars)?;
+    }
+    if let Some((_, file)) = launch
+        .fw_cfg
+        .iter()
+        .find(|(name, _)| name == crate::qemu::HOLD_FW_CFG)
+    {
+        let word: &[u8] = if hold { b"hold" } else { b"run!" };
+        std::fs::write(file, word).map_err(|e| HarnessError::io(file, e))?;
+    }
+    let case_config = fw_cfg
+        .iter()
+        .find(|(name, _)| crate::qemu::IGNITION_FW_CFG.contains(&name.as_str()))
+        .map(|(_, file)| std::fs::read(file).map_err(|e| HarnessError::io(file, e)))
+        .transpose()?;
+    let config = crate::login_config::with_core_key(case_config.as_deref(), public);
+    if let Some((_, file)) = launch
+        .fw_cfg
+        .iter()
+        .find(|(name, _)| crate::qemu::IGNITION_FW_CFG.contains(&name.as_str()))
+    {
+        sysext_builder::atomic::write_bytes(file, &config)
+            .map_err(|e| HarnessError::io(file, e))?;
+    }
+    launch.fw_cfg.extend(
+        fw_cfg
+            .iter()
+            .filter(|(name, _)| !crate::qemu::IGNITION_FW_CFG.contains(&name.as_str()))
+            .cloned(),
+    );
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -137,7 +245,15 @@ impl Vm {
     }
 
     /// A cold boot with `options` (fw_cfg items, kernel arguments, give-up lines).
+    ///
+    /// A guest that boots from firmware resumes from its state held in the initramfs
+    /// ([`crate::snapshot::initrd_held`]) with its disk beneath, when that disk has the
+    /// partition table the state was held on: the same boot from the initramfs on, seconds
+    /// sooner. `SYSEXT_TEST_COLD_BOOT=1` boots every time from the firmware.
     pub fn boot_with(guest: &Guest, options: &BootOptions) -> Result<Vm> {
+        if let Some(snap) = held_state_for(guest, options) {
+            return Vm::resume_held(&snap, &guest.disk, options);
+        }
         let (key_pem, public) = crate::ssh::ephemeral_key()?;
         Vm::boot_inner(guest, &key_pem, &public, options)
     }
@@ -156,6 +272,16 @@ impl Vm {
         )
     }
 
+    /// [`Vm::boot_with_key`] with `options`.
+    pub fn boot_with_key_and(
+        guest: &Guest,
+        key_pem: &str,
+        public: &str,
+        options: &BootOptions,
+    ) -> Result<Vm> {
+        Vm::boot_inner(guest, key_pem, public, options)
+    }
+
     fn boot_inner(guest: &Guest, key_pem: &str, public: &str, options: &BootOptions) -> Result<Vm> {
         let key_pem = key_pem.to_string();
         let accel = accel::choose(guest.arch, &guest.kernel);
@@ -170,13 +296,56 @@ impl Vm {
             qemu::free_port()?,
             &format!("{} {}", key_credential(public), options.kernel_args),
         );
-        launch.fw_cfg = options.fw_cfg.clone();
+        if launch.firmware_vars.is_some() {
+            firmware_guest_files(&mut launch, &options.fw_cfg, public, options.hold_in_initrd)?;
+        } else {
+            launch.fw_cfg = options.fw_cfg.clone();
+        }
         if options.payload_disk {
             let payload = dir.path().join("payload.qcow2");
             crate::payload::create(&payload, None)?;
             launch.payload = Some(payload);
         }
-        Vm::start(launch, dir, key_pem, false, options.give_up_on, None)
+        let mode = if options.hold_in_initrd {
+            Start::UntilHeld
+        } else {
+            Start::Cold
+        };
+        Vm::start(launch, dir, key_pem, mode, options.give_up_on, None)
+    }
+
+    /// Boots `disk` (a raw disk with the same partition table as the one `snap` was held
+    /// on, e.g. a baked copy) from the state `snap` saved in the initramfs: the firmware,
+    /// GRUB and the kernel are skipped, the rest of the boot (Ignition with `options`'
+    /// config, systemd, the merge) runs on `disk` as a cold boot would.
+    pub fn resume_held(snap: &Snapshot, disk: &Path, options: &BootOptions) -> Result<Vm> {
+        let dir = run_dir()?;
+        let overlay = dir.path().join("disk.qcow2");
+        qemu_img::create_overlay(&overlay, Some(Backing::Raw(disk)), None)?;
+        let mut launch = snap.launch.clone();
+        launch.disk = overlay;
+        launch.qmp_socket = dir.path().join("qmp.sock");
+        launch.console_log = dir.path().join("console.log");
+        launch.ssh_port = qemu::free_port()?;
+        launch.incoming = Some(format!("exec:cat {}", snap.dir.join("state").display()));
+        if let Some(saved) = &launch.firmware_vars {
+            let vars = dir.path().join(crate::qemu::VARS_FILE);
+            crate::firmware::copy_vars(saved, &vars)?;
+            launch.firmware_vars = Some(vars);
+        }
+        for (_, file) in &mut launch.fw_cfg {
+            *file = dir.path().join(file.file_name().unwrap_or_default());
+        }
+        let public = crate::ssh::public_of(&snap.key_pem)?;
+        firmware_guest_files(&mut launch, &options.fw_cfg, &public, false)?;
+        Vm::start(
+            launch,
+            dir,
+            snap.key_pem.clone(),
+            Start::Resume,
+            options.give_up_on,
+            None,
+        )
     }
 
     /// Starts a guest from `snap` on its own overlay: about 1 s instead of a cold boot.
@@ -199,18 +368,30 @@ impl Vm {
             launch.payload = Some(payload);
         }
         launch.disk = disk;
+        if let Some(saved) = &launch.firmware_vars {
+            let vars = dir.path().join(crate::qemu::VARS_FILE);
+            crate::firmware::copy_vars(saved, &vars)?;
+            launch.firmware_vars = Some(vars);
+        }
         launch.qmp_socket = dir.path().join("qmp.sock");
         launch.console_log = dir.path().join("console.log");
         launch.ssh_port = qemu::free_port()?;
         launch.incoming = Some(format!("exec:cat {}", snap.dir.join("state").display()));
-        Vm::start(launch, dir, snap.key_pem.clone(), true, &[], carried)
+        Vm::start(
+            launch,
+            dir,
+            snap.key_pem.clone(),
+            Start::Restore,
+            &[],
+            carried,
+        )
     }
 
     fn start(
         launch: Launch,
         run_dir: tempfile::TempDir,
         key_pem: String,
-        restoring: bool,
+        mode: Start,
         give_up_on: &[&str],
         carried: Option<crate::payload::Carried>,
     ) -> Result<Vm> {
@@ -230,13 +411,14 @@ impl Vm {
             carried,
             boots: 1,
         };
-        vm.spawn_and_log_in(restoring)?;
+        vm.spawn_and_log_in(mode)?;
         Ok(vm)
     }
 
-    /// Starts QEMU with `self.launch` and waits for a login: restoring a saved state
-    /// (`restoring`) or booting the disk cold.
-    fn spawn_and_log_in(&mut self, restoring: bool) -> Result<()> {
+    /// Starts QEMU with `self.launch` and waits for a login (or, for [`Start::UntilHeld`],
+    /// for the initramfs to hold).
+    fn spawn_and_log_in(&mut self, mode: Start) -> Result<()> {
+        let restoring = matches!(mode, Start::Restore | Start::Resume);
         let start = Instant::now();
         let stderr_log = self
             .run_dir
@@ -290,7 +472,19 @@ impl Vm {
             self.rt.block_on(qmp.cont())?;
         }
         self.qmp = Some(qmp);
-        let login_timeout = if restoring {
+        let login_timeout = if mode == Start::UntilHeld {
+            self.wait_for_console(
+                sysext_builder::guest::HOLD_BEACON,
+                Duration::from_secs(45 * u64::from(slow)),
+                "boot to the initramfs hold",
+            )?;
+            stage_trace("held in the initramfs", start);
+            self.startup = start.elapsed();
+            return Ok(());
+        } else if mode == Start::Resume {
+            // The network came up before the hold; the rest of the boot is still to come.
+            Duration::from_secs(45 * u64::from(slow))
+        } else if restoring {
             Duration::from_secs(15 * u64::from(slow))
         } else {
             // Logins are tried as soon as the guest's NIC has its address (a refused
@@ -374,7 +568,7 @@ impl Vm {
         self.launch.console_log = dir.join(format!("console{suffix}.log"));
         self.launch.qmp_socket = dir.join(format!("qmp{suffix}.sock"));
         self.launch.ssh_port = qemu::free_port()?;
-        self.spawn_and_log_in(false)?;
+        self.spawn_and_log_in(Start::Cold)?;
         Ok(start.elapsed())
     }
 
@@ -831,6 +1025,20 @@ impl Vm {
             .map_err(|e| HarnessError::io(&disk, e))?;
         let mut launch = self.launch.clone();
         launch.disk = disk;
+        // What a firmware guest's restore needs besides the disk: its variable store and
+        // the Ignition config in fw_cfg (the devices must be the same).
+        if let Some(vars) = &launch.firmware_vars {
+            let saved = dir.join(crate::qemu::VARS_FILE);
+            crate::firmware::copy_vars(vars, &saved)?;
+            launch.firmware_vars = Some(saved);
+        }
+        for (_, file) in &mut launch.fw_cfg {
+            let saved = dir.join(file.file_name().unwrap_or_default());
+            if *file != saved {
+                std::fs::copy(&*file, &saved).map_err(|e| HarnessError::io(&saved, e))?;
+                *file = saved;
+            }
+        }
         Ok(Snapshot {
             dir: dir.to_path_buf(),
             launch,

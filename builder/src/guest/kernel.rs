@@ -16,6 +16,21 @@ use crate::host_tool;
 /// before systemd starts (ext4 and virtio_pci are built in).
 const INITRAMFS_MODULES: &[&str] = &["virtio_blk", "virtio_net"];
 
+/// What the Flatcar-format disk adds: the btrfs `/usr` and OEM, dm-verity, and the vfat
+/// ESP whose first-boot flag the first boot removes.
+const FLATCAR_DISK_MODULES: &[&str] = &[
+    "btrfs",
+    "dm_verity",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "qemu_fw_cfg",
+];
+
+/// The programs the Flatcar-format initramfs runs besides busybox, with the libraries they
+/// link, taken from the guest's own root: `dmsetup` opens `/usr` with dm-verity.
+const FLATCAR_DISK_PROGRAMS: &[(&str, &str)] = &[("dmsetup", "usr/sbin/dmsetup")];
+
 pub const INIT_SCRIPT: &str = r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
@@ -35,10 +50,26 @@ if ip link set eth0 up; then
 else
   echo "initramfs: no eth0"
 fi
-# root= is the root filesystem; mount.usr= (Flatcar's own argument) a separate, read-only
-# /usr; sysext_test.oem= the OEM partition, which Flatcar's initrd mounts on /oem.
+# The harness's hold (fw_cfg opt/sysext-test/initrd reads "hold"): the machine is saved
+# here, after the firmware, GRUB and the kernel, before anything has read a filesystem
+# (the kernel has read the partition table, which a bake keeps), and restored with another
+# disk beneath it (a baked copy) and "run!" in that entry. The module goes again after,
+# so Ignition reads the restored machine's fw_cfg, not the saved one's.
+hold=/sys/firmware/qemu_fw_cfg/by_name/opt/sysext-test/initrd/raw
+if [ -f "$hold" ] && [ "$(cat "$hold")" = hold ]; then
+  echo "SYSEXT-TEST-INITRD-HOLDING"
+  while [ "$(cat "$hold")" = hold ]; do sleep 0.05; done
+fi
+rmmod qemu_fw_cfg 2>/dev/null
+# root= is the root filesystem (a device, or LABEL= as Flatcar's GRUB gives it);
+# mount.usr= (Flatcar's own argument) a separate, read-only /usr: /dev/mapper/usr is the
+# partition verity.usr= names (PARTUUID=), opened with dm-verity against verity.usrhash=;
+# flatcar.oem.id= says there is an OEM partition (label OEM), which Flatcar mounts on /oem;
+# flatcar.first_boot runs Ignition.
 root=/dev/vda
 usr=
+verity_usr=
+usrhash=
 oem=
 ignition=
 merge=
@@ -46,24 +77,68 @@ for arg in $(cat /proc/cmdline); do
   case "$arg" in
     root=*) root="${arg#root=}" ;;
     mount.usr=*) usr="${arg#mount.usr=}" ;;
-    sysext_test.oem=*) oem="${arg#sysext_test.oem=}" ;;
-    sysext_test.ignition=1) ignition=1 ;;
+    verity.usr=*) verity_usr="${arg#verity.usr=}" ;;
+    verity.usrhash=*) usrhash="${arg#verity.usrhash=}" ;;
+    flatcar.oem.id=?*) oem=LABEL=OEM ;;
+    flatcar.first_boot|flatcar.first_boot=*) ignition=1 ;;
     sysext_test.merge=initrd) merge=initrd ;;
   esac
 done
-for dev in "$root" $usr $oem; do
+# A device by name, LABEL= or PARTUUID= (read from the GPT entry itself: busybox has no
+# blkid that knows partition GUIDs), waiting up to 10 s for it to appear.
+device() {
   i=0
-  while [ ! -b "$dev" ] && [ "$i" -lt 200 ]; do sleep 0.05; i=$((i + 1)); done
-done
-if ! mount -t ext4 -o rw "$root" /newroot; then
+  while [ "$i" -lt 200 ]; do
+    case "$1" in
+      LABEL=*) d=$(findfs "$1" 2>/dev/null) && [ -b "$d" ] && { echo "$d"; return 0; } ;;
+      PARTUUID=*)
+        want=$(echo "${1#PARTUUID=}" | tr 'A-F' 'a-f')
+        for n in /sys/class/block/*/partition; do
+          [ -f "$n" ] || continue
+          part=${n%/partition}
+          disk=$(basename "$(readlink -f "$part/..")")
+          h=$(dd if="/dev/$disk" bs=1 skip=$((1024 + ($(cat "$n") - 1) * 128 + 16)) count=16 2>/dev/null | od -An -v -tx1 | tr -d ' \n')
+          g="${h:6:2}${h:4:2}${h:2:2}${h:0:2}-${h:10:2}${h:8:2}-${h:14:2}${h:12:2}-${h:16:4}-${h:20:12}"
+          [ "$g" = "$want" ] && { echo "/dev/${part##*/}"; return 0; }
+        done ;;
+      *) [ -b "$1" ] && { echo "$1"; return 0; } ;;
+    esac
+    sleep 0.05
+    i=$((i + 1))
+  done
+  return 1
+}
+if ! root=$(device "$root"); then
+  echo "initramfs: no root device $root"
+  exit 1
+fi
+if ! mount -o rw "$root" /newroot; then
   echo "initramfs: cannot mount the root filesystem $root"
   exit 1
 fi
-if [ -n "$usr" ] && ! mount -t ext4 -o ro "$usr" /newroot/usr; then
-  echo "initramfs: cannot mount /usr from $usr"
-  exit 1
+if [ "$usr" = /dev/mapper/usr ]; then
+  # Flatcar's USR partition: the filesystem's 260094 blocks of 4 KiB, then the verity
+  # superblock and the hash tree (flatcar/scripts disk_layout.json). Every block /usr
+  # reads is checked against the root hash; a changed one is an I/O error and the kernel's
+  # "device-mapper: verity: ... data block N is corrupted".
+  if ! dev=$(device "$verity_usr") || [ -z "$usrhash" ]; then
+    echo "initramfs: verity: no USR partition $verity_usr or no verity.usrhash"
+    exit 1
+  fi
+  blocks=260094
+  if ! LD_LIBRARY_PATH=/lib dmsetup create usr --readonly --noudevsync --table "0 $((blocks * 8)) verity 1 $dev $dev 4096 4096 $blocks $((blocks + 1)) sha256 $usrhash -"; then
+    echo "initramfs: verity: cannot open $dev as /dev/mapper/usr"
+    exit 1
+  fi
+  LD_LIBRARY_PATH=/lib dmsetup mknodes usr
 fi
-if [ -n "$oem" ] && ! mount -t ext4 -o rw "$oem" /newroot/oem; then
+if [ -n "$usr" ] && ! mount -o ro "$usr" /newroot/usr; then
+  echo "initramfs: cannot mount /usr from $usr"
+  dmesg | grep -e 'verity' -e 'BTRFS' | tail -n 5
+  echo "initramfs: /usr failed: no boot (Flatcar's initrd stops there too)"
+  while :; do sleep 3600; done
+fi
+if [ -n "$oem" ] && { ! oem=$(device "$oem") || ! mount -o rw "$oem" /newroot/oem; }; then
   echo "initramfs: cannot mount /oem from $oem"
 fi
 # What Flatcar's initrd does before the real root's PID 1 loads a unit, run from here
@@ -93,6 +168,12 @@ if [ -n "$ignition" ]; then
   if [ -z "$ok" ]; then
     echo "initramfs: a stage of Ignition failed: emergency mode, no login (Flatcar's initrd stops there too)"
     while :; do sleep 3600; done
+  fi
+  # The first boot is done: the flag GRUB looks for on the ESP goes, as Flatcar's
+  # initrd removes it once Ignition has run.
+  if esp=$(device LABEL=EFI-SYSTEM) && mkdir -p /esp && mount -t vfat "$esp" /esp; then
+    rm -f /esp/flatcar/first_boot
+    umount /esp
   fi
   # First boot: the presets Ignition wrote are applied before PID 1 loads the units.
   chroot /newroot /bin/sh -c 'p=/etc/systemd/system-preset/20-ignition.preset; [ -f "$p" ] || exit 0; units=$(sed -n "s/^enable //p" "$p"); [ -z "$units" ] || systemctl preset $units' >> "$log" 2>&1
@@ -144,8 +225,8 @@ pub fn fetch(recipe: &Recipe) -> Result<Kernel, BuildError> {
 }
 
 /// Puts the modules into the root, writes `vmlinuz`, `initrd.cpio` and `kernel-version`
-/// into `out`.
-pub fn install(k: &Kernel, root: &Path, out: &Path) -> Result<(), BuildError> {
+/// into `out`. `flatcar_disk`: the initramfs opens Flatcar's disk (verity, btrfs, vfat).
+pub fn install(k: &Kernel, root: &Path, out: &Path, flatcar_disk: bool) -> Result<(), BuildError> {
     let src = k.dir.join("usr/lib/modules").join(&k.version);
     let dest_parent = root.join("usr/lib/modules");
     std::fs::create_dir_all(&dest_parent).map_err(|e| BuildError::io(&dest_parent, e))?;
@@ -161,7 +242,8 @@ pub fn install(k: &Kernel, root: &Path, out: &Path) -> Result<(), BuildError> {
     std::fs::copy(&vmlinuz, out.join("vmlinuz")).map_err(|e| BuildError::io(&vmlinuz, e))?;
     std::fs::write(out.join("kernel-version"), format!("{}\n", k.version))
         .map_err(|e| BuildError::io(out, e))?;
-    let initrd = initramfs(k, &dest_parent.join(&k.version))?;
+    let extras = flatcar_disk.then_some(root);
+    let initrd = initramfs(k, &dest_parent.join(&k.version), extras)?;
     std::fs::write(out.join("initrd.cpio"), initrd).map_err(|e| BuildError::io(out, e))
 }
 
@@ -210,10 +292,20 @@ fn with_dependencies(modules_dep: &str, wanted: &[&str]) -> Vec<String> {
     order
 }
 
-fn initramfs(k: &Kernel, modules_dir: &Path) -> Result<Vec<u8>, BuildError> {
+/// The initramfs; with `flatcar_root` (the guest's root tree) it also carries what opens
+/// Flatcar's disk.
+fn initramfs(
+    k: &Kernel,
+    modules_dir: &Path,
+    flatcar_root: Option<&Path>,
+) -> Result<Vec<u8>, BuildError> {
     let dep_file = modules_dir.join("modules.dep");
     let dep = std::fs::read_to_string(&dep_file).map_err(|e| BuildError::io(&dep_file, e))?;
-    let modules = with_dependencies(&dep, INITRAMFS_MODULES);
+    let mut wanted = INITRAMFS_MODULES.to_vec();
+    if flatcar_root.is_some() {
+        wanted.extend_from_slice(FLATCAR_DISK_MODULES);
+    }
+    let modules = with_dependencies(&dep, &wanted);
     let busybox = crate::deb::unpacked("busybox-static", k.arch)?.join("usr/bin/busybox");
     let busybox_bytes = std::fs::read(&busybox).map_err(|e| BuildError::io(&busybox, e))?;
     let cpio_err = |e| BuildError::io(Path::new("initramfs"), e);
@@ -260,7 +352,95 @@ fn initramfs(k: &Kernel, modules_dir: &Path) -> Result<Vec<u8>, BuildError> {
     }
     c.file("etc/modules.order", 0o644, order.as_bytes())
         .map_err(cpio_err)?;
+    if let Some(root) = flatcar_root {
+        add_programs(&mut c, root, k.arch)?;
+    }
     c.finish().map_err(cpio_err)
+}
+
+/// Puts [`FLATCAR_DISK_PROGRAMS`] into `bin/`, the libraries they need (`DT_NEEDED`, found
+/// in the guest's own root) into `lib/`, and the dynamic loader at the path their
+/// `PT_INTERP` names; the init script runs them with `LD_LIBRARY_PATH=/lib`.
+fn add_programs(c: &mut Cpio<Vec<u8>>, root: &Path, arch: Arch) -> Result<(), BuildError> {
+    let cpio_err = |e| BuildError::io(Path::new("initramfs"), e);
+    let triplet = match arch {
+        Arch::X86_64 => "x86_64-linux-gnu",
+        Arch::Arm64 => "aarch64-linux-gnu",
+    };
+    let lib_dirs = [format!("usr/lib/{triplet}"), format!("lib/{triplet}")];
+    let mut queue: Vec<(String, Vec<u8>)> = Vec::new();
+    for (package, path) in FLATCAR_DISK_PROGRAMS {
+        let src = crate::deb::unpacked(package, arch)?.join(path);
+        let bytes = std::fs::read(&src).map_err(|e| BuildError::io(&src, e))?;
+        let name = path.rsplit('/').next().unwrap_or(path);
+        queue.push((format!("bin/{name}"), bytes));
+    }
+    let mut done: HashSet<String> = HashSet::new();
+    let mut dirs: HashSet<String> = ["bin", "lib"].iter().map(|s| s.to_string()).collect();
+    while let Some((dest, bytes)) = queue.pop() {
+        if !done.insert(dest.clone()) {
+            continue;
+        }
+        let info = crate::elf::inspect(&bytes).map_err(|e| {
+            BuildError::Spec(format!("initramfs: {dest} is not a readable ELF file: {e}"))
+        })?;
+        let mut wants: Vec<(String, String)> = info
+            .needed
+            .iter()
+            .map(|n| (format!("lib/{n}"), n.clone()))
+            .collect();
+        if let Some(interp) = &info.interpreter {
+            wants.push((interp.trim_start_matches('/').to_string(), interp.clone()));
+        }
+        for (to, name) in wants {
+            if done.contains(&to) {
+                continue;
+            }
+            let found = if name.starts_with('/') {
+                resolve_in(root, &name)
+            } else {
+                lib_dirs
+                    .iter()
+                    .find_map(|d| resolve_in(root, &format!("/{d}/{name}")))
+            };
+            let Some(found) = found else {
+                return Err(BuildError::Spec(format!(
+                    "initramfs: {dest} needs {name}, which the guest's root does not have"
+                )));
+            };
+            let bytes = std::fs::read(&found).map_err(|e| BuildError::io(&found, e))?;
+            queue.push((to, bytes));
+        }
+        if let Some((parent, _)) = dest.rsplit_once('/')
+            && dirs.insert(parent.to_string())
+        {
+            c.dir(parent).map_err(cpio_err)?;
+        }
+        c.file(&dest, 0o755, &bytes).map_err(cpio_err)?;
+    }
+    Ok(())
+}
+
+/// `path` (absolute, as the guest sees it) inside `root`, following symlinks as the guest
+/// would: an absolute link target is the guest's, not the host's.
+fn resolve_in(root: &Path, path: &str) -> Option<PathBuf> {
+    let mut current = path.to_string();
+    for _ in 0..16 {
+        let host = root.join(current.trim_start_matches('/'));
+        match std::fs::read_link(&host) {
+            Ok(target) => {
+                let target = target.to_string_lossy().into_owned();
+                current = if target.starts_with('/') {
+                    target
+                } else {
+                    let parent = current.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+                    format!("{parent}/{target}")
+                };
+            }
+            Err(_) => return host.is_file().then_some(host),
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -281,6 +461,16 @@ mod tests {
     #[test]
     fn the_init_script_prints_the_network_beacon() {
         assert!(INIT_SCRIPT.contains(&format!("echo \"{}\"", super::super::NETWORK_BEACON)));
+    }
+
+    #[test]
+    fn the_init_script_holds_where_the_harness_looks() {
+        assert!(INIT_SCRIPT.contains(&format!("echo \"{}\"", super::super::HOLD_BEACON)));
+        let hold = INIT_SCRIPT.find("HOLDING").expect("holds");
+        let root = INIT_SCRIPT
+            .find("if ! root=$(device")
+            .expect("finds the root");
+        assert!(hold < root, "the hold comes before any filesystem is read");
     }
 
     #[test]

@@ -12,10 +12,11 @@
 pub mod builtins;
 mod cpio;
 mod debian;
+pub mod esp;
 mod flatcar;
 mod kernel;
 
-pub use flatcar::IGNITION_ARG;
+pub use flatcar::USR_A_ATTRIBUTES;
 
 use crate::flatcar_release::{Facts, MergeModel};
 
@@ -36,6 +37,11 @@ use crate::errors::BuildError;
 pub const SYSTEMD_MAJOR: u32 = 257;
 
 pub const NETWORK_BEACON: &str = "SYSEXT-TEST-NETWORK-UP";
+
+/// Printed on the serial console by the Flatcar-format initramfs when the harness asked it
+/// to hold (fw_cfg `opt/sysext-test/initrd` reads `hold`): the moment its state is saved,
+/// so boot cases restore past the firmware, GRUB and the kernel with their own disk beneath.
+pub const HOLD_BEACON: &str = "SYSEXT-TEST-INITRD-HOLDING";
 
 /// Printed on the serial console once the SSH server has started: the boot's progress, for
 /// the logs and `bench --vm`.
@@ -91,6 +97,15 @@ impl Profile {
         }
     }
 
+    /// How the guest starts: the Debian guest from `-kernel` (the fastest cold boot), the
+    /// Flatcar ones from their disk through UEFI firmware and GRUB, as Flatcar does.
+    pub fn boot(self) -> Boot {
+        match self {
+            Profile::Debian => Boot::Kernel,
+            Profile::Flatcar | Profile::FlatcarInitrd => Boot::Firmware,
+        }
+    }
+
     /// The Flatcar release a Flatcar profile answers as: lint's target for it.
     pub fn flatcar_release(self) -> Option<Facts> {
         self.merge_model().map(flatcar::release)
@@ -104,6 +119,17 @@ impl Profile {
             Profile::Flatcar | Profile::FlatcarInitrd => "core",
         }
     }
+}
+
+/// Where a guest's kernel comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Boot {
+    /// QEMU loads the kernel and initramfs (`-kernel`, `-initrd`, `-append`).
+    Kernel,
+    /// UEFI firmware boots the disk: GRUB on its ESP loads the kernel with the disk's own
+    /// command line. Nothing is passed on a command line; Ignition's config (fw_cfg) is
+    /// the way in, as on Flatcar.
+    Firmware,
 }
 
 impl std::fmt::Display for Profile {
@@ -242,7 +268,8 @@ impl Recipe {
     }
 }
 
-/// A built guest, ready to boot with `-kernel`/`-initrd` and the disk.
+/// A built guest: a disk, and the kernel and initramfs a `-kernel` boot uses (a guest that
+/// boots from firmware has the same two on its ESP).
 #[derive(Debug, Clone)]
 pub struct Guest {
     pub arch: Arch,
@@ -265,14 +292,17 @@ impl Guest {
         }
     }
 
-    /// The profile's kernel arguments: where the root (and `/usr`, `/oem`) are, for the
-    /// initramfs, and what else the profile needs.
+    /// The profile's kernel arguments for a `-kernel` boot (where the root is, for the
+    /// initramfs); a guest that boots from firmware has its own in its grub.cfg.
     pub fn boot_args(&self) -> &'static str {
-        match self.profile {
-            Profile::Debian => "root=/dev/vda rw",
-            Profile::Flatcar => flatcar::BOOT_ARGS,
-            Profile::FlatcarInitrd => flatcar::BOOT_ARGS_INITRD_MERGE,
+        match self.profile.boot() {
+            Boot::Kernel => "root=/dev/vda rw",
+            Boot::Firmware => "",
         }
+    }
+
+    pub fn boot(&self) -> Boot {
+        self.profile.boot()
     }
 
     fn at(dir: &Path, arch: Arch, profile: Profile) -> Result<Guest, BuildError> {
@@ -326,7 +356,7 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
             recipe.arch, recipe.profile, k.version
         ));
         debian::customize(recipe.arch, &root)?;
-        kernel::install(&k, &root, &work)?;
+        kernel::install(&k, &root, &work, recipe.profile.boot() == Boot::Firmware)?;
         progress(&format!(
             "guest {} ({}): making the disk image",
             recipe.arch, recipe.profile
@@ -342,7 +372,21 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
                     recipe.arch, recipe.profile
                 ));
                 builtins::install(&root, recipe.arch, &flatcar::release(model))?;
-                flatcar::make_disk(&root, &work.join("root.img"), &recipe.hash())?
+                progress(&format!(
+                    "guest {} ({}): writing Flatcar's disk (ESP with GRUB, USR-A btrfs with dm-verity, OEM btrfs, ROOT ext4)",
+                    recipe.arch, recipe.profile
+                ));
+                flatcar::make_disk(
+                    &root,
+                    recipe.arch,
+                    model,
+                    &flatcar::BootFiles {
+                        kernel: &work.join("vmlinuz"),
+                        initrd: &work.join("initrd.cpio"),
+                    },
+                    &work.join("root.img"),
+                    &recipe.hash(),
+                )?
             }
         }
         std::fs::remove_dir_all(&root).map_err(|e| BuildError::io(&root, e))?;

@@ -106,7 +106,12 @@ pub fn baseline(guest: &Guest, progress: &dyn Fn(&str)) -> Result<Baseline, Harn
         "booting the {} Flatcar guest once without extensions (its errors and /usr are the baseline)",
         guest.arch
     ));
-    let vm = Vm::boot(guest)?;
+    // The same boot the cases get: from the initramfs hold where the guest has one.
+    if guest.boot() == sysext_builder::guest::Boot::Firmware {
+        let base = sysext_harness::Place::from_env().snapshots();
+        sysext_harness::snapshot::initrd_held(guest, &base, progress)?;
+    }
+    let vm = Vm::boot_with(guest, &BootOptions::default())?;
     let b = measure(&vm)?;
     let json = serde_json::to_vec(&b).map_err(|e| HarnessError::Ssh(e.to_string()))?;
     sysext_builder::atomic::write_bytes(&path, &json).map_err(|e| HarnessError::io(&path, e))?;

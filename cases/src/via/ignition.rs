@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use sysext_builder::Arch;
 use sysext_builder::flatcar_release::MergeModel;
-use sysext_builder::guest;
 use sysext_builder::ignition::{self as config, Request, UpdateDropIn};
 use sysext_harness::vm::BootOptions;
 use sysext_harness::{HarnessError, Mirror, Vm};
@@ -64,8 +63,7 @@ pub fn reach(
             .iter()
             .map(|n| (n.to_string(), config_file.clone()))
             .collect(),
-        kernel_args: guest::IGNITION_ARG.into(),
-        payload_disk: false,
+        ..Default::default()
     };
     progress(&format!(
         "cold-booting the {} guest with an Ignition config for {} (mirror {})",

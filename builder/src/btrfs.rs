@@ -1,0 +1,77 @@
+//! btrfs filesystems in plain files, without root or a mount: `mkfs.btrfs --rootdir` makes
+//! one from a tree (Flatcar's USR and OEM partitions are btrfs), `btrfs restore` reads one
+//! back into a tree (how `bake` changes an OEM partition: read, add, make again).
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::errors::BuildError;
+use crate::host_tool;
+
+const PACKAGE: &str = "btrfs-progs";
+
+/// What one filesystem is called and how big it is.
+#[derive(Debug, Clone)]
+pub struct Filesystem<'a> {
+    pub label: &'a str,
+    /// Kept across a rebuild, so what finds the filesystem by UUID still finds it.
+    pub uuid: Option<&'a str>,
+    pub bytes: u64,
+}
+
+/// Makes `out` (created or truncated to `fs.bytes`) a btrfs holding `tree`. Single
+/// metadata and data profiles: a partition image, not a disk that can lose a copy.
+pub fn make(tree: &Path, fs: &Filesystem, out: &Path) -> Result<(), BuildError> {
+    let f = std::fs::File::create(out).map_err(|e| BuildError::io(out, e))?;
+    f.set_len(fs.bytes).map_err(|e| BuildError::io(out, e))?;
+    drop(f);
+    let mut cmd = Command::new("mkfs.btrfs");
+    cmd.args(["-q", "-f", "-m", "single", "-d", "single", "-L", fs.label]);
+    if let Some(uuid) = fs.uuid {
+        cmd.args(["-U", uuid]);
+    }
+    cmd.arg("--rootdir").arg(tree).arg(out);
+    host_tool::output(&mut cmd, PACKAGE)?;
+    Ok(())
+}
+
+/// Copies every file of the btrfs in `image` (a partition image file) into `dest`, with
+/// owners, modes, times, xattrs and symlinks.
+pub fn read_back(image: &Path, dest: &Path) -> Result<(), BuildError> {
+    std::fs::create_dir_all(dest).map_err(|e| BuildError::io(dest, e))?;
+    host_tool::output(
+        Command::new("btrfs")
+            .args(["restore", "-x", "-m", "-S", "-i"])
+            .arg(image)
+            .arg(dest),
+        PACKAGE,
+    )?;
+    Ok(())
+}
+
+/// The label and UUID of the btrfs in `image` (its superblock at 64 KiB), or `None` when
+/// it is not one.
+pub fn identity(image: &std::fs::File, offset: u64) -> std::io::Result<Option<(String, String)>> {
+    use std::os::unix::fs::FileExt;
+    let mut sb = [0u8; 4096];
+    image.read_exact_at(&mut sb, offset + 0x10000)?;
+    if &sb[0x40..0x48] != b"_BHRfS_M" {
+        return Ok(None);
+    }
+    let uuid = &sb[0x20..0x30];
+    let h = hex::encode(uuid);
+    let uuid = format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    );
+    let label = &sb[0x12b..0x12b + 256];
+    let end = label.iter().position(|b| *b == 0).unwrap_or(label.len());
+    Ok(Some((
+        String::from_utf8_lossy(&label[..end]).into_owned(),
+        uuid,
+    )))
+}
