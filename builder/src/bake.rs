@@ -2,6 +2,9 @@
 //! their sysupdate config expects, made as an ordinary user: partitions are found by GPT
 //! label ([`crate::gpt`]) and written with `debugfs -w` at the partition's offset in the
 //! copy (no root, no loop device, no mount), then every file is read back and compared.
+//! A btrfs OEM partition (Flatcar's) is read back into a tree (`btrfs restore`), the files
+//! added, and made again with `mkfs.btrfs --rootdir` under the same label and UUID. USR-A
+//! and USR-B are never written.
 //!
 //! Layout, per extension `NAME` (from the image's release file and bakery file name):
 //! - the image at `/opt/extensions/NAME/NAME-VERSION-ARCH.raw` on ROOT (`--install-to
@@ -168,9 +171,12 @@ pub fn bake(
     progress(&format!("copying {} (sparse)", base.display()));
     copy_disk(base, &tmp)?;
     let root = ext4_partition(&tmp, base, "ROOT")?;
-    let oem = match install_to {
-        InstallTo::Oem => Some(ext4_partition(&tmp, base, "OEM")?),
-        InstallTo::Root => None,
+    let (oem, oem_btrfs) = match install_to {
+        InstallTo::Oem => match btrfs_partition(&tmp, base, "OEM")? {
+            Some((part, identity)) => (Some(part), Some(identity)),
+            None => (Some(ext4_partition(&tmp, base, "OEM")?), None),
+        },
+        InstallTo::Root => (None, None),
     };
     let mut written = Vec::new();
     let mut root_script = Script::default();
@@ -229,6 +235,16 @@ pub fn bake(
                 what: format!("sysupdate config from {}", conf.display()),
             });
         }
+    }
+    if let (Some(part), Some((label, uuid))) = (&oem, &oem_btrfs) {
+        progress(&format!(
+            "remaking partition {} ({}, btrfs) with {} file(s) added",
+            part.number,
+            part.label,
+            oem_script.checks.len()
+        ));
+        rewrite_btrfs(&tmp, part, label, uuid, &oem_script)?;
+        oem_script = Script::default();
     }
     for (part, script) in [(Some(&root), &root_script), (oem.as_ref(), &oem_script)] {
         let Some(part) = part else { continue };
@@ -432,6 +448,113 @@ fn copy_disk(base: &Path, dest: &Path) -> Result<(), BakeError> {
     Ok(())
 }
 
+/// A btrfs filesystem's label and UUID.
+type BtrfsIdentity = (String, String);
+
+/// The partition labelled `label` with its btrfs label and UUID, when it holds btrfs.
+fn btrfs_partition(
+    disk: &Path,
+    shown_as: &Path,
+    label: &str,
+) -> Result<Option<(Partition, BtrfsIdentity)>, BakeError> {
+    let part = gpt::find(disk, label).map_err(|e| BakeError::Input {
+        path: shown_as.to_path_buf(),
+        problem: e.to_string().split_once(": ").map(|(_, p)| p.to_string()).unwrap_or_default(),
+        fix: "give a Flatcar disk image (flatcar_production_image.bin, the qemu_uefi image) or the Flatcar guest's disk".into(),
+    })?;
+    let f = std::fs::File::open(disk).map_err(|e| BakeError::io(disk, e))?;
+    let identity = crate::btrfs::identity(&f, part.offset()).map_err(|e| BakeError::io(disk, e))?;
+    Ok(identity.map(|id| (part, id)))
+}
+
+/// Puts `script`'s files and links into the btrfs in `part`: its content read back into a
+/// tree, the files added, the filesystem made again from the tree with the same label and
+/// UUID (what mounts it by either still finds it), written over the partition, and read
+/// back once more to compare every file.
+fn rewrite_btrfs(
+    disk: &Path,
+    part: &Partition,
+    label: &str,
+    uuid: &str,
+    script: &Script,
+) -> Result<(), BakeError> {
+    let work = tempfile::Builder::new()
+        .prefix(".bake-btrfs-")
+        .tempdir_in(
+            disk.parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new(".")),
+        )
+        .map_err(|e| BakeError::io(disk, e))?;
+    let old = work.path().join("old.img");
+    crate::partition_image::extract(disk, part, &old).map_err(|e| BakeError::io(disk, e))?;
+    let tree = work.path().join("tree");
+    crate::btrfs::read_back(&old, &tree).map_err(|e| built(e, disk))?;
+    std::fs::remove_file(&old).map_err(|e| BakeError::io(&old, e))?;
+    let inside = |path: &str| tree.join(path.trim_start_matches('/'));
+    for (path, expect) in &script.checks {
+        let dest = inside(path);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| BakeError::io(parent, e))?;
+        }
+        let _ = std::fs::remove_file(&dest);
+        match expect {
+            Expect::File(host) => {
+                std::fs::copy(host, &dest).map_err(|e| BakeError::io(&dest, e))?;
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644))
+                    .map_err(|e| BakeError::io(&dest, e))?;
+            }
+            Expect::Link(target) => {
+                std::os::unix::fs::symlink(target, &dest).map_err(|e| BakeError::io(&dest, e))?
+            }
+        }
+    }
+    let new = work.path().join("new.img");
+    crate::btrfs::make(
+        &tree,
+        &crate::btrfs::Filesystem {
+            label,
+            uuid: Some(uuid),
+            bytes: part.size(),
+        },
+        &new,
+    )
+    .map_err(|e| built(e, disk))?;
+    crate::partition_image::write(disk, part, &new, crate::partition_image::Underneath::Data)
+        .map_err(|e| BakeError::io(disk, e))?;
+    let check = work.path().join("check");
+    let again = work.path().join("again.img");
+    crate::partition_image::extract(disk, part, &again).map_err(|e| BakeError::io(disk, e))?;
+    crate::btrfs::read_back(&again, &check).map_err(|e| built(e, disk))?;
+    for (path, expect) in &script.checks {
+        let got = check.join(path.trim_start_matches('/'));
+        let ok = match expect {
+            Expect::File(host) => digest(&got).ok() == Some(digest(host)?),
+            Expect::Link(target) => {
+                std::fs::read_link(&got).ok().as_deref() == Some(Path::new(target))
+            }
+        };
+        if !ok {
+            return Err(BakeError::Write {
+                partition: format!("partition {} ({})", part.number, part.label),
+                path: path.clone(),
+                detail: "btrfs restore gave other bytes".into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// A btrfs tool's failure as bake's: the tool's own words, or the file it could not use.
+fn built(e: crate::errors::BuildError, disk: &Path) -> BakeError {
+    match e {
+        crate::errors::BuildError::Tool(t) => BakeError::Tool(t),
+        crate::errors::BuildError::Io { path, source } => BakeError::Io { path, source },
+        other => BakeError::io(disk, std::io::Error::other(other.to_string())),
+    }
+}
+
 /// The partition labelled `label`, which must hold ext4 (what debugfs writes).
 fn ext4_partition(disk: &Path, shown_as: &Path, label: &str) -> Result<Partition, BakeError> {
     let part = gpt::find(disk, label).map_err(|e| BakeError::Input {
@@ -450,10 +573,10 @@ fn ext4_partition(disk: &Path, shown_as: &Path, label: &str) -> Result<Partition
         return Err(BakeError::Input {
             path: shown_as.to_path_buf(),
             problem: format!(
-                "partition {} ({label}) is btrfs, which bake cannot write without mounting it",
+                "partition {} ({label}) is btrfs; bake writes btrfs only to OEM",
                 part.number
             ),
-            fix: "use --install-to root (ROOT is ext4)".into(),
+            fix: "use --install-to root (ROOT is ext4) or --install-to oem".into(),
         });
     }
     let mut magic = [0u8; 2];

@@ -36,16 +36,18 @@ pub fn make(tree: &Path, fs: &Filesystem, out: &Path) -> Result<(), BuildError> 
 }
 
 /// Copies every file of the btrfs in `image` (a partition image file) into `dest`, with
-/// owners, modes, times, xattrs and symlinks.
+/// xattrs and symlinks, and as root also owners, modes and times (`btrfs restore -m` stops
+/// at the first owner it cannot set; as a user the files become the user's, with default
+/// modes, and so do they in a filesystem made again from them).
 pub fn read_back(image: &Path, dest: &Path) -> Result<(), BuildError> {
     std::fs::create_dir_all(dest).map_err(|e| BuildError::io(dest, e))?;
-    host_tool::output(
-        Command::new("btrfs")
-            .args(["restore", "-x", "-m", "-S", "-i"])
-            .arg(image)
-            .arg(dest),
-        PACKAGE,
-    )?;
+    let mut cmd = Command::new("btrfs");
+    cmd.args(["restore", "-x", "-S", "-i"]);
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        cmd.arg("-m");
+    }
+    host_tool::output(cmd.arg(image).arg(dest), PACKAGE)?;
     Ok(())
 }
 

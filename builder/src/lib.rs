@@ -22,6 +22,7 @@ pub mod image;
 pub mod layout;
 pub mod naming;
 pub mod osrelease;
+pub mod partition_image;
 pub mod pattern;
 #[cfg(test)]
 mod props;

@@ -103,6 +103,10 @@ impl Scratch {
         disk
     }
 
+    fn disk_flatcar(&self) -> PathBuf {
+        flatcar_format_disk(self)
+    }
+
     /// A bakery-named extension image with its sysupdate config beside it.
     fn extension(&self, arch: &str) -> PathBuf {
         let spec = self.path("hello.toml");
@@ -242,6 +246,148 @@ fn install_to_oem_puts_the_image_on_oem_and_the_link_on_root() {
     );
 }
 
+/// The bytes of partition `label` of `disk`, hashed.
+fn partition_digest(disk: &Path, label: &str) -> Vec<u8> {
+    use std::os::unix::fs::FileExt;
+    let part = gpt::find(disk, label).unwrap();
+    let mut buf = vec![0u8; part.size() as usize];
+    std::fs::File::open(disk)
+        .unwrap()
+        .read_exact_at(&mut buf, part.offset())
+        .unwrap();
+    Sha256::digest(&buf).to_vec()
+}
+
+/// Flatcar's shape of the same: USR-A (filled with bytes that must never change), OEM
+/// btrfs with Flatcar's `oem-release`, ROOT ext4.
+fn flatcar_format_disk(s: &Scratch) -> PathBuf {
+    let disk = s.path("flatcar.img");
+    let plan = [
+        Planned {
+            number: 3,
+            label: "USR-A",
+            type_guid: types::COREOS_USR,
+            mib: 4,
+            attributes: sysext_builder::guest::USR_A_ATTRIBUTES,
+        },
+        Planned {
+            number: 6,
+            label: "OEM",
+            type_guid: types::LINUX_DATA,
+            mib: 128,
+            attributes: 0,
+        },
+        Planned {
+            number: 9,
+            label: "ROOT",
+            type_guid: types::COREOS_RESIZE,
+            mib: 16,
+            attributes: 0,
+        },
+    ];
+    let parts = gpt::write(&disk, &plan, "cli-bake-btrfs").unwrap();
+    let usr = parts.iter().find(|p| p.label == "USR-A").unwrap();
+    let noise: Vec<u8> = (0..usr.size()).map(|i| (i * 7 % 251) as u8).collect();
+    use std::os::unix::fs::FileExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .write_all_at(&noise, usr.offset())
+        .unwrap();
+    let oem_tree = s.path("oem-tree");
+    std::fs::create_dir_all(&oem_tree).unwrap();
+    std::fs::write(oem_tree.join("oem-release"), "ID=qemu\n").unwrap();
+    let oem = parts.iter().find(|p| p.label == "OEM").unwrap();
+    let oem_img = s.path("oem.img");
+    sysext_builder::btrfs::make(
+        &oem_tree,
+        &sysext_builder::btrfs::Filesystem {
+            label: "OEM",
+            uuid: Some("0b7e8f1c-1d2e-4f3a-8b4c-5d6e7f809a1b"),
+            bytes: oem.size(),
+        },
+        &oem_img,
+    )
+    .unwrap();
+    sysext_builder::partition_image::write(
+        &disk,
+        oem,
+        &oem_img,
+        sysext_builder::partition_image::Underneath::Zeros,
+    )
+    .unwrap();
+    let root = parts.iter().find(|p| p.label == "ROOT").unwrap();
+    let tree = s.path("root-tree-flatcar");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    let ok = Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext4", "-L", "ROOT", "-E"])
+        .arg(format!("offset={},root_owner=0:0", root.offset()))
+        .arg("-d")
+        .arg(&tree)
+        .arg(&disk)
+        .arg(format!("{}k", root.size() / 1024))
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    s.share(&disk);
+    disk
+}
+
+/// The files of the btrfs in partition `label` of `disk`, read back with `btrfs restore`.
+fn btrfs_tree(disk: &Path, label: &str, into: &Path) -> (String, String) {
+    let part = gpt::find(disk, label).unwrap();
+    let img = into.with_extension("img");
+    sysext_builder::partition_image::extract(disk, &part, &img).unwrap();
+    sysext_builder::btrfs::read_back(&img, into).unwrap();
+    let f = std::fs::File::open(&img).unwrap();
+    sysext_builder::btrfs::identity(&f, 0)
+        .unwrap()
+        .expect("still btrfs")
+}
+
+#[test]
+fn nobody_bakes_into_a_btrfs_oem_which_keeps_its_label_uuid_and_files_and_usr_is_untouched() {
+    let s = Scratch::new();
+    let disk = s.disk_flatcar();
+    let usr_before = partition_digest(&disk, "USR-A");
+    let image = s.extension("x86-64");
+    let out = s.path("baked.img");
+    let r = s.bake_as_nobody(&[
+        "--base",
+        disk.to_str().unwrap(),
+        "--install-to",
+        "oem",
+        "-o",
+        out.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(partition_digest(&out, "USR-A"), usr_before, "USR-A changed");
+    let tree = s.path("oem-after");
+    let (label, uuid) = btrfs_tree(&out, "OEM", &tree);
+    assert_eq!(label, "OEM");
+    assert_eq!(uuid, "0b7e8f1c-1d2e-4f3a-8b4c-5d6e7f809a1b");
+    assert_eq!(
+        std::fs::read(tree.join("extensions/hello/hello-1.2.3-x86-64.raw")).unwrap(),
+        std::fs::read(&image).unwrap()
+    );
+    assert_eq!(
+        std::fs::read_to_string(tree.join("oem-release")).unwrap(),
+        "ID=qemu\n",
+        "what the OEM partition had is kept"
+    );
+    assert_eq!(
+        link_target(&out, "ROOT", "/etc/extensions/hello.raw"),
+        "/oem/extensions/hello/hello-1.2.3-x86-64.raw"
+    );
+    assert_eq!(
+        partition_digest(&disk, "USR-A"),
+        usr_before,
+        "the base changed"
+    );
+}
+
 #[test]
 fn an_image_for_the_other_arch_is_refused_in_one_line_and_nothing_is_written() {
     let s = Scratch::new();
@@ -375,6 +521,64 @@ mod vm {
         assert_eq!(
             outs[2].stdout.trim(),
             "/opt/extensions/hello/hello-1.2.3-x86-64.raw"
+        );
+    }
+
+    #[test]
+    fn baked_into_the_btrfs_oem_boots_with_the_extension_merged_and_usr_a_unchanged() {
+        let recipe = guest::Recipe::new(Profile::Flatcar, Arch::X86_64);
+        let base = guest::build_or_reuse(&recipe, &|l| eprintln!("{l}")).unwrap();
+        let s = Scratch::new();
+        let disk = s.path("guest.img");
+        let cp = Command::new("cp")
+            .arg("--sparse=always")
+            .arg(&base.disk)
+            .arg(&disk)
+            .status()
+            .unwrap();
+        assert!(cp.success());
+        s.share(&disk);
+        let usr_before = partition_digest(&disk, "USR-A");
+        let image = s.extension("x86-64");
+        let out = s.path("baked.img");
+        let r = s.bake_as_nobody(&[
+            "--base",
+            disk.to_str().unwrap(),
+            "--install-to",
+            "oem",
+            "-o",
+            out.to_str().unwrap(),
+            image.to_str().unwrap(),
+        ]);
+        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+        assert_eq!(partition_digest(&out, "USR-A"), usr_before, "USR-A changed");
+        let baked = Guest {
+            disk: out,
+            ..base.clone()
+        };
+        let vm = sysext_harness::Vm::boot_with(&baked, &Default::default()).unwrap();
+        let outs = vm
+            .batch(&[
+                "systemd-sysext status --json=short",
+                "cat /usr/share/hello/data",
+                "findmnt -n -o FSTYPE,SOURCE /oem",
+                "findmnt -n -o SOURCE /usr",
+            ])
+            .unwrap();
+        assert!(
+            outs[0].stdout.contains("\"hello\""),
+            "not merged at boot: {}",
+            outs[0].stdout
+        );
+        assert_eq!(outs[1].stdout, "hi");
+        assert!(outs[2].stdout.starts_with("btrfs "), "{}", outs[2].stdout);
+        assert!(
+            outs[3]
+                .stdout
+                .lines()
+                .any(|l| l.trim() == "/dev/mapper/usr"),
+            "/usr is not the verity device: {}",
+            outs[3].stdout
         );
     }
 }

@@ -642,48 +642,10 @@ fn derived_uuid(seed: &str, what: &str) -> String {
     )
 }
 
-/// Copies a partition image into `disk` at the partition's offset, skipping the zero
-/// megabytes (the disk is sparse: they already read as zero).
+/// Copies a partition image into the fresh (sparse, zero) disk.
 fn copy_into(disk: &Path, part: &gpt::Partition, image: &Path) -> Result<(), BuildError> {
-    use std::io::Read;
-    use std::os::unix::fs::FileExt;
-    let mut src = std::fs::File::open(image).map_err(|e| BuildError::io(image, e))?;
-    let len = src.metadata().map_err(|e| BuildError::io(image, e))?.len();
-    if len > part.size() {
-        return Err(BuildError::Spec(format!(
-            "{} ({len} bytes) does not fit partition {} ({} bytes)",
-            image.display(),
-            part.label,
-            part.size()
-        )));
-    }
-    let dest = std::fs::OpenOptions::new()
-        .write(true)
-        .open(disk)
-        .map_err(|e| BuildError::io(disk, e))?;
-    let mut buf = vec![0u8; 1 << 20];
-    let mut at = 0u64;
-    loop {
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = src
-                .read(&mut buf[filled..])
-                .map_err(|e| BuildError::io(image, e))?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        if filled == 0 {
-            break;
-        }
-        if buf[..filled].iter().any(|b| *b != 0) {
-            dest.write_all_at(&buf[..filled], part.offset() + at)
-                .map_err(|e| BuildError::io(disk, e))?;
-        }
-        at += filled as u64;
-    }
-    Ok(())
+    crate::partition_image::write(disk, part, image, crate::partition_image::Underneath::Zeros)
+        .map_err(|e| BuildError::io(image, e))
 }
 
 #[cfg(test)]

@@ -43,6 +43,9 @@ pub const GIVE_UP_ON: &[&str] = &[
     "emergency mode",
     "Kernel panic",
     "Ignition failed",
+    // The kernel's word for a /usr block that does not match the verity root hash: the
+    // initramfs cannot mount /usr and stops.
+    "device-mapper: verity",
 ];
 /// systemd's and the kernel's words for a boot that went wrong, as the console shows them.
 /// Only these make a boot without a login the image's failure.
@@ -56,6 +59,7 @@ const FAILURE_WORDS: &[&str] = &[
     "sysext-test-sshd.service",
     // Ignition's own last word when a stage fails (`CRITICAL : Ignition failed: ...`).
     "Ignition failed",
+    "device-mapper: verity",
 ];
 
 /// What the Flatcar guest's own boot looks like, without any extension: measured
