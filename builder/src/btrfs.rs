@@ -51,6 +51,52 @@ pub fn read_back(image: &Path, dest: &Path) -> Result<(), BuildError> {
     Ok(())
 }
 
+/// One file of the btrfs in `image` (its path inside the filesystem, `/`-rooted), or `None`
+/// when it has no such file.
+pub fn read_file(image: &Path, path: &str) -> Result<Option<Vec<u8>>, BuildError> {
+    let dest = tempfile::tempdir().map_err(|e| BuildError::io(image, e))?;
+    // Every directory on the way must match too, or restore does not descend.
+    let mut regex = String::from("^/(");
+    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    for (i, p) in parts.iter().enumerate() {
+        regex.push('|');
+        if i > 0 {
+            regex.push('/');
+        }
+        regex.push_str(&regex_escape(p));
+        if i + 1 < parts.len() {
+            regex.push('(');
+        }
+    }
+    regex.push_str(&")".repeat(parts.len()));
+    regex.push('$');
+    host_tool::output(
+        Command::new("btrfs")
+            .args(["restore", "-i", "--path-regex", &regex])
+            .arg(image)
+            .arg(dest.path()),
+        PACKAGE,
+    )?;
+    let got = dest.path().join(path.trim_start_matches('/'));
+    match std::fs::read(&got) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(BuildError::io(&got, e)),
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                vec![c]
+            } else {
+                vec!['\\', c]
+            }
+        })
+        .collect()
+}
+
 /// The label and UUID of the btrfs in `image` (its superblock at 64 KiB), or `None` when
 /// it is not one.
 pub fn identity(image: &std::fs::File, offset: u64) -> std::io::Result<Option<(String, String)>> {

@@ -117,6 +117,7 @@ pub fn key_credential(public: &str) -> String {
 /// own disk (a baked copy does: `bake` writes inside partitions).
 fn held_state_for(guest: &Guest, options: &BootOptions) -> Option<Snapshot> {
     if guest.boot() != sysext_builder::guest::Boot::Firmware
+        || !guest.holds_in_initrd
         || options.hold_in_initrd
         || options.payload_disk
         || std::env::var("SYSEXT_TEST_COLD_BOOT").as_deref() == Ok("1")

@@ -14,6 +14,7 @@ mod cpio;
 mod debian;
 pub mod esp;
 mod flatcar;
+pub mod image;
 mod kernel;
 
 pub use flatcar::USR_A_ATTRIBUTES;
@@ -281,7 +282,14 @@ pub struct Guest {
     pub disk: PathBuf,
     pub kernel_version: String,
     pub profile: Profile,
+    /// Its initramfs holds when the harness asks ([`HOLD_BEACON`]): boot cases resume from
+    /// a state saved there. Ours do; a Flatcar release's does not.
+    pub holds_in_initrd: bool,
 }
+
+/// Beside a guest whose initramfs can hold: written by the build, or by
+/// [`image::from_disk`] when the disk's initramfs has the hold in it.
+const HOLDS_MARKER: &str = "initrd-holds";
 
 impl Guest {
     /// The serial console device name inside the guest.
@@ -305,7 +313,7 @@ impl Guest {
         self.profile.boot()
     }
 
-    fn at(dir: &Path, arch: Arch, profile: Profile) -> Result<Guest, BuildError> {
+    pub(crate) fn at(dir: &Path, arch: Arch, profile: Profile) -> Result<Guest, BuildError> {
         let kernel_version = std::fs::read_to_string(dir.join("kernel-version"))
             .map_err(|e| BuildError::io(&dir.join("kernel-version"), e))?
             .trim()
@@ -318,6 +326,7 @@ impl Guest {
             disk: dir.join("root.img"),
             kernel_version,
             profile,
+            holds_in_initrd: dir.join(HOLDS_MARKER).exists(),
         })
     }
 }
@@ -390,6 +399,9 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
             }
         }
         std::fs::remove_dir_all(&root).map_err(|e| BuildError::io(&root, e))?;
+        if recipe.profile.boot() == Boot::Firmware {
+            std::fs::write(work.join(HOLDS_MARKER), b"").map_err(|e| BuildError::io(&work, e))?;
+        }
         std::fs::write(work.join("recipe-hash"), recipe.hash())
             .map_err(|e| BuildError::io(&work, e))?;
         std::fs::write(work.join(".complete"), b"").map_err(|e| BuildError::io(&work, e))?;

@@ -11,7 +11,7 @@ use std::time::Instant;
 use sysext_builder::Arch;
 use sysext_builder::bake::{self, Extension, InstallTo};
 use sysext_builder::flatcar_release::MergeModel;
-use sysext_builder::guest::{self, Guest, Profile};
+use sysext_builder::guest::{Guest, Profile};
 use sysext_builder::image::{Image, Kind};
 use sysext_harness::Vm;
 use sysext_harness::vm::BootOptions;
@@ -35,16 +35,7 @@ pub fn flatcar_guest(
     model: MergeModel,
     progress: &dyn Fn(&str),
 ) -> Result<(Guest, Baseline), NotReached> {
-    let profile = Profile::flatcar(model);
-    let recipe = guest::Recipe::new(profile, arch);
-    let base = guest::build_or_reuse(&recipe, progress).map_err(|e| {
-        NotReached::harness(
-            "guest image",
-            format!(
-                "{arch} {profile}: {e} (build it with `sysext-test guest build --profile {profile} --arch {arch}`)"
-            ),
-        )
-    })?;
+    let base = crate::via::guest::resolve(arch, Profile::flatcar(model), progress)?;
     let baseline = cold_boot::baseline(&base, progress)
         .map_err(|e| NotReached::harness(&format!("baseline boot: {}", e.stage()), &e))?;
     Ok((base, baseline))

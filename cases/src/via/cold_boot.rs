@@ -111,11 +111,24 @@ pub fn baseline(guest: &Guest, progress: &dyn Fn(&str)) -> Result<Baseline, Harn
         guest.arch
     ));
     // The same boot the cases get: from the initramfs hold where the guest has one.
-    if guest.boot() == sysext_builder::guest::Boot::Firmware {
+    if guest.boot() == sysext_builder::guest::Boot::Firmware && guest.holds_in_initrd {
         let base = sysext_harness::Place::from_env().snapshots();
         sysext_harness::snapshot::initrd_held(guest, &base, progress)?;
     }
-    let vm = Vm::boot_with(guest, &BootOptions::default())?;
+    // A guest that died before its login (an early TCG oops, QEMU exiting) boots once more:
+    // one flaky boot must not fail every case that compares with it.
+    let vm = match Vm::boot_with(guest, &BootOptions::default()) {
+        Ok(vm) => vm,
+        Err(e) if e.is_boot_failure() => {
+            progress(&format!(
+                "the {} guest died during its baseline boot; booting it once more. First failure: {}",
+                guest.arch,
+                e.to_string().lines().next().unwrap_or_default()
+            ));
+            Vm::boot_with(guest, &BootOptions::default())?
+        }
+        Err(e) => return Err(e),
+    };
     let b = measure(&vm)?;
     let json = serde_json::to_vec(&b).map_err(|e| HarnessError::Ssh(e.to_string()))?;
     sysext_builder::atomic::write_bytes(&path, &json).map_err(|e| HarnessError::io(&path, e))?;

@@ -9,6 +9,7 @@
 
 pub mod baked;
 pub mod cold_boot;
+pub mod guest;
 pub mod ignition;
 pub mod runtime;
 

@@ -33,13 +33,7 @@ pub fn restore(
     carrying: Option<&Path>,
     progress: &dyn Fn(&str),
 ) -> Result<(Vm, Vec<String>), NotReached> {
-    let recipe = sysext_builder::guest::Recipe::new(profile, arch);
-    let guest = sysext_builder::guest::build_or_reuse(&recipe, progress).map_err(|e| {
-        no_guest(
-            "guest image",
-            format!("{arch}: {e} (build it with `sysext-test guest build --arch {arch}`)"),
-        )
-    })?;
+    let guest = crate::via::guest::resolve(arch, profile, progress)?;
     let snapshots = place.snapshots();
     let snap = sysext_harness::snapshot::shared(&guest, &snapshots, progress)
         .map_err(|e| no_guest(&format!("cold boot of the {arch} guest: {}", e.stage()), e))?;

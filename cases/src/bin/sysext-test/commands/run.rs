@@ -33,7 +33,9 @@ Examples:
   sysext-test run docker-28.0.4-x86-64.raw --manifest docker-test.toml
   sysext-test run --arch arm64 --case merge --format json my.raw
   sysext-test run --via all my-1.0-x86-64.raw
-  sysext-test run --via baked,ignition store/"
+  sysext-test run --via baked,ignition store/
+  sysext-test run --guest flatcar:stable --via all my-1.0-x86-64.raw
+  sysext-test run --guest ./flatcar_production_qemu_uefi_image.img --via all my-1.0-x86-64.raw"
 )]
 pub struct Args {
     /// Extension images (.raw), or a bakery release store (a folder per release tag as
@@ -61,6 +63,12 @@ pub struct Args {
     /// command does not print what its manifest expects (another image's copy won).
     #[arg(long, conflicts_with_all = ["cases", "via"])]
     together: bool,
+    /// Run on this guest instead of the built ones: flatcar:CHANNEL[:VERSION] (a Flatcar
+    /// release, fetched and verified as `guest fetch` does) or the path of a disk image in
+    /// Flatcar's format (raw or qcow2). Every way runs on it: run-time cases through sudo as
+    /// core, boot cases on baked copies, Ignition at its first boot.
+    #[arg(long, value_name = "flatcar:CHANNEL[:VERSION]|PATH")]
+    guest: Option<String>,
     /// What to print: for people or for machines.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -92,6 +100,20 @@ impl ViaArg {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(g) = &args.guest {
+        let choice: sysext_cases::via::guest::Choice = match g.parse() {
+            Ok(c) => c,
+            Err(e) => return crate::args::usage(format!("--guest {g}: {e}")),
+        };
+        if let sysext_cases::via::guest::Choice::Disk(p) = &choice
+            && !p.is_file()
+        {
+            return crate::args::usage(format!(
+                "--guest {g}: no such disk image; give flatcar:CHANNEL[:VERSION] or a disk `guest fetch` or `guest build --profile flatcar` made"
+            ));
+        }
+        sysext_cases::via::guest::choose(choice);
+    }
     let given = match &args.manifest {
         Some(p) => Some(Manifest::load(p).map_err(|e| anyhow::anyhow!("{e}"))?),
         None => None,

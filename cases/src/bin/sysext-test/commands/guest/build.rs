@@ -62,6 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "arch": arch,
             "profile": args.profile.to_string(),
             "dir": guest.dir,
+            "disk": guest.disk,
             "kernel": guest.kernel_version,
             "accel": accel.name(),
             "seconds": start.elapsed().as_secs_f64(),
