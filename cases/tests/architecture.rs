@@ -303,6 +303,7 @@ fn the_binary_is_thin_and_each_verb_has_a_module_of_its_own() {
 /// sets, and `--help` must list their values.
 const OPEN: &[&str] = &[
     "--output",
+    "--guest",
     "--hub",
     "--version",
     "--store",

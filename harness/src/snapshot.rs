@@ -439,7 +439,7 @@ pub fn validity(entry: &Entry, guest: &Guest) -> std::result::Result<(), String>
         return Err("incomplete (a save was interrupted)".into());
     }
     let key = GuestKey::for_guest(guest).map_err(|e| e.to_string())?;
-    let want = expected(guest, &key).map_err(|e| e.to_string())?;
+    let want = expected_as(guest, &key, record.initrd_hold).map_err(|e| e.to_string())?;
     let mut diffs = Vec::new();
     if record.guest != want.guest {
         diffs.push(format!(
