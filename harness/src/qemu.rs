@@ -205,7 +205,9 @@ impl Launch {
             "-netdev".into(),
             format!("user,id=net0,hostfwd=tcp:127.0.0.1:{}-:22", self.ssh_port),
             "-device".into(),
-            "virtio-net-pci,netdev=net0".into(),
+            // No option ROM (iPXE): nothing boots from the network, and the firmware would
+            // load and start it on every cold boot (0.6-0.8 s under TCG with OVMF).
+            "virtio-net-pci,netdev=net0,romfile=".into(),
             "-device".into(),
             "virtio-rng-pci".into(),
             "-serial".into(),

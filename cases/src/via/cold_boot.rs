@@ -100,6 +100,12 @@ pub fn baseline(guest: &Guest, progress: &dyn Fn(&str)) -> Result<Baseline, Harn
         ));
     let _lock = sysext_builder::cache::Lock::acquire(&lock_dir)
         .map_err(|e| HarnessError::io(&lock_dir, e))?;
+    // The state the boot cases resume from (and this baseline with them), made here too so
+    // the setup script, not the first case, pays for it.
+    if guest.boot() == sysext_builder::guest::Boot::Firmware && guest.holds_in_initrd {
+        let base = sysext_harness::Place::from_env().snapshots();
+        sysext_harness::snapshot::initrd_held(guest, &base, progress)?;
+    }
     if let Ok(text) = std::fs::read_to_string(&path)
         && let Ok(b) = serde_json::from_str::<Baseline>(&text)
         && b.is_plausible()
@@ -110,11 +116,6 @@ pub fn baseline(guest: &Guest, progress: &dyn Fn(&str)) -> Result<Baseline, Harn
         "booting the {} Flatcar guest once without extensions (its errors and /usr are the baseline)",
         guest.arch
     ));
-    // The same boot the cases get: from the initramfs hold where the guest has one.
-    if guest.boot() == sysext_builder::guest::Boot::Firmware && guest.holds_in_initrd {
-        let base = sysext_harness::Place::from_env().snapshots();
-        sysext_harness::snapshot::initrd_held(guest, &base, progress)?;
-    }
     // A guest that died before its login (an early TCG oops, QEMU exiting) boots once more:
     // one flaky boot must not fail every case that compares with it.
     let vm = match Vm::boot_with(guest, &BootOptions::default()) {
