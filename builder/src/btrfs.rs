@@ -106,16 +106,9 @@ pub fn identity(image: &std::fs::File, offset: u64) -> std::io::Result<Option<(S
     if &sb[0x40..0x48] != b"_BHRfS_M" {
         return Ok(None);
     }
-    let uuid = &sb[0x20..0x30];
-    let h = hex::encode(uuid);
-    let uuid = format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    );
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&sb[0x20..0x30]);
+    let uuid = crate::gpt::uuid_text(&uuid);
     let label = &sb[0x12b..0x12b + 256];
     let end = label.iter().position(|b| *b == 0).unwrap_or(label.len());
     Ok(Some((

@@ -314,7 +314,13 @@ fn guid_to_string(b: &[u8]) -> String {
     g[0..4].reverse();
     g[4..6].reverse();
     g[6..8].reverse();
-    let h = hex::encode_upper(g);
+    uuid_text(&g).to_ascii_uppercase()
+}
+
+/// 16 bytes in their stored order as `8-4-4-4-12` lowercase hex (how filesystems and
+/// `blkid` show a UUID; GPT's mixed-endian GUIDs swap the first three fields first).
+pub fn uuid_text(b: &[u8; 16]) -> String {
+    let h = hex::encode(b);
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],

@@ -476,11 +476,11 @@ mod vm {
     use sysext_builder::Arch;
     use sysext_builder::guest::{self, Guest, Profile};
 
-    #[test]
-    fn baked_by_nobody_boots_with_the_extension_merged() {
+    /// The flatcar guest's disk copied where nobody can read it, `hello` baked into it as
+    /// nobody with `extra` arguments (USR-A must come out as it went in): the guest to boot.
+    fn baked_guest(s: &Scratch, extra: &[&str]) -> Guest {
         let recipe = guest::Recipe::new(Profile::Flatcar, Arch::X86_64);
         let base = guest::build_or_reuse(&recipe, &|l| eprintln!("{l}")).unwrap();
-        let s = Scratch::new();
         let disk = s.path("guest.img");
         let cp = Command::new("cp")
             .arg("--sparse=always")
@@ -490,20 +490,27 @@ mod vm {
             .unwrap();
         assert!(cp.success());
         s.share(&disk);
+        let usr_before = partition_digest(&disk, "USR-A");
         let image = s.extension("x86-64");
         let out = s.path("baked.img");
-        let r = s.bake_as_nobody(&[
+        let mut args = vec![
             "--base",
             disk.to_str().unwrap(),
             "-o",
             out.to_str().unwrap(),
-            image.to_str().unwrap(),
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        args.push(image.to_str().unwrap());
+        let r = s.bake_as_nobody(&args);
         assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        let baked = Guest {
-            disk: out,
-            ..base.clone()
-        };
+        assert_eq!(partition_digest(&out, "USR-A"), usr_before, "USR-A changed");
+        Guest { disk: out, ..base }
+    }
+
+    #[test]
+    fn baked_by_nobody_boots_with_the_extension_merged() {
+        let s = Scratch::new();
+        let baked = baked_guest(&s, &[]);
         let vm = sysext_harness::Vm::boot(&baked).unwrap();
         let outs = vm
             .batch(&[
@@ -526,36 +533,8 @@ mod vm {
 
     #[test]
     fn baked_into_the_btrfs_oem_boots_with_the_extension_merged_and_usr_a_unchanged() {
-        let recipe = guest::Recipe::new(Profile::Flatcar, Arch::X86_64);
-        let base = guest::build_or_reuse(&recipe, &|l| eprintln!("{l}")).unwrap();
         let s = Scratch::new();
-        let disk = s.path("guest.img");
-        let cp = Command::new("cp")
-            .arg("--sparse=always")
-            .arg(&base.disk)
-            .arg(&disk)
-            .status()
-            .unwrap();
-        assert!(cp.success());
-        s.share(&disk);
-        let usr_before = partition_digest(&disk, "USR-A");
-        let image = s.extension("x86-64");
-        let out = s.path("baked.img");
-        let r = s.bake_as_nobody(&[
-            "--base",
-            disk.to_str().unwrap(),
-            "--install-to",
-            "oem",
-            "-o",
-            out.to_str().unwrap(),
-            image.to_str().unwrap(),
-        ]);
-        assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
-        assert_eq!(partition_digest(&out, "USR-A"), usr_before, "USR-A changed");
-        let baked = Guest {
-            disk: out,
-            ..base.clone()
-        };
+        let baked = baked_guest(&s, &["--install-to", "oem"]);
         let vm = sysext_harness::Vm::boot_with(&baked, &Default::default()).unwrap();
         let outs = vm
             .batch(&[

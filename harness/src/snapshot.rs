@@ -257,20 +257,7 @@ pub fn shared(guest: &Guest, base: &Path, progress: &dyn Fn(&str)) -> Result<Sna
         "modprobe -a {}",
         sysext_builder::guest::PRELOAD_MODULES.join(" ")
     ));
-    let tmp = base.join(format!(".{}.saving", want.dir_name()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let saved = (|| {
-        vm.save(&tmp)?;
-        let json = serde_json::to_string_pretty(&want)
-            .map_err(|e| HarnessError::io(&tmp, std::io::Error::other(e)))?;
-        std::fs::write(tmp.join("record.json"), json).map_err(|e| HarnessError::io(&tmp, e))?;
-        std::fs::write(tmp.join(".complete"), b"").map_err(|e| HarnessError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &dir).map_err(|e| HarnessError::io(&dir, e))
-    })();
-    if let Err(e) = saved {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
+    save_as(vm, base, &want, &dir)?;
     remove_superseded(base, &want, &dir);
     load(&dir, guest, &key)
 }
@@ -316,26 +303,31 @@ pub fn initrd_held(guest: &Guest, base: &Path, progress: &dyn Fn(&str)) -> Resul
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let tmp = base.join(format!(".{}.saving", want.dir_name()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let saved = (|| {
-        vm.save(&tmp)?;
-        let json = serde_json::to_string_pretty(&want)
-            .map_err(|e| HarnessError::io(&tmp, std::io::Error::other(e)))?;
-        std::fs::write(tmp.join("record.json"), json).map_err(|e| HarnessError::io(&tmp, e))?;
-        std::fs::write(tmp.join(".complete"), b"").map_err(|e| HarnessError::io(&tmp, e))?;
-        std::fs::rename(&tmp, &dir).map_err(|e| HarnessError::io(&dir, e))
-    })();
-    if let Err(e) = saved {
-        let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
+    save_as(vm, base, &want, &dir)?;
     progress(&format!(
         "the {} guest held in its initramfs after {:.1}s; saved",
         guest.arch, want.cold_boot_seconds
     ));
     remove_superseded(base, &want, &dir);
     load(&dir, guest, &key)
+}
+
+/// Saves `vm` with its record as `dir` under `base`: complete under its name, or not at all.
+fn save_as(vm: crate::vm::Vm, base: &Path, want: &Record, dir: &Path) -> Result<()> {
+    let tmp = base.join(format!(".{}.saving", want.dir_name()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let saved = (|| {
+        vm.save(&tmp)?;
+        let json = serde_json::to_string_pretty(want)
+            .map_err(|e| HarnessError::io(&tmp, std::io::Error::other(e)))?;
+        std::fs::write(tmp.join("record.json"), json).map_err(|e| HarnessError::io(&tmp, e))?;
+        std::fs::write(tmp.join(".complete"), b"").map_err(|e| HarnessError::io(&tmp, e))?;
+        std::fs::rename(&tmp, dir).map_err(|e| HarnessError::io(dir, e))
+    })();
+    if saved.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    saved
 }
 
 /// Removes a saved state that failed to restore, so the next [`shared`] boots a new one.

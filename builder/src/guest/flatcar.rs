@@ -631,15 +631,7 @@ fn derived_uuid(seed: &str, what: &str) -> String {
     g.copy_from_slice(&Sha256::digest(format!("{seed}\0{what}").as_bytes())[..16]);
     g[6] = (g[6] & 0x0F) | 0x40;
     g[8] = (g[8] & 0x3F) | 0x80;
-    let h = hex::encode(g);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    gpt::uuid_text(&g)
 }
 
 /// Copies a partition image into the fresh (sparse, zero) disk.
