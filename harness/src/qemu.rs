@@ -300,3 +300,81 @@ pub fn free_port() -> Result<u16> {
         .port();
     Ok(port)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sysext_builder::guest::Profile as GuestProfile;
+
+    fn guest(profile: GuestProfile, arch: Arch) -> Guest {
+        Guest {
+            arch,
+            dir: PathBuf::from("/g"),
+            kernel: PathBuf::from("/g/vmlinuz"),
+            initrd: PathBuf::from("/g/initrd.cpio"),
+            disk: PathBuf::from("/g/root.img"),
+            kernel_version: "6.12".into(),
+            profile,
+            holds_in_initrd: true,
+        }
+    }
+
+    #[test]
+    fn a_flatcar_guest_boots_from_uefi_firmware_and_its_own_disk_not_from_kernel() {
+        for arch in Arch::ALL {
+            let l = Launch::new(
+                &guest(GuestProfile::Flatcar, arch),
+                Accel::Tcg,
+                Path::new("/run"),
+                PathBuf::from("/run/disk.qcow2"),
+                2222,
+                "",
+            );
+            let args = l.args().join(" ");
+            assert!(!args.contains("-kernel"), "{args}");
+            assert!(!args.contains("-append"), "{args}");
+            assert!(
+                args.contains("if=pflash,format=raw,unit=0,readonly=on"),
+                "{args}"
+            );
+            assert!(args.contains("file=/run/vars.fd"), "{args}");
+            assert!(args.contains("bootindex=0"), "{args}");
+            assert!(
+                args.contains("name=opt/org.flatcar-linux/config,file=/run/ignition.json"),
+                "{args}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_debian_guest_still_boots_its_kernel_directly() {
+        let l = Launch::new(
+            &guest(GuestProfile::Debian, Arch::X86_64),
+            Accel::Tcg,
+            Path::new("/run"),
+            PathBuf::from("/run/disk.qcow2"),
+            2222,
+            "",
+        );
+        let args = l.args().join(" ");
+        assert!(args.contains("-kernel /g/vmlinuz"), "{args}");
+        assert!(!args.contains("pflash"), "{args}");
+    }
+
+    #[test]
+    fn per_vm_paths_do_not_change_the_machine_signature() {
+        let at = |dir: &str| {
+            let mut l = Launch::new(
+                &guest(GuestProfile::Flatcar, Arch::Arm64),
+                Accel::Tcg,
+                Path::new(dir),
+                PathBuf::from(format!("{dir}/disk.qcow2")),
+                1,
+                "",
+            );
+            l.console_log = PathBuf::from(format!("{dir}/console.log"));
+            l.machine_signature()
+        };
+        assert_eq!(at("/a"), at("/b"));
+    }
+}

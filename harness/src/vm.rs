@@ -953,6 +953,18 @@ impl Vm {
                 std::io::copy(&mut std::fs::File::open(&src)?, f)
             });
         }
+        // How QEMU ran this guest (firmware or `-kernel`, devices, fw_cfg): the last start's
+        // command line; a resumed or restored guest's also has `-incoming`.
+        let mut cmdline = vec![
+            crate::qemu::Profile::for_arch(self.launch.arch)
+                .binary
+                .to_string(),
+        ];
+        cmdline.extend(self.launch.args());
+        let _ = sysext_builder::atomic::write_bytes(
+            &dir.join("qemu-cmdline.txt"),
+            format!("{}\n", cmdline.join(" ")).as_bytes(),
+        );
         for (file, cmd) in [
             ("journal.log", "journalctl -b --no-pager -o short-monotonic"),
             (

@@ -54,7 +54,7 @@ pub const READY_BEACON: &str = "SYSEXT-TEST-GUEST-READY";
 pub const PRELOAD_MODULES: &[&str] = &["loop", "squashfs", "erofs", "overlay"];
 
 /// Bump when the build steps change in a way the recipe text below does not capture.
-const RECIPE_VERSION: u32 = 4;
+const RECIPE_VERSION: u32 = 5;
 
 /// How the Debian root is laid out on the guest's disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
