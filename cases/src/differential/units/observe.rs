@@ -52,6 +52,13 @@ fn script(b: &Batch) -> String {
         s.push_str("systemctl start --no-block multi-user.target; ");
     }
     s.push_str(SETTLE);
+    // No job left is not yet every unit settled: a unit an `Upholds=` keeps starting can be
+    // read between its manager's jobs, `activating` with nothing to say about its fate
+    // (seen on a loaded arm64 guest). Such states are read again, for up to 10 s.
+    s.push_str(&format!(
+        "; i=0; while [ $i -lt 50 ] && systemctl show -p ActiveState --value {} | grep -qE '^(activating|deactivating)$'; do sleep 0.2; i=$((i+1)); done",
+        b.read.join(" ")
+    ));
     s.push_str(&format!(
         "; echo; systemctl show -p Id -p LoadState -p ActiveState -p Result -p ExecMainStatus -p ExecMainStartTimestampMonotonic {}; journalctl --sync 2>/dev/null; ",
         b.read.join(" ")
