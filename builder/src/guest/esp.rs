@@ -61,6 +61,15 @@ pub const FIRST_BOOT: &str = "flatcar/first_boot";
 /// The config built into the GRUB image: find the ESP by its config file and read that.
 const EARLY_CFG: &str = "search --no-floppy --file --set=root /flatcar/grub/grub.cfg\nset prefix=($root)/flatcar/grub\nconfigfile ($root)/flatcar/grub/grub.cfg\n";
 
+/// An mtools program (`mmd`, `mcopy`, `mdir`) on the vfat image `image` (`FILE` or
+/// `FILE@@OFFSET`). `MTOOLS_SKIP_CHECK=1` is mtools' own switch for its FAT geometry
+/// warning (an image file has no disk geometry); it skips nothing of ours.
+pub fn mtools(program: &str, image: &str) -> Command {
+    let mut c = Command::new(program);
+    c.env("MTOOLS_SKIP_CHECK", "1").arg("-i").arg(image);
+    c
+}
+
 /// Makes the GRUB EFI image for `arch` in `work`.
 fn grub_image(arch: Arch, work: &Path) -> Result<PathBuf, BuildError> {
     let (platform, package) = grub_platform(arch);
@@ -117,11 +126,7 @@ pub fn make(arch: Arch, content: &Content, bytes: u64, out: &Path) -> Result<(),
         )?;
         let mtools = |program: &str, args: &[&std::ffi::OsStr]| {
             host_tool::output(
-                Command::new(program)
-                    .env("MTOOLS_SKIP_CHECK", "1")
-                    .arg("-i")
-                    .arg(out)
-                    .args(args),
+                mtools(program, &out.display().to_string()).args(args),
                 "mtools",
             )
         };

@@ -146,12 +146,7 @@ fn read_disk(
     let esp = part("EFI-SYSTEM")?;
     let on_esp = format!("{}@@{}", disk.display(), esp.offset());
     let listing = host_tool::stdout(
-        Command::new("mdir").env("MTOOLS_SKIP_CHECK", "1").args([
-            "-b",
-            "-i",
-            &on_esp,
-            "::/EFI/boot",
-        ]),
+        super::esp::mtools("mdir", &on_esp).args(["-b", "::/EFI/boot"]),
         "mtools",
     )
     .map_err(|e| not_a_disk(format!("no UEFI boot loader on EFI-SYSTEM ({e})")))?
@@ -168,9 +163,8 @@ fn read_disk(
     };
     let copy_from_esp = |from: &str, to: &Path| {
         host_tool::output(
-            Command::new("mcopy")
-                .env("MTOOLS_SKIP_CHECK", "1")
-                .args(["-n", "-i", &on_esp, &format!("::/{from}")])
+            super::esp::mtools("mcopy", &on_esp)
+                .args(["-n", &format!("::/{from}")])
                 .arg(to),
             "mtools",
         )
