@@ -608,15 +608,9 @@ impl Vm {
         }
     }
 
-    /// The first console line containing any of `patterns`.
+    /// The first finished console line containing any of `patterns`.
     fn console_line_with(&self, patterns: &[String]) -> Option<String> {
-        if patterns.is_empty() {
-            return None;
-        }
-        self.console()
-            .lines()
-            .find(|l| patterns.iter().any(|p| l.contains(p.as_str())))
-            .map(|l| l.trim().to_string())
+        finished_line_with(&self.console(), patterns)
     }
 
     /// If QEMU has exited, the error that says so (with console and stderr).
@@ -1106,5 +1100,41 @@ impl Drop for Vm {
             }
         }
         crate::cleanup::unregister_dir(self.run_dir.path());
+    }
+}
+
+/// The first line of `console` that contains any of `patterns` and has its newline. A line
+/// still being written is not read: the serial console delivers a long line in pieces, and
+/// a give-up on its first piece would keep a failure's words without their reason
+/// (Ignition's `CRITICAL : Ignition failed: ... error creating /opt/extensions/hel`, the
+/// `hash verification failed` a negative case pins still on its way).
+fn finished_line_with(console: &str, patterns: &[String]) -> Option<String> {
+    if patterns.is_empty() {
+        return None;
+    }
+    let finished = console.rfind('\n').map_or("", |end| &console[..end]);
+    finished
+        .lines()
+        .find(|l| patterns.iter().any(|p| l.contains(p.as_str())))
+        .map(|l| l.trim().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::finished_line_with;
+
+    #[test]
+    fn a_give_up_word_counts_only_once_its_line_is_finished() {
+        let words = vec!["Ignition failed".to_string()];
+        let partial = "boot\n[ 3.1] CRITICAL : Ignition failed: error creating /opt/extensions/hel";
+        assert_eq!(finished_line_with(partial, &words), None);
+        let whole = format!("{partial}lo.raw: hash verification failed\nmore");
+        assert_eq!(
+            finished_line_with(&whole, &words).as_deref(),
+            Some(
+                "[ 3.1] CRITICAL : Ignition failed: error creating /opt/extensions/hello.raw: hash verification failed"
+            )
+        );
+        assert_eq!(finished_line_with(&whole, &[]), None);
     }
 }
