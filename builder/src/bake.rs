@@ -486,9 +486,24 @@ fn rewrite_btrfs(
                 .unwrap_or(Path::new(".")),
         )
         .map_err(|e| BakeError::io(disk, e))?;
-    let old = work.path().join("old.img");
+    let result = rewrite_btrfs_in(work.path(), disk, part, label, uuid, script);
+    // What `btrfs restore` read back may be a subordinate id's (crate::userns), which the
+    // temporary directory's own cleanup cannot remove.
+    let _ = crate::userns::remove_tree(work.path());
+    result
+}
+
+fn rewrite_btrfs_in(
+    work: &Path,
+    disk: &Path,
+    part: &Partition,
+    label: &str,
+    uuid: &str,
+    script: &Script,
+) -> Result<(), BakeError> {
+    let old = work.join("old.img");
     crate::partition_image::extract(disk, part, &old).map_err(|e| BakeError::io(disk, e))?;
-    let tree = work.path().join("tree");
+    let tree = work.join("tree");
     crate::btrfs::read_back(&old, &tree).map_err(|e| built(e, disk))?;
     std::fs::remove_file(&old).map_err(|e| BakeError::io(&old, e))?;
     let inside = |path: &str| tree.join(path.trim_start_matches('/'));
@@ -510,7 +525,7 @@ fn rewrite_btrfs(
             }
         }
     }
-    let new = work.path().join("new.img");
+    let new = work.join("new.img");
     crate::btrfs::make(
         &tree,
         &crate::btrfs::Filesystem {
@@ -523,8 +538,8 @@ fn rewrite_btrfs(
     .map_err(|e| built(e, disk))?;
     crate::partition_image::write(disk, part, &new, crate::partition_image::Underneath::Data)
         .map_err(|e| BakeError::io(disk, e))?;
-    let check = work.path().join("check");
-    let again = work.path().join("again.img");
+    let check = work.join("check");
+    let again = work.join("again.img");
     crate::partition_image::extract(disk, part, &again).map_err(|e| BakeError::io(disk, e))?;
     crate::btrfs::read_back(&again, &check).map_err(|e| built(e, disk))?;
     for (path, expect) in &script.checks {

@@ -25,7 +25,7 @@ pub fn make(tree: &Path, fs: &Filesystem, out: &Path) -> Result<(), BuildError> 
     let f = std::fs::File::create(out).map_err(|e| BuildError::io(out, e))?;
     f.set_len(fs.bytes).map_err(|e| BuildError::io(out, e))?;
     drop(f);
-    let mut cmd = Command::new("mkfs.btrfs");
+    let mut cmd = crate::userns::command("mkfs.btrfs");
     cmd.args(["-q", "-f", "-m", "single", "-d", "single", "-L", fs.label]);
     if let Some(uuid) = fs.uuid {
         cmd.args(["-U", uuid]);
@@ -36,15 +36,16 @@ pub fn make(tree: &Path, fs: &Filesystem, out: &Path) -> Result<(), BuildError> 
 }
 
 /// Copies every file of the btrfs in `image` (a partition image file) into `dest`, with
-/// xattrs and symlinks, and as root also owners, modes and times (`btrfs restore -m` stops
-/// at the first owner it cannot set; as a user the files become the user's, with default
-/// modes, and so do they in a filesystem made again from them).
+/// xattrs and symlinks, and where owners can be set (as root, or in a user's namespace:
+/// [`crate::userns`]) also owners, modes and times. `btrfs restore -m` stops at the first
+/// owner it cannot set, so without either the files become the user's, with default modes,
+/// and so do they in a filesystem made again from them. Remove `dest` with
+/// [`crate::userns::remove_tree`]: some of it may be a subordinate id's.
 pub fn read_back(image: &Path, dest: &Path) -> Result<(), BuildError> {
     std::fs::create_dir_all(dest).map_err(|e| BuildError::io(dest, e))?;
-    let mut cmd = Command::new("btrfs");
+    let mut cmd = crate::userns::command("btrfs");
     cmd.args(["restore", "-x", "-S", "-i"]);
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
+    if crate::userns::sees_owners() {
         cmd.arg("-m");
     }
     host_tool::output(cmd.arg(image).arg(dest), PACKAGE)?;

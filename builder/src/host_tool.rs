@@ -157,7 +157,7 @@ pub fn stderr_tail(stderr: &[u8]) -> String {
 }
 
 fn program_of(cmd: &Command) -> String {
-    cmd.get_program().to_string_lossy().into_owned()
+    crate::userns::program_of(cmd)
 }
 
 #[cfg(test)]

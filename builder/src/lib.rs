@@ -33,6 +33,7 @@ pub mod store;
 pub mod tiny_program;
 pub mod transfer;
 pub mod unitfile;
+pub mod userns;
 pub mod verity;
 pub mod version;
 pub mod write_erofs;

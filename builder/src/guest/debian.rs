@@ -8,7 +8,7 @@ use std::process::Command;
 use super::Recipe;
 use crate::arch::Arch;
 use crate::errors::BuildError;
-use crate::host_tool;
+use crate::{host_tool, userns};
 
 use super::READY_BEACON;
 
@@ -135,6 +135,13 @@ fn ensure_binfmt(arch: Arch) -> Result<(), BuildError> {
         Arch::X86_64 => "qemu-x86_64",
     };
     let misc = Path::new("/proc/sys/fs/binfmt_misc");
+    if !userns::is_root() && !misc.join(qemu).exists() {
+        return Err(BuildError::Spec(format!(
+            "building the {arch} guest runs its programs through {qemu}, which is not registered \
+             with binfmt_misc, and only root can register it: apt-get install qemu-user-static \
+             binfmt-support (or run .ci/setup as root), or build this guest once as root"
+        )));
+    }
     if !misc.join("register").exists() {
         host_tool::stdout(
             Command::new("mount")
@@ -197,18 +204,32 @@ pub fn bootstrap(recipe: &Recipe, out: &Path, progress: &dyn Fn(&str)) -> Result
 }
 
 /// Unpacks the cached Debian root into `root`, owners, modes and xattrs as mmdebstrap made
-/// them.
+/// them. In a user's namespace ([`userns`]) its device nodes stay out: no namespace may
+/// make one, programs run in the tree see the host's `/dev` ([`userns::chroot`]), and the
+/// booted guest's `/dev` is a devtmpfs over them anyway.
 pub fn unpack(tarball: &Path, root: &Path) -> Result<(), BuildError> {
     std::fs::create_dir_all(root).map_err(|e| BuildError::io(root, e))?;
-    host_tool::stdout(
-        Command::new("tar")
-            .arg("-C")
-            .arg(root)
-            .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "-xpf"])
-            .arg(tarball),
-        "tar",
-    )?;
+    let mut tar = userns::command("tar");
+    tar.arg("-C")
+        .arg(root)
+        .args(["--numeric-owner", "--xattrs", "--xattrs-include=*"]);
+    if !userns::is_root() {
+        let listing = host_tool::stdout(Command::new("tar").arg("-tvf").arg(tarball), "tar")?;
+        for node in device_nodes(&listing) {
+            tar.arg(format!("--exclude={node}"));
+        }
+    }
+    host_tool::stdout(tar.arg("-xpf").arg(tarball), "tar")?;
     Ok(())
+}
+
+/// The character and block devices of a `tar -tv` listing, by name.
+fn device_nodes(listing: &str) -> Vec<&str> {
+    listing
+        .lines()
+        .filter(|l| l.starts_with('c') || l.starts_with('b'))
+        .filter_map(|l| l.split_whitespace().last())
+        .collect()
 }
 
 pub fn customize(arch: Arch, root: &Path) -> Result<(), BuildError> {
@@ -247,7 +268,7 @@ pub fn customize(arch: Arch, root: &Path) -> Result<(), BuildError> {
     std::fs::create_dir_all(&keys).map_err(|e| io(&keys, e))?;
     let _ = std::fs::remove_file(keys.join("dropbear_ed25519_host_key"));
     host_tool::stdout(
-        Command::new("chroot").arg(root).args([
+        userns::chroot(root).args([
             "/usr/bin/dropbearkey",
             "-t",
             "ed25519",
@@ -302,7 +323,7 @@ fn login_shell_dash(root: &Path) -> Result<(), BuildError> {
 
 pub fn make_disk(root: &Path, image: &Path, mib: u64) -> Result<(), BuildError> {
     host_tool::stdout(
-        Command::new("mke2fs")
+        userns::command("mke2fs")
             .args([
                 "-q",
                 "-F",
@@ -320,4 +341,19 @@ pub fn make_disk(root: &Path, image: &Path, mib: u64) -> Result<(), BuildError> 
         "e2fsprogs",
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::device_nodes;
+
+    #[test]
+    fn device_nodes_are_the_char_and_block_entries_of_a_listing() {
+        let listing = "drwxr-xr-x 0/0 0 2026-12-06 07:59 ./dev/\n\
+crw-rw-rw- 0/0 1,3 2026-12-06 07:59 ./dev/null\n\
+lrwxrwxrwx 0/0 0 2026-12-06 07:59 ./dev/fd -> /proc/self/fd\n\
+brw-rw---- 0/6 7,0 2026-12-06 07:59 ./dev/loop0\n\
+-rw-r--r-- 0/0 12 2026-12-06 07:59 ./etc/hostname\n";
+        assert_eq!(device_nodes(listing), vec!["./dev/null", "./dev/loop0"]);
+    }
 }

@@ -14,14 +14,13 @@
 
 use std::os::unix::fs::symlink;
 use std::path::Path;
-use std::process::Command;
 
 use crate::Arch;
 use crate::errors::BuildError;
 use crate::flatcar_release::{self, Channel, Facts, MergeModel};
 use crate::gpt::{self, Planned, types};
-use crate::host_tool;
 use crate::{btrfs, verity};
+use crate::{host_tool, userns};
 
 use super::esp;
 
@@ -419,8 +418,7 @@ fn add_accounts(root: &Path) -> Result<(), BuildError> {
         if u.home.starts_with("/home/") {
             let home = root.join(u.home.trim_start_matches('/'));
             std::fs::create_dir_all(&home).map_err(|e| BuildError::io(&home, e))?;
-            std::os::unix::fs::chown(&home, Some(uid), Some(primary))
-                .map_err(|e| BuildError::io(&home, e))?;
+            userns::chown(&home, uid, primary)?;
         }
     }
     for g in flatcar_release::GROUPS {
@@ -478,7 +476,7 @@ pub fn make_disk(
             .ok_or_else(|| BuildError::Spec(format!("the Flatcar layout has no {label}")))
     };
     let work = root.with_file_name("disk-work");
-    let _ = std::fs::remove_dir_all(&work);
+    let _ = userns::remove_tree(&work);
     std::fs::create_dir_all(&work).map_err(|e| BuildError::io(&work, e))?;
     let result = (|| {
         let staging = work.join("usr-a");
@@ -496,7 +494,7 @@ pub fn make_disk(
             },
             &usr_img,
         )?;
-        std::fs::remove_dir_all(&staging).map_err(|e| BuildError::io(&staging, e))?;
+        userns::remove_tree(&staging)?;
         let f = std::fs::OpenOptions::new()
             .write(true)
             .open(&usr_img)
@@ -532,7 +530,7 @@ pub fn make_disk(
 
         let root_part = part("ROOT")?;
         host_tool::stdout(
-            Command::new("mke2fs")
+            userns::command("mke2fs")
                 .args(["-q", "-F", "-t", "ext4", "-L", "ROOT", "-E"])
                 .arg(format!("offset={},root_owner=0:0", root_part.offset()))
                 .arg("-d")
@@ -556,7 +554,7 @@ pub fn make_disk(
         )?;
         copy_into(disk, esp, &esp_img)
     })();
-    let _ = std::fs::remove_dir_all(&work);
+    let _ = userns::remove_tree(&work);
     result
 }
 

@@ -332,7 +332,8 @@ impl Guest {
 }
 
 /// Returns the cached guest for `recipe`, building it first if needed. `progress` gets one
-/// line per long step. Needs root (mmdebstrap, binfmt registration for foreign arches).
+/// line per long step. As a normal user it needs a user namespace ([`crate::userns`]) and,
+/// for a foreign arch, qemu-user already registered with binfmt_misc.
 pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest, BuildError> {
     let dir = recipe.cache_dir();
     let parent = dir.parent().unwrap_or(Path::new("/"));
@@ -344,12 +345,13 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
     if dir.join(".complete").exists() {
         return Guest::at(&dir, recipe.arch, recipe.profile);
     }
+    crate::userns::check()?;
     let start = std::time::Instant::now();
     let work = parent.join(format!(
         ".{}.build",
         dir.file_name().unwrap_or_default().to_string_lossy()
     ));
-    let _ = std::fs::remove_dir_all(&work);
+    let _ = crate::userns::remove_tree(&work);
     std::fs::create_dir_all(&work).map_err(|e| BuildError::io(&work, e))?;
     let result = (|| {
         let root = work.join("root");
@@ -398,7 +400,7 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
                 )?
             }
         }
-        std::fs::remove_dir_all(&root).map_err(|e| BuildError::io(&root, e))?;
+        crate::userns::remove_tree(&root)?;
         if recipe.profile.boot() == Boot::Firmware {
             std::fs::write(work.join(HOLDS_MARKER), b"").map_err(|e| BuildError::io(&work, e))?;
         }
@@ -408,10 +410,10 @@ pub fn build_or_reuse(recipe: &Recipe, progress: &dyn Fn(&str)) -> Result<Guest,
         Ok(())
     })();
     if let Err(e) = result {
-        let _ = std::fs::remove_dir_all(&work);
+        let _ = crate::userns::remove_tree(&work);
         return Err(e);
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = crate::userns::remove_tree(&dir);
     std::fs::rename(&work, &dir).map_err(|e| BuildError::io(&dir, e))?;
     progress(&format!(
         "guest {} ({}): built in {:.0}s at {}",
