@@ -486,79 +486,71 @@ fn rewrite_btrfs(
                 .unwrap_or(Path::new(".")),
         )
         .map_err(|e| BakeError::io(disk, e))?;
-    let result = rewrite_btrfs_in(work.path(), disk, part, label, uuid, script);
+    let work_dir = work.path();
+    let result = (|| -> Result<(), BakeError> {
+        let work = work_dir;
+        let old = work.join("old.img");
+        crate::partition_image::extract(disk, part, &old).map_err(|e| BakeError::io(disk, e))?;
+        let tree = work.join("tree");
+        crate::btrfs::read_back(&old, &tree).map_err(|e| built(e, disk))?;
+        std::fs::remove_file(&old).map_err(|e| BakeError::io(&old, e))?;
+        let inside = |path: &str| tree.join(path.trim_start_matches('/'));
+        for (path, expect) in &script.checks {
+            let dest = inside(path);
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| BakeError::io(parent, e))?;
+            }
+            let _ = std::fs::remove_file(&dest);
+            match expect {
+                Expect::File(host) => {
+                    std::fs::copy(host, &dest).map_err(|e| BakeError::io(&dest, e))?;
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644))
+                        .map_err(|e| BakeError::io(&dest, e))?;
+                }
+                Expect::Link(target) => std::os::unix::fs::symlink(target, &dest)
+                    .map_err(|e| BakeError::io(&dest, e))?,
+            }
+        }
+        let new = work.join("new.img");
+        crate::btrfs::make(
+            &tree,
+            &crate::btrfs::Filesystem {
+                label,
+                uuid: Some(uuid),
+                bytes: part.size(),
+            },
+            &new,
+        )
+        .map_err(|e| built(e, disk))?;
+        crate::partition_image::write(disk, part, &new, crate::partition_image::Underneath::Data)
+            .map_err(|e| BakeError::io(disk, e))?;
+        let check = work.join("check");
+        let again = work.join("again.img");
+        crate::partition_image::extract(disk, part, &again).map_err(|e| BakeError::io(disk, e))?;
+        crate::btrfs::read_back(&again, &check).map_err(|e| built(e, disk))?;
+        for (path, expect) in &script.checks {
+            let got = check.join(path.trim_start_matches('/'));
+            let ok = match expect {
+                Expect::File(host) => digest(&got).ok() == Some(digest(host)?),
+                Expect::Link(target) => {
+                    std::fs::read_link(&got).ok().as_deref() == Some(Path::new(target))
+                }
+            };
+            if !ok {
+                return Err(BakeError::Write {
+                    partition: format!("partition {} ({})", part.number, part.label),
+                    path: path.clone(),
+                    detail: "btrfs restore gave other bytes".into(),
+                });
+            }
+        }
+        Ok(())
+    })();
     // What `btrfs restore` read back may be a subordinate id's (crate::userns), which the
     // temporary directory's own cleanup cannot remove.
     let _ = crate::userns::remove_tree(work.path());
     result
-}
-
-fn rewrite_btrfs_in(
-    work: &Path,
-    disk: &Path,
-    part: &Partition,
-    label: &str,
-    uuid: &str,
-    script: &Script,
-) -> Result<(), BakeError> {
-    let old = work.join("old.img");
-    crate::partition_image::extract(disk, part, &old).map_err(|e| BakeError::io(disk, e))?;
-    let tree = work.join("tree");
-    crate::btrfs::read_back(&old, &tree).map_err(|e| built(e, disk))?;
-    std::fs::remove_file(&old).map_err(|e| BakeError::io(&old, e))?;
-    let inside = |path: &str| tree.join(path.trim_start_matches('/'));
-    for (path, expect) in &script.checks {
-        let dest = inside(path);
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| BakeError::io(parent, e))?;
-        }
-        let _ = std::fs::remove_file(&dest);
-        match expect {
-            Expect::File(host) => {
-                std::fs::copy(host, &dest).map_err(|e| BakeError::io(&dest, e))?;
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o644))
-                    .map_err(|e| BakeError::io(&dest, e))?;
-            }
-            Expect::Link(target) => {
-                std::os::unix::fs::symlink(target, &dest).map_err(|e| BakeError::io(&dest, e))?
-            }
-        }
-    }
-    let new = work.join("new.img");
-    crate::btrfs::make(
-        &tree,
-        &crate::btrfs::Filesystem {
-            label,
-            uuid: Some(uuid),
-            bytes: part.size(),
-        },
-        &new,
-    )
-    .map_err(|e| built(e, disk))?;
-    crate::partition_image::write(disk, part, &new, crate::partition_image::Underneath::Data)
-        .map_err(|e| BakeError::io(disk, e))?;
-    let check = work.join("check");
-    let again = work.join("again.img");
-    crate::partition_image::extract(disk, part, &again).map_err(|e| BakeError::io(disk, e))?;
-    crate::btrfs::read_back(&again, &check).map_err(|e| built(e, disk))?;
-    for (path, expect) in &script.checks {
-        let got = check.join(path.trim_start_matches('/'));
-        let ok = match expect {
-            Expect::File(host) => digest(&got).ok() == Some(digest(host)?),
-            Expect::Link(target) => {
-                std::fs::read_link(&got).ok().as_deref() == Some(Path::new(target))
-            }
-        };
-        if !ok {
-            return Err(BakeError::Write {
-                partition: format!("partition {} ({})", part.number, part.label),
-                path: path.clone(),
-                detail: "btrfs restore gave other bytes".into(),
-            });
-        }
-    }
-    Ok(())
 }
 
 /// A btrfs tool's failure as bake's: the tool's own words, or the file it could not use.
