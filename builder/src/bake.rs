@@ -260,6 +260,12 @@ pub fn bake(
         run_debugfs(&tmp, part, script)?;
         verify(&tmp, part, script)?;
     }
+    // A disk image as any other output (the temporary file was made 0600).
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(crate::atomic::PUBLIC))
+            .map_err(|e| BakeError::io(output, e))?;
+    }
     tmp.persist(output)
         .map_err(|e| BakeError::io(output, e.error))?;
     Ok(written)

@@ -182,6 +182,14 @@ fn nobody_bakes_the_sysupdate_layout_into_root_and_the_base_is_untouched() {
     let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(report["written"].as_array().unwrap().len(), 3, "{report}");
     assert_eq!(digest(&disk), before, "the base disk was modified");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode, 0o644,
+            "the baked disk is {mode:o}, not readable as an output"
+        );
+    }
 
     let installed = "/opt/extensions/hello/hello-1.2.3-x86-64.raw";
     assert_eq!(
