@@ -363,6 +363,17 @@ impl Outcome {
         }
     }
 
+    /// The same outcome with `note` added: to a verdict's notes, or to a harness error's
+    /// message.
+    pub fn noted(mut self, note: String) -> Outcome {
+        match &mut self.verdict {
+            Verdict::Pass { notes, .. } | Verdict::Fail { notes, .. } => notes.push(note),
+            Verdict::Error { message, .. } => message.push_str(&format!("\n{note}")),
+            Verdict::NotRun { reason } => reason.push_str(&format!("; {note}")),
+        }
+        self
+    }
+
     /// The nextest form: notes on stderr for a pass, the whole story as the error otherwise.
     pub fn into_test_result(self, name: &str) -> Result<(), String> {
         match self.verdict {

@@ -261,17 +261,52 @@ impl<'a> Trial<'a> {
         }
     }
 
+    /// Runs the trial. A harness error whose guest kernel died (an oops or a panic on the
+    /// console) runs once more: under TCG with two vCPUs the kernel's own code patching
+    /// (int3 in `get_page_from_freelist`, seen in a restored guest) sometimes oopses with no
+    /// image involved. The second attempt's outcome is the verdict, with a note; an image
+    /// that kills the kernel kills it again, and stays a harness error, never a pass.
     pub fn run(&self, place: &Place, progress: &dyn Fn(&str)) -> Outcome {
-        run_with(
-            self.name,
-            self.arch,
-            self.setup,
-            self.expected,
-            place,
-            progress,
-            |reached| check(self.case, reached, self.subject, progress),
-        )
+        let attempt = || {
+            run_with(
+                self.name,
+                self.arch,
+                self.setup,
+                self.expected,
+                place,
+                progress,
+                |reached| check(self.case, reached, self.subject, progress),
+            )
+        };
+        let first = attempt();
+        if !matches!(first.verdict, Verdict::Error { .. }) {
+            return first;
+        }
+        let console = std::fs::read_to_string(place.artifacts(self.name).join("console.log"))
+            .unwrap_or_default();
+        let Some(died) = kernel_death(&console) else {
+            return first;
+        };
+        progress(&format!(
+            "the guest's kernel died ({died}); TCG sometimes kills it with no image involved, so running the case once more (an image that kills it does again)"
+        ));
+        let second = attempt();
+        second.noted(format!(
+            "run twice: the first attempt's guest kernel died ({died}); the second attempt is the verdict"
+        ))
     }
+}
+
+/// The console line where a guest's kernel died (an oops, a BUG, a panic), if it did.
+fn kernel_death(console: &str) -> Option<String> {
+    console
+        .lines()
+        .find(|l| {
+            ["Oops:", "BUG:", "Kernel panic"]
+                .iter()
+                .any(|w| l.contains(w))
+        })
+        .map(|l| l.trim().to_string())
 }
 
 /// What `case` checks in the guest its way reached.
@@ -452,6 +487,19 @@ pub fn exit_status(rows: &[Row]) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kernel_oops_on_the_console_is_a_kernel_death_and_a_unit_failure_is_not() {
+        let oops = "SYSEXT-TEST-GUEST-READY\n[   46.271336] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI\n[   46.4] Kernel panic - not syncing: Fatal exception in interrupt\n";
+        assert_eq!(
+            kernel_death(oops).as_deref(),
+            Some("[   46.271336] Oops: int3: 0000 [#1] PREEMPT SMP NOPTI")
+        );
+        assert_eq!(
+            kernel_death("[  5.1] systemd[1]: Failed to start hello.service.\n"),
+            None
+        );
+    }
 
     #[test]
     fn trial_names_are_the_ones_nextest_lists() {

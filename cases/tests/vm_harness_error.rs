@@ -1,5 +1,7 @@
 //! A guest that dies under a case is the harness's failure, never the extension's: even a
-//! negative test that expects this very case to fail must not pass on it.
+//! negative test that expects this very case to fail must not pass on it. A guest kernel
+//! that dies is run once more (an emulator fault under TCG), and one that dies again stays
+//! a harness error, never a pass.
 
 mod vm {
     use std::time::Duration;
@@ -56,6 +58,62 @@ mod vm {
             exit_status(&rows),
             2,
             "the CLI exits 2 when the harness broke"
+        );
+    }
+
+    #[test]
+    fn a_case_whose_kernel_dies_twice_is_run_twice_and_stays_a_harness_error() {
+        use sysext_cases::manifest::Manifest;
+        use sysext_cases::runner::Trial;
+        use sysext_cases::subject::Subject;
+
+        let name = "vm::a_case_whose_kernel_dies_twice_is_run_twice_and_stays_a_harness_error";
+        let tmp = tempfile::tempdir().unwrap();
+        let spec = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/extensions/hello-service.toml");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sysext-test"))
+            .args(["build", "--arch", "x86-64", "-o"])
+            .arg(tmp.path())
+            .arg(&spec)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let image = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.extension().is_some_and(|x| x == "raw"))
+            .unwrap();
+        // The image's "command" crashes the guest's kernel, every time.
+        let manifest_path = tmp.path().join("crash.toml");
+        std::fs::write(
+            &manifest_path,
+            "commands = [ { run = \"echo c > /proc/sysrq-trigger\", expect = \"\" } ]\n",
+        )
+        .unwrap();
+        let manifest = Manifest::load(&manifest_path).unwrap();
+        let subject = Subject::from_image(&image, manifest).unwrap();
+        let heard = std::sync::Mutex::new(Vec::<String>::new());
+        let outcome = Trial::new(name, &subject, Arch::X86_64, Case::Binaries).run(
+            &Place::from_env(),
+            &|l| {
+                eprintln!("{name}: {l}");
+                heard.lock().unwrap().push(l.to_string());
+            },
+        );
+        match &outcome.verdict {
+            Verdict::Error { message, .. } => {
+                assert!(message.contains("run twice"), "{message}");
+            }
+            other => {
+                panic!("a guest whose kernel dies twice must be a harness error, got {other:?}")
+            }
+        }
+        let heard = heard.lock().unwrap();
+        assert!(
+            heard
+                .iter()
+                .any(|l| l.contains("running the case once more")),
+            "{heard:?}"
         );
     }
 }
