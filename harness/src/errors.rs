@@ -33,6 +33,16 @@ pub enum HarnessError {
         line: String,
         console: String,
     },
+    /// The guest's kernel crashed ([`crate::kernel_death`]): the emulator's doing under
+    /// TCG, not the image's.
+    #[error(
+        "the guest's kernel died during {stage}: {line:?} (under TCG the emulator sometimes kills it with no image involved); last console lines:\n{console}"
+    )]
+    KernelDied {
+        stage: &'static str,
+        line: String,
+        console: String,
+    },
     #[error("QMP: {0}")]
     Qmp(String),
     #[error("SSH: {0}")]
@@ -69,6 +79,7 @@ impl HarnessError {
             HarnessError::QemuExited { stage, .. } => format!("{stage} (QEMU exited)"),
             HarnessError::Timeout { stage, .. } => format!("{stage} (timeout)"),
             HarnessError::GaveUp { stage, .. } => format!("{stage} (the guest said it will not)"),
+            HarnessError::KernelDied { stage, .. } => format!("{stage} (the guest's kernel died)"),
             HarnessError::Qmp(_) => "QMP".into(),
             HarnessError::Ssh(_) => "SSH".into(),
             HarnessError::Command { .. } => "guest command".into(),
@@ -83,6 +94,7 @@ impl HarnessError {
         matches!(
             self,
             HarnessError::QemuExited { .. }
+                | HarnessError::KernelDied { .. }
                 | HarnessError::GaveUp { .. }
                 | HarnessError::Timeout {
                     stage: "boot" | "restore" | "SSH login",

@@ -10,6 +10,7 @@ pub mod errors;
 pub mod firmware;
 pub mod flatcar;
 pub mod frame;
+pub mod kernel_death;
 pub mod login_config;
 pub mod mirror;
 pub mod payload;

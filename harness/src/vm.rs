@@ -588,6 +588,11 @@ impl Vm {
                     if let Some(exit) = self.check_exit("SSH login") {
                         return Err(exit);
                     }
+                    // An oops need not end in a panic: the kernel may limp on without the
+                    // process it killed, and the login never comes.
+                    if let Some(died) = self.kernel_died("SSH login") {
+                        return Err(died);
+                    }
                     if let Some(line) = self.console_line_with(&self.give_up_on) {
                         return Err(HarnessError::GaveUp {
                             stage: "SSH login",
@@ -613,9 +618,24 @@ impl Vm {
         finished_line_with(&self.console(), patterns)
     }
 
-    /// If QEMU has exited, the error that says so (with console and stderr).
+    /// The error for a guest whose kernel crashed, if the console shows it did.
+    fn kernel_died(&self, stage: &'static str) -> Option<HarnessError> {
+        let console = self.console();
+        let line = crate::kernel_death::line(&console)?;
+        Some(HarnessError::KernelDied {
+            stage,
+            line: line.to_string(),
+            console: self.console_tail(30),
+        })
+    }
+
+    /// If QEMU has exited, the error that says so (with console and stderr); a kernel that
+    /// crashed (a panic ends QEMU: `panic=-1` and `-no-reboot`) is named as that.
     fn check_exit(&mut self, stage: &'static str) -> Option<HarnessError> {
         let status = self.child.as_mut()?.try_wait().ok().flatten()?;
+        if let Some(died) = self.kernel_died(stage) {
+            return Some(died);
+        }
         Some(HarnessError::QemuExited {
             stage,
             status: status.to_string(),

@@ -17,7 +17,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sysext_builder::guest::Guest;
 use sysext_harness::vm::BootOptions;
-use sysext_harness::{HarnessError, Vm};
+use sysext_harness::{HarnessError, Vm, kernel_death};
 
 use crate::checks::journal::{self, fold};
 use crate::outcome::Assertion;
@@ -220,12 +220,14 @@ pub fn boot(
     }
 }
 
-/// Harness errors a second boot may not repeat: QEMU died, no network from the
-/// initramfs, a login that did not come in time with no word of failure.
+/// Harness errors a second boot may not repeat: QEMU died, the kernel crashed (TCG), no
+/// network from the initramfs, a login that did not come in time with no word of failure.
 fn retried(e: &HarnessError) -> bool {
     matches!(
         e,
-        HarnessError::QemuExited { .. } | HarnessError::Timeout { .. }
+        HarnessError::QemuExited { .. }
+            | HarnessError::KernelDied { .. }
+            | HarnessError::Timeout { .. }
     )
 }
 
@@ -240,6 +242,19 @@ pub fn judge_no_login(e: HarnessError, baseline_login: Option<f64>) -> NoLogin {
         } => console.clone(),
         _ => return NoLogin::Harness(e),
     };
+    // A crashed kernel is the emulator's (see `kernel_death`), even where a give-up word
+    // ("Kernel panic") caught it first.
+    let gave_up_on = match &e {
+        HarnessError::GaveUp { line, .. } => line.as_str(),
+        _ => "",
+    };
+    if let Some(line) = kernel_death::line(gave_up_on).or_else(|| kernel_death::line(&console)) {
+        return NoLogin::Harness(HarnessError::KernelDied {
+            stage: "SSH login",
+            line: line.to_string(),
+            console,
+        });
+    }
     let mut said = failure_lines(&console);
     // The line a give-up matched is systemd's word even when it scrolled out of the tail.
     if let HarnessError::GaveUp { line, .. } = &e
@@ -361,6 +376,35 @@ mod tests {
             }
             NoLogin::Harness(e) => panic!("not blamed on the image: {e}"),
         }
+    }
+
+    #[test]
+    fn a_kernel_that_crashed_under_tcg_is_not_the_images_and_boots_again() {
+        // The CI failure of 2026-12-06: the "Kernel panic" give-up word caught a TCG
+        // oops (int3 in the page allocator) as containerd's unit started.
+        let e = HarnessError::GaveUp {
+            stage: "SSH login",
+            line: "[   17.884676] Kernel panic - not syncing: Fatal exception in interrupt".into(),
+            console: "[   17.884676] RIP: 0010:__alloc_pages_noprof+0xe4/0x310\n[   17.884676] Kernel panic - not syncing: Fatal exception in interrupt".into(),
+        };
+        match judge_no_login(e, Some(25.0)) {
+            NoLogin::Harness(e) => {
+                assert!(matches!(e, HarnessError::KernelDied { .. }), "{e}");
+                assert!(retried(&e));
+            }
+            NoLogin::Image { assertion, .. } => panic!("blamed the image: {assertion}"),
+        }
+    }
+
+    #[test]
+    fn init_dying_at_boot_is_the_images() {
+        let e = HarnessError::GaveUp {
+            stage: "SSH login",
+            line: "[ 3.2] Kernel panic - not syncing: Attempted to kill init! exitcode=0x00000100"
+                .into(),
+            console: String::new(),
+        };
+        assert!(matches!(judge_no_login(e, None), NoLogin::Image { .. }));
     }
 
     #[test]
