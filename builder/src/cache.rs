@@ -29,14 +29,28 @@ pub struct Lock(File);
 
 impl Lock {
     pub fn acquire(dir: &Path) -> io::Result<Lock> {
+        let f = Lock::file(dir)?;
+        f.lock()?;
+        Ok(Lock(f))
+    }
+
+    /// The lock if no one holds it now; `None` when someone does.
+    pub fn try_acquire(dir: &Path) -> io::Result<Option<Lock>> {
+        let f = Lock::file(dir)?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(Lock(f))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
+
+    fn file(dir: &Path) -> io::Result<File> {
         std::fs::create_dir_all(dir)?;
-        let f = File::options()
+        File::options()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(dir.join(".lock"))?;
-        f.lock()?;
-        Ok(Lock(f))
+            .open(dir.join(".lock"))
     }
 }
 

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sysext_builder::Arch;
-use sysext_builder::guest::Guest;
+use sysext_builder::guest::{Guest, cached};
 
 use crate::accel::{self, Accel};
 use crate::errors::{HarnessError, Result};
@@ -104,6 +104,15 @@ impl GuestKey {
     fn dir(guest: &Guest) -> PathBuf {
         let name = guest.dir.file_name().unwrap_or_default().to_string_lossy();
         guest.dir.with_file_name(format!("{name}.ssh"))
+    }
+
+    /// The guest's key if it has one; never makes one (for `guest status`).
+    fn existing(guest: &Guest) -> Option<GuestKey> {
+        let dir = Self::dir(guest);
+        Some(GuestKey {
+            private_pem: std::fs::read_to_string(dir.join("id_ed25519")).ok()?,
+            public: std::fs::read_to_string(dir.join("id_ed25519.pub")).ok()?,
+        })
     }
 
     /// Loads the guest's key, creating it (under the caller's lock) when there is none.
@@ -430,7 +439,8 @@ pub fn validity(entry: &Entry, guest: &Guest) -> std::result::Result<(), String>
     if !entry.dir.join(".complete").exists() {
         return Err("incomplete (a save was interrupted)".into());
     }
-    let key = GuestKey::for_guest(guest).map_err(|e| e.to_string())?;
+    let key = GuestKey::existing(guest)
+        .ok_or("the guest's SSH key is gone (the next run makes a new key and state)")?;
     let want = expected_as(guest, &key, record.initrd_hold).map_err(|e| e.to_string())?;
     let mut diffs = Vec::new();
     if record.guest != want.guest {
@@ -467,14 +477,52 @@ pub fn validity(entry: &Entry, guest: &Guest) -> std::result::Result<(), String>
     }
 }
 
-/// Removes every saved state and guest key under the cache; returns the bytes freed.
-pub fn clean(base: &Path) -> Result<u64> {
-    let mut freed = 0;
-    for entry in list(base) {
-        freed += entry.bytes;
-        std::fs::remove_dir_all(&entry.dir).map_err(|e| HarnessError::io(&entry.dir, e))?;
+/// Whether `entry` would be restored now, judged against the guest it was saved from
+/// (its record names it) and that guest's use (`guests`, [`cached::list`]): `Err` says why
+/// not.
+pub fn judge(entry: &Entry, guests: &[cached::Entry]) -> std::result::Result<(), String> {
+    let record = entry.record.as_ref().map_err(|e| e.to_string())?;
+    if let Some(Err(why)) = guests
+        .iter()
+        .find(|g| g.dir.file_name().is_some_and(|n| *n == *record.guest))
+        .map(|g| &g.used)
+    {
+        return Err(format!("its guest {} is unused ({why})", record.guest));
     }
-    Ok(freed)
+    match cached::open(&record.guest) {
+        None => Err(format!(
+            "its guest {} is no longer cached (or never finished building)",
+            record.guest
+        )),
+        Some(Err(e)) => Err(format!("its guest {} does not load: {e}", record.guest)),
+        Some(Ok(guest)) => validity(entry, &guest),
+    }
+}
+
+/// Removes one saved state unless a run holds its arch's lock now (it may be saving or
+/// restoring): `Ok(false)` then.
+pub fn remove(entry: &Entry) -> Result<bool> {
+    let base = entry.dir.parent().unwrap_or(Path::new("/"));
+    let arches = match &entry.record {
+        Ok(r) => vec![r.arch],
+        Err(_) => Arch::ALL.to_vec(),
+    };
+    let mut held = Vec::new();
+    for arch in arches {
+        for name in [
+            arch.systemd_name().to_string(),
+            format!("{}-initrd", arch.systemd_name()),
+        ] {
+            let dir = base.join(".locks").join(name);
+            match sysext_builder::cache::Lock::try_acquire(&dir) {
+                Ok(Some(lock)) => held.push(lock),
+                Ok(None) => return Ok(false),
+                Err(e) => return Err(HarnessError::io(&dir, e)),
+            }
+        }
+    }
+    std::fs::remove_dir_all(&entry.dir).map_err(|e| HarnessError::io(&entry.dir, e))?;
+    Ok(true)
 }
 
 fn du(dir: &Path) -> u64 {

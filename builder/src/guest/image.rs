@@ -35,17 +35,7 @@ pub fn from_disk(path: &Path, progress: &dyn Fn(&str)) -> Result<Guest, BuildErr
     if !meta.is_file() {
         return Err(not_a_disk("not a file".into()));
     }
-    let canonical = std::fs::canonicalize(path).map_err(|e| BuildError::io(path, e))?;
-    let mtime = meta
-        .modified()
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let key = hex::encode(
-        &Sha256::digest(format!("{}\n{}\n{mtime}\n", canonical.display(), meta.len()).as_bytes())
-            [..8],
-    );
+    let key = key_of(path).map_err(|e| BuildError::io(path, e))?;
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -87,7 +77,43 @@ pub fn from_disk(path: &Path, progress: &dyn Fn(&str)) -> Result<Guest, BuildErr
     load(&dir)
 }
 
-fn load(dir: &Path) -> Result<Guest, BuildError> {
+/// What names a disk's cache entry: its real path, size and modification time, so a disk
+/// rewritten in place is read again.
+pub(super) fn key_of(path: &Path) -> std::io::Result<String> {
+    let meta = std::fs::metadata(path)?;
+    let canonical = std::fs::canonicalize(path)?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    Ok(hex::encode(
+        &Sha256::digest(format!("{}\n{}\n{mtime}\n", canonical.display(), meta.len()).as_bytes())
+            [..8],
+    ))
+}
+
+/// Whether the cache entry at `dir` still stands for its disk: the disk is where it was,
+/// unchanged. `Err` says why not.
+pub fn still_read_from_source(dir: &Path) -> Result<(), String> {
+    let source = std::fs::read_to_string(dir.join("source"))
+        .map(|s| PathBuf::from(s.trim()))
+        .map_err(|_| "no record of the disk it was read from".to_string())?;
+    let key =
+        key_of(&source).map_err(|e| format!("its disk {} is gone ({e})", source.display()))?;
+    let name = dir.file_name().unwrap_or_default().to_string_lossy();
+    if name.ends_with(&format!("-{key}")) {
+        Ok(())
+    } else {
+        Err(format!(
+            "its disk {} changed since it was read",
+            source.display()
+        ))
+    }
+}
+
+pub(super) fn load(dir: &Path) -> Result<Guest, BuildError> {
     let read = |name: &str| {
         let p = dir.join(name);
         std::fs::read_to_string(&p)

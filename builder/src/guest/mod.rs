@@ -10,6 +10,7 @@
 //! accounts and merge model: the boot cases' guest).
 
 pub mod builtins;
+pub mod cached;
 mod cpio;
 mod debian;
 pub mod esp;

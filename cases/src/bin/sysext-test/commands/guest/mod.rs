@@ -12,9 +12,9 @@ use std::process::ExitCode;
 pub enum Command {
     /// Build the guest for an arch (or reuse the cached one), and optionally save its booted state.
     Build(build::Args),
-    /// Show the cached guests' saved states and whether the next run would restore them.
+    /// Show the cached guests and saved states, and which of them the next run uses.
     Status(status::Args),
-    /// Remove every saved guest state (the guests themselves stay cached).
+    /// Remove the saved guest states, or with --stale everything unused (old guests too).
     Clean(clean::Args),
     /// Restore the saved guest and run commands in it as root (after `--`, one per argument).
     Exec(exec::Args),

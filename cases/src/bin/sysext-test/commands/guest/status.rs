@@ -3,15 +3,22 @@
 use std::io::Write;
 use std::process::ExitCode;
 
+use sysext_builder::guest::cached;
 use sysext_harness::snapshot;
 
 use crate::args::Format;
 
 #[derive(clap::Args)]
 #[command(
-    after_help = "A saved state is reused while the guest recipe, the QEMU version, the \
-accelerator, the QEMU and kernel command lines and the guest's SSH key are unchanged; any change \
-makes the next run cold-boot and save a new one."
+    after_help = "Guests: a guest is used while this sysext-test's recipe for its \
+profile and arch still names it (any recipe change names a new one), or, for a disk read with \
+`--guest PATH`, while that disk is unchanged.
+
+Saved states: a state is reused while its guest, the QEMU version, the accelerator, the QEMU and \
+kernel command lines and the guest's SSH key are unchanged; any change makes the next run \
+cold-boot and save a new one.
+
+`sysext-test guest clean --stale` removes everything marked unused or stale."
 )]
 pub struct Args {
     /// What to print: for people or for machines.
@@ -21,57 +28,81 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let place = sysext_harness::Place::from_env();
-    let mut rows = Vec::new();
-    for entry in snapshot::list(&place.snapshots()) {
-        let (arch, record) = match &entry.record {
-            Ok(r) => (Some(r.arch), serde_json::to_value(r).ok()),
-            Err(_) => (None, None),
-        };
-        // Validity is judged against the guest the current recipe builds, if it is cached.
-        let validity = match arch.map(|a| {
-            let recipe = sysext_builder::guest::Recipe::debian(a);
-            (recipe.cache_dir().join(".complete").exists(), recipe)
-        }) {
-            Some((true, recipe)) => {
-                let guest = sysext_builder::guest::build_or_reuse(&recipe, &|_| {})
-                    .map_err(|e| anyhow::anyhow!("{e}"))?;
-                snapshot::validity(&entry, &guest)
-            }
-            Some((false, _)) => {
-                Err("the current recipe's guest is not built (its recipe changed)".into())
-            }
-            None => entry.record.as_ref().map(|_| ()).map_err(|e| e.to_string()),
-        };
-        rows.push((entry, record, validity));
-    }
+    let guests = cached::list();
+    let states: Vec<(snapshot::Entry, Result<(), String>)> = snapshot::list(&place.snapshots())
+        .into_iter()
+        .map(|e| {
+            let judged = snapshot::judge(&e, &guests);
+            (e, judged)
+        })
+        .collect();
+    let unused: u64 = guests
+        .iter()
+        .filter(|g| g.used.is_err())
+        .map(|g| g.bytes)
+        .chain(
+            states
+                .iter()
+                .filter(|(_, v)| v.is_err())
+                .map(|(e, _)| e.bytes),
+        )
+        .sum();
     let mut out = std::io::stdout().lock();
     if args.format == Format::Json {
-        let v: Vec<serde_json::Value> = rows
+        let guests: Vec<serde_json::Value> = guests
             .iter()
-            .map(|(e, record, validity)| {
+            .map(|g| {
                 serde_json::json!({
-                    "dir": e.dir, "bytes": e.bytes, "record": record,
+                    "dir": g.dir, "what": g.what.label(), "bytes": g.bytes,
+                    "used": g.used.is_ok(), "reason": g.used.as_ref().err(),
+                })
+            })
+            .collect();
+        let states: Vec<serde_json::Value> = states
+            .iter()
+            .map(|(e, validity)| {
+                serde_json::json!({
+                    "dir": e.dir, "bytes": e.bytes,
+                    "record": e.record.as_ref().ok().and_then(|r| serde_json::to_value(r).ok()),
                     "valid": validity.is_ok(),
                     "reason": validity.as_ref().err(),
                 })
             })
             .collect();
+        let v = serde_json::json!({
+            "guests": guests, "states": states, "stale_bytes": unused,
+        });
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(ExitCode::SUCCESS);
     }
-    if rows.is_empty() {
+    writeln!(out, "guests under {}:", cached::root().display())?;
+    if guests.is_empty() {
+        writeln!(out, "  none (the first VM case builds one)")?;
+    }
+    for g in &guests {
+        let name = g.dir.file_name().unwrap_or_default().to_string_lossy();
+        let verdict = match &g.used {
+            Ok(()) => "used".to_string(),
+            Err(why) => format!("unused: {why}"),
+        };
         writeln!(
             out,
-            "no saved guest states under {} (the next VM case saves one)",
-            place.snapshots().display()
+            "  {name} ({} MB, {}): {verdict}",
+            g.bytes / 1_000_000,
+            g.what.label()
         )?;
     }
-    for (e, _, validity) in &rows {
-        writeln!(out, "{} ({} MB)", e.dir.display(), e.bytes / 1_000_000)?;
+    writeln!(out, "saved states under {}:", place.snapshots().display())?;
+    if states.is_empty() {
+        writeln!(out, "  none (the next VM case saves one)")?;
+    }
+    for (e, validity) in &states {
+        let name = e.dir.file_name().unwrap_or_default().to_string_lossy();
+        writeln!(out, "  {name} ({} MB)", e.bytes / 1_000_000)?;
         if let Ok(r) = &e.record {
             writeln!(
                 out,
-                "  {} guest {}, {}, {}, key {}\n  cold boot {:.1}s (network beacon {}), saved at {}",
+                "    {} guest {}, {}, {}, key {}\n    cold boot {:.1}s (network beacon {}), saved at {}",
                 r.arch,
                 r.guest,
                 r.qemu,
@@ -87,13 +118,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         match validity {
             Ok(()) => writeln!(
                 out,
-                "  valid: recipe, QEMU, accelerator, command line and key all match; the next run restores it"
+                "    valid: guest, QEMU, accelerator, command line and key all match; the next run restores it"
             )?,
-            Err(why) => writeln!(
-                out,
-                "  stale: {why}; the next run boots and saves a new one"
-            )?,
+            Err(why) => writeln!(out, "    stale: {why}; never restored again")?,
         }
+    }
+    if unused > 0 {
+        writeln!(
+            out,
+            "{} MB unused or stale: `sysext-test guest clean --stale` removes it",
+            unused / 1_000_000
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }
