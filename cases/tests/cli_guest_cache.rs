@@ -18,14 +18,9 @@ fn bin(cache: &Path) -> Command {
     c
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+#[path = "support/output.rs"]
+mod output;
+use output::text;
 
 fn json(out: &Output) -> serde_json::Value {
     assert!(out.status.success(), "{}", text(out));

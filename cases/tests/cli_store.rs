@@ -31,14 +31,9 @@ fn store(dir: &Path) -> PathBuf {
     root
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
+#[path = "support/output.rs"]
+mod output;
+use output::text;
 
 /// The conformance binary nextest built beside this one (`target/<profile>/deps/`).
 fn conformance_binary() -> PathBuf {
