@@ -79,6 +79,22 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     sysext_cases::fuzz::parse_duration(s)
 }
 
+/// `--guest` (run, guest exec): a Flatcar release or a disk image in Flatcar's format,
+/// chosen for this process; `Err` is the one-line problem with its fix.
+pub fn choose_guest(given: &str) -> Result<sysext_cases::via::guest::Choice, String> {
+    use sysext_cases::via::guest::{self, Choice};
+    let choice: Choice = given.parse().map_err(|e| format!("--guest {given}: {e}"))?;
+    if let Choice::Disk(p) = &choice
+        && !p.is_file()
+    {
+        return Err(format!(
+            "--guest {given}: no such disk image; give flatcar:CHANNEL[:VERSION] or a disk `guest fetch` or `guest build --profile flatcar` made"
+        ));
+    }
+    guest::choose(choice.clone());
+    Ok(choice)
+}
+
 /// Bad input: one line on stderr naming the file and the fix, exit status 2.
 pub fn usage(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
     eprintln!("error: {message}");

@@ -100,19 +100,10 @@ impl ViaArg {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    if let Some(g) = &args.guest {
-        let choice: sysext_cases::via::guest::Choice = match g.parse() {
-            Ok(c) => c,
-            Err(e) => return crate::args::usage(format!("--guest {g}: {e}")),
-        };
-        if let sysext_cases::via::guest::Choice::Disk(p) = &choice
-            && !p.is_file()
-        {
-            return crate::args::usage(format!(
-                "--guest {g}: no such disk image; give flatcar:CHANNEL[:VERSION] or a disk `guest fetch` or `guest build --profile flatcar` made"
-            ));
-        }
-        sysext_cases::via::guest::choose(choice);
+    if let Some(g) = &args.guest
+        && let Err(e) = crate::args::choose_guest(g)
+    {
+        return crate::args::usage(e);
     }
     let given = match &args.manifest {
         Some(p) => Some(Manifest::load(p).map_err(|e| anyhow::anyhow!("{e}"))?),

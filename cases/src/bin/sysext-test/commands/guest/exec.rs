@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use sysext_builder::Arch;
 use sysext_builder::guest::Profile;
 use sysext_cases::outcome::NotReached;
+use sysext_cases::via::guest::Choice;
 
 use crate::args::{ARCHES, Format, PROFILES, closed, usage};
 
@@ -17,14 +18,23 @@ kept). Each command's output, exit status and time is printed (JSON: a list of t
 
 Examples:
   sysext-test guest exec -- 'systemd-sysext status' 'systemd-analyze time'
-  sysext-test guest exec --arch arm64 --upload my.raw:/etc/extensions/my.raw -- 'systemd-sysext merge'"
+  sysext-test guest exec --arch arm64 --upload my.raw:/etc/extensions/my.raw -- 'systemd-sysext merge'
+  sysext-test guest exec --guest flatcar:stable -- 'cat /etc/os-release' 'systemd-sysext status'
+  sysext-test guest exec --guest ./flatcar_production_qemu_uefi_image.img -- 'ls /etc/extensions'"
 )]
 pub struct Args {
-    #[arg(long, value_parser = closed::<Arch>(ARCHES), default_value = "x86-64")]
-    arch: Arch,
-    /// Which guest (see `guest build --help`).
-    #[arg(long, default_value = "debian", value_parser = closed::<Profile>(PROFILES))]
+    /// The guest's arch [default: a --guest disk's own, else x86-64].
+    #[arg(long, value_parser = closed::<Arch>(ARCHES))]
+    arch: Option<Arch>,
+    /// Which built guest (see `guest build --help`).
+    #[arg(long, default_value = "debian", value_parser = closed::<Profile>(PROFILES), conflicts_with = "guest")]
     profile: Profile,
+    /// A real Flatcar instead of a built guest: flatcar:CHANNEL[:VERSION] (fetched and
+    /// verified as `guest fetch` does) or a disk image in Flatcar's format. Its saved state
+    /// is made on first use (one cold boot through its firmware); commands run as root
+    /// through sudo as core.
+    #[arg(long, value_name = "flatcar:CHANNEL[:VERSION]|PATH")]
+    guest: Option<String>,
     /// Copy a host file into the guest first (LOCAL:REMOTE; repeatable).
     #[arg(long, value_name = "LOCAL:REMOTE")]
     upload: Vec<String>,
@@ -53,12 +63,30 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         pairs.push((local, remote.to_string()));
     }
+    let chosen = match args.guest.as_deref().map(crate::args::choose_guest) {
+        Some(Err(e)) => return usage(e),
+        Some(Ok(c)) => Some(c),
+        None => None,
+    };
     let place = sysext_harness::Place::from_env();
-    let progress = crate::ui::Progress::start(&format!("restoring the {} guest", args.arch));
-    let restored =
-        sysext_cases::via::runtime::restore(args.arch, args.profile, &place, None, &|l| {
-            progress.step(l)
-        });
+    let progress = crate::ui::Progress::start("restoring the guest");
+    let arch = match (args.arch, &chosen) {
+        (Some(a), _) => a,
+        // A disk has one arch: its own, read off its ESP (and kept for the restore).
+        (None, Some(Choice::Disk(path))) => {
+            match sysext_builder::guest::image::from_disk(path, &|l| progress.step(l)) {
+                Ok(g) => g.arch,
+                Err(e) => {
+                    progress.finish();
+                    return usage(e);
+                }
+            }
+        }
+        (None, _) => Arch::X86_64,
+    };
+    let restored = sysext_cases::via::runtime::restore(arch, args.profile, &place, None, &|l| {
+        progress.step(l)
+    });
     progress.finish();
     let (vm, notes) = match restored {
         Ok(v) => v,
@@ -71,8 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         eprintln!("note: {n}");
     }
     eprintln!(
-        "restored the {} guest in {:.1}s",
-        args.arch,
+        "restored the {arch} guest in {:.1}s",
         vm.startup.as_secs_f64()
     );
     for (local, remote) in &pairs {

@@ -1,8 +1,9 @@
-//! The guest cache as it looks after a few weeks of use: guests every older recipe built,
-//! their keys and saved states, an interrupted build, an old root tarball. `guest status`
-//! tells what the next run uses from what it never will, and `guest clean --stale` frees
-//! the latter, keeping what is in use, what a running build holds, and files it does not
-//! know.
+//! The `guest` verb without a VM. The guest cache as it looks after a few weeks of use:
+//! guests every older recipe built, their keys and saved states, an interrupted build, an
+//! old root tarball. `guest status` tells what the next run uses from what it never will,
+//! and `guest clean --stale` frees the latter, keeping what is in use, what a running build
+//! holds, and files it does not know. And `guest exec --guest` refusing what is no guest
+//! before anything boots.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -204,4 +205,25 @@ fn clean_without_stale_forgets_every_saved_state_and_keeps_every_guest() {
             .exists()
     );
     assert!(guests.join(OLD_X86).join("root.img").exists());
+}
+
+#[test]
+fn exec_on_a_guest_that_is_no_disk_or_release_exits_2_naming_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (guest, says) in [
+        ("/nonexistent/flatcar.img", "no such disk image"),
+        ("flatcar:nightly", "channel one of stable, beta, alpha, lts"),
+    ] {
+        let out = bin(tmp.path())
+            .args(["guest", "exec", "--guest", guest, "--", "true"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains(guest) && err.contains(says), "{err}");
+    }
+    // Nothing was fetched, read or saved for it.
+    assert!(!tmp.path().join("snapshots").exists());
+    assert!(!tmp.path().join("guests").exists());
 }
